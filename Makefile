@@ -1,0 +1,41 @@
+# The README's commands. Everything installs into .venv, so they work as root or not.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+CONFIG ?= examples/quickstart
+LISTEN ?= 127.0.0.1:9191
+
+.PHONY: serve test bench proto install install-test install-bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python setup.cfg pyproject.toml
+	$(BIN)/pip install --quiet -e '.[redis,opa,prometheus]'
+	@touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(BIN)/pip install --quiet -e '.[redis,opa,prometheus,test]'
+	@touch $@
+
+$(VENV)/.installed-bench: $(VENV)/.installed-test
+	$(BIN)/pip install --quiet -e '.[redis,opa,prometheus,test,bench]'
+	@touch $@
+
+install: $(VENV)/.installed
+
+serve: $(VENV)/.installed
+	$(BIN)/policy serve --config $(CONFIG) --listen $(LISTEN)
+
+test: $(VENV)/.installed-test
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: $(VENV)/.installed-bench
+	$(BIN)/python -m benchmarks $(BENCH_ARGS)
+
+proto: $(VENV)/.installed-test
+	$(BIN)/python -m policy._protogen
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,116 @@
+"""The attribute bag: one request's typed attributes, and the recording of what was read.
+
+A bag never holds ``None``: an attribute is either present with a value of its
+vocabulary type, or absent, and ``get`` answers ``None`` for absent. A
+:class:`RecordingBag` wraps a bag during evaluation and remembers every attribute
+(and every map key) that was read, present or absent. That record is what the
+decision cache keys on and what the native API returns as referenced attributes.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+#: A read of one attribute: ``(name, None)``, or ``(name, key)`` for one key of a string map.
+Read = tuple[str, "str | None"]
+
+
+class Presence(enum.Enum):
+    """Whether a referenced attribute (or map key) was present when it was read."""
+
+    ABSENT = "ABSENT"
+    EXACT = "EXACT"
+
+
+@dataclass(frozen=True, slots=True)
+class Reference:
+    """One referenced attribute, as the native API reports it."""
+
+    name: str
+    map_key: str | None
+    presence: Presence
+
+
+class AttributeBag(Mapping[str, Any]):
+    """A request's attributes by name; absent attributes are simply not there."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self, values: Mapping[str, Any] | None = None) -> None:
+        self._values: dict[str, Any] = (
+            {k: v for k, v in values.items() if v is not None} if values else {}
+        )
+
+    # Mapping protocol (for adapters, logging and tests).
+    def __getitem__(self, name: str) -> Any:
+        return self._values[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:
+        return f"AttributeBag({self._values!r})"
+
+    @property
+    def raw(self) -> dict[str, Any]:
+        """The underlying dict; read-only by convention (the runtime's fast paths use it)."""
+        return self._values
+
+    def get(self, name: str, default: Any = None) -> Any:
+        """Return the attribute's value, or ``default`` (None) when absent."""
+        return self._values.get(name, default)
+
+    def get_key(self, name: str, key: str) -> str | None:
+        """Return one key of a string-map attribute, or None when the map or key is absent."""
+        mapping = self._values.get(name)
+        if mapping is None:
+            return None
+        return mapping.get(key)
+
+    def with_values(self, extra: Mapping[str, Any]) -> "AttributeBag":
+        """Return a new bag with ``extra`` added (None values are dropped)."""
+        merged = dict(self._values)
+        merged.update((k, v) for k, v in extra.items() if v is not None)
+        return AttributeBag(merged)
+
+
+class RecordingBag:
+    """Wraps a bag for one evaluation and records every read, present or absent."""
+
+    __slots__ = ("_values", "reads")
+
+    def __init__(self, bag: AttributeBag) -> None:
+        self._values = bag.raw
+        self.reads: list[Read] = []
+
+    def get(self, name: str, default: Any = None) -> Any:
+        """Return the attribute's value (None when absent) and record the read."""
+        self.reads.append((name, None))
+        return self._values.get(name, default)
+
+    def get_key(self, name: str, key: str) -> str | None:
+        """Return one key of a string map (None when absent) and record the read of that key."""
+        self.reads.append((name, key))
+        mapping = self._values.get(name)
+        if mapping is None:
+            return None
+        return mapping.get(key)
+
+    def shape(self) -> frozenset[Read]:
+        """The distinct reads made so far."""
+        return frozenset(self.reads)
+
+
+def references(bag: AttributeBag, reads: Iterable[Read]) -> list[Reference]:
+    """Turn reads into :class:`Reference` records, sorted, each marked present or absent."""
+    out = []
+    for name, key in sorted(set(reads), key=lambda r: (r[0], r[1] or "")):
+        value = bag.get(name) if key is None else bag.get_key(name, key)
+        out.append(Reference(name, key, Presence.ABSENT if value is None else Presence.EXACT))
+    return out
