@@ -1,0 +1,1 @@
+"""The runtime: plugin host, compiled snapshots, dispatch, combination, caches, report queue."""

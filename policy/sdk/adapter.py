@@ -1,0 +1,129 @@
+"""The adapter contract: what a plugin implements, and what the host gives it.
+
+An **adapter** describes one kind of backend: its ``name``, a ``description``, the
+``templates`` it supports, its ``Params`` dataclass, extra ``validate`` checks, and
+``build``, which turns validated params into a **handler**. A handler answers
+``check``, ``quota`` and/or ``report`` for the templates of its adapter and releases
+what it holds in ``close``. Handler methods may be plain functions (for in-memory
+work; they run on the event loop and must not block) or coroutines (for I/O).
+
+Register adapters from a plugin::
+
+    from policy import hookimpl
+
+    @hookimpl
+    def policy_register_adapters(registry):
+        registry.add(MyAdapter)
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from policy.sdk.params import FieldError, NoParams
+from policy.sdk.results import CheckResult, QuotaArgs, QuotaResult
+
+
+class FailMode(enum.Enum):
+    """What a handler's calls answer when the handler errs (raises, times out).
+
+    CLOSED denies with the error's status (the default for checks); OPEN allows
+    (and the allowance is never cached).
+    """
+
+    CLOSED = "CLOSED"
+    OPEN = "OPEN"
+
+
+@dataclass(frozen=True)
+class Clock:
+    """An injectable clock: wall time (``now``) and monotonic time (``monotonic``), in seconds."""
+
+    now: Callable[[], float] = time.time
+    monotonic: Callable[[], float] = time.monotonic
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """What the host gives an adapter when it builds a handler.
+
+    :param handler: the handler's name in config (use it in messages and metrics).
+    :param config_dir: the directory of the config file, for relative paths in params.
+    :param logger: a logger named after the handler.
+    :param clock: the clock to read time from (tests inject their own).
+    """
+
+    handler: str
+    config_dir: Path = field(default_factory=Path.cwd)
+    logger: logging.Logger = field(default_factory=lambda: logging.getLogger("policy.adapter"))
+    clock: Clock = field(default_factory=Clock)
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+class Handler:
+    """Base of handlers. Override the methods your adapter's templates need.
+
+    ``check(instance) -> CheckResult`` for check templates,
+    ``quota(instance, args) -> QuotaResult`` for quota templates,
+    ``report(instances) -> None`` for report templates (a batch of instances).
+    Each may be ``async def``. ``close()`` is called when the handler's config
+    snapshot is retired or the service stops.
+    """
+
+    def check(self, instance: Any) -> CheckResult:
+        """Answer a check for one instance."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement check")
+
+    def quota(self, instance: Any, args: QuotaArgs) -> QuotaResult:
+        """Allocate quota for one instance."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement quota")
+
+    def report(self, instances: Sequence[Any]) -> None:
+        """Take a batch of report instances."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement report")
+
+    async def close(self) -> None:
+        """Release files, sockets and tasks the handler holds (may be a plain function too)."""
+
+
+class Adapter:
+    """Base of adapters: describe the adapter and build handlers from params.
+
+    Class attributes to set: ``name`` (unique; the ``compiledAdapter`` / ``adapter``
+    in config), ``description`` (one line), ``templates`` (names of supported
+    templates) and ``Params`` (a dataclass, see :mod:`policy.sdk.params`).
+    """
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    templates: ClassVar[tuple[str, ...]] = ()
+    Params: ClassVar[type] = NoParams
+
+    @classmethod
+    def validate(cls, params: Any) -> Iterable[FieldError]:
+        """Check what the params schema cannot (cross-field rules); yield FieldErrors."""
+        return ()
+
+    @classmethod
+    def build(cls, params: Any, context: BuildContext) -> Handler:
+        """Build a handler from validated params."""
+        raise NotImplementedError(f"adapter {cls.name!r} does not implement build")
+
+
+# Re-exported for adapter authors who only import this module.
+__all__ = [
+    "Adapter",
+    "BuildContext",
+    "CheckResult",
+    "Clock",
+    "FailMode",
+    "Handler",
+    "QuotaArgs",
+    "QuotaResult",
+]

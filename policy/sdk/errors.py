@@ -1,0 +1,75 @@
+"""The exception tree of sidecar-policy.
+
+::
+
+    PolicyError                      base of everything this package raises on purpose
+    ├── ConfigError                  a config failed to load; .issues lists every problem
+    │                                (file, document kind/name, field, message)
+    ├── PluginError                  a plugin is broken: duplicate adapter name, bad hook result
+    └── AdapterError                 raised by an adapter at request time to answer a status
+                                     (code + message) instead of a crash
+    ParamsError(ValueError)          adapter params failed validation; .errors are FieldErrors
+    ExpressionError(ValueError)      (policy.expr) an expression failed to parse or type-check
+
+An adapter that raises anything else at request time is caught by the host and
+turned into an INTERNAL status naming the handler, subject to its fail mode.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from policy.sdk.params import FieldError, ParamsError
+from policy.sdk.status import Code
+
+
+class PolicyError(Exception):
+    """Base class of the errors this package raises on purpose."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigIssue:
+    """One problem in a config: where it is and what is wrong."""
+
+    file: str
+    document: str
+    field: str
+    message: str
+    severity: str = "error"
+
+    def __str__(self) -> str:
+        where = ": ".join(p for p in (self.file, self.document, self.field) if p)
+        return f"{where}: {self.message}" if where else self.message
+
+
+class ConfigError(PolicyError):
+    """A config could not be loaded; ``issues`` lists every error found."""
+
+    def __init__(self, issues: list[ConfigIssue]) -> None:
+        self.issues = issues
+        lines = "\n".join(f"  {i}" for i in issues)
+        super().__init__(f"{len(issues)} config error(s):\n{lines}")
+
+
+class PluginError(PolicyError):
+    """A plugin is broken or conflicts with another (names both where it can)."""
+
+
+class AdapterError(PolicyError):
+    """Raised by an adapter to answer a specific status instead of an internal error."""
+
+    def __init__(self, code: Code, message: str) -> None:
+        self.code = code
+        self.message = message
+        super().__init__(f"{code.name}: {message}")
+
+
+__all__ = [
+    "AdapterError",
+    "ConfigError",
+    "ConfigIssue",
+    "FieldError",
+    "ParamsError",
+    "PluginError",
+    "PolicyError",
+]
