@@ -34,8 +34,9 @@ test: $(VENV)/.installed-test
 bench: $(VENV)/.installed-bench
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
+# Regenerate policy/v1 from proto/; `make proto PROTO_ARGS=--check` only reports stale files.
 proto: $(VENV)/.installed-test
-	$(BIN)/python -m policy._protogen
+	$(BIN)/python -m policy._protogen $(PROTO_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -53,6 +53,7 @@ _KIND_OF_TYPE: dict[ValueType, str] = {
     ValueType.STRING_MAP: "string_map_value",
 }
 _TYPE_OF_KIND: dict[str, ValueType] = {kind: t for t, kind in _KIND_OF_TYPE.items()}
+_ANY = ValueType.ANY
 
 
 class CodecError(ValueError):
@@ -78,44 +79,47 @@ def attributes_from_proto(
     get_type = vocabulary.get
     name = ""
     try:
-        _decode_into(out, msg, get_type)
+        for name, value in msg.values.items():
+            kind = value.WhichOneof("kind")
+            expected = get_type(name)
+            # Identity tests on str-keyed lookups: hashing the enum costs more on this path.
+            if (
+                expected is not None
+                and expected is not _TYPE_OF_KIND.get(kind)  # type: ignore[arg-type]
+                and expected is not _ANY
+            ):
+                raise _mismatch(name, expected, kind)
+            # Ordered by how often each type occurs in real requests.
+            if kind == "string_value":
+                out[name] = value.string_value
+            elif kind == "int64_value":
+                out[name] = value.int64_value
+            elif kind == "string_map_value":
+                out[name] = dict(value.string_map_value.entries)
+            elif kind == "ip_address_value":
+                out[name] = _ip_from_bytes(name, value.ip_address_value)
+            elif kind == "timestamp_value":
+                ts = value.timestamp_value
+                out[name] = _EPOCH + _timedelta(0, ts.seconds, ts.nanos // 1000)
+            elif kind == "duration_value":
+                d = value.duration_value
+                # Seconds and nanos share a sign; truncate the nanos toward zero.
+                micros = d.nanos // 1000 if d.nanos >= 0 else -(-d.nanos // 1000)
+                out[name] = _timedelta(0, d.seconds, micros)
+            elif kind == "bool_value":
+                out[name] = value.bool_value
+            elif kind == "double_value":
+                out[name] = value.double_value
+            elif kind == "bytes_value":
+                out[name] = value.bytes_value
+            else:
+                raise CodecError(
+                    f"attribute {name!r}: the Value is empty (no member of 'kind' is set)"
+                )
     except OverflowError as error:
-        name = next((n for n in msg.values if n not in out), "?")
-        raise CodecError(f"attribute {name!r}: value out of Python's range: {error}") from error
+        # A timestamp or duration beyond what datetime/timedelta can hold.
+        raise CodecError(f"attribute {name!r}: value outside Python's range: {error}") from None
     return out
-
-
-def _decode_into(out: dict[str, Any], msg: policy_pb2.Attributes, get_type: Any) -> None:
-    for name, value in msg.values.items():
-        kind = value.WhichOneof("kind")
-        expected = get_type(name)
-        if expected is not None and kind != _KIND_OF_TYPE.get(expected, kind):
-            raise _mismatch(name, expected, kind)
-        # Ordered by how often each type occurs in real requests.
-        if kind == "string_value":
-            out[name] = value.string_value
-        elif kind == "int64_value":
-            out[name] = value.int64_value
-        elif kind == "string_map_value":
-            out[name] = dict(value.string_map_value.entries)
-        elif kind == "ip_address_value":
-            out[name] = _ip_from_bytes(name, value.ip_address_value)
-        elif kind == "timestamp_value":
-            ts = value.timestamp_value
-            out[name] = _EPOCH + _timedelta(seconds=ts.seconds, microseconds=ts.nanos // 1000)
-        elif kind == "duration_value":
-            d = value.duration_value
-            # Seconds and nanos share a sign; truncate the nanos toward zero.
-            micros = d.nanos // 1000 if d.nanos >= 0 else -(-d.nanos // 1000)
-            out[name] = _timedelta(seconds=d.seconds, microseconds=micros)
-        elif kind == "bool_value":
-            out[name] = value.bool_value
-        elif kind == "double_value":
-            out[name] = value.double_value
-        elif kind == "bytes_value":
-            out[name] = value.bytes_value
-        else:
-            raise CodecError(f"attribute {name!r}: the Value is empty (no member of 'kind' is set)")
 
 
 def _mismatch(name: str, expected: ValueType, kind: str | None) -> CodecError:

@@ -1,0 +1,1 @@
+"""Transports: the grpc.aio servers that translate requests into attribute bags and back."""
