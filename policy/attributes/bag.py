@@ -44,6 +44,13 @@ class AttributeBag(Mapping[str, Any]):
             {k: v for k, v in values.items() if v is not None} if values else {}
         )
 
+    @classmethod
+    def trusted(cls, values: dict[str, Any]) -> "AttributeBag":
+        """Wrap a dict already validated at the edge (no None values); the dict is not copied."""
+        bag = object.__new__(cls)
+        bag._values = values
+        return bag
+
     # Mapping protocol (for adapters, logging and tests).
     def __getitem__(self, name: str) -> Any:
         return self._values[name]

@@ -1,0 +1,347 @@
+"""The ``policy`` command: serve, check, validate, adapters, bench.
+
+Exit codes: 0 success (``check``: allowed), 1 ``check`` denied, 2 a config or usage error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from policy.cli_values import ValueParseError, parse_attribute_args
+
+EXIT_DENIED = 1
+EXIT_USAGE = 2
+
+
+def _setup_logging(level: str) -> None:
+    from policy.logs import configure_logging
+
+    configure_logging(level)
+
+
+def _host(no_autoload: bool = False) -> Any:
+    from policy.runtime.plugins import build_plugin_host
+    from policy.sdk import PluginError
+
+    try:
+        return build_plugin_host(autoload=False if no_autoload else None)
+    except PluginError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+
+
+def _fail_config(exc: Any) -> None:
+    for issue in exc.issues:
+        click.echo(f"error: {issue}", err=True)
+    click.echo(f"{len(exc.issues)} error(s); nothing was loaded", err=True)
+    sys.exit(EXIT_USAGE)
+
+
+def _use_uvloop() -> None:
+    try:
+        import uvloop
+    except ImportError:
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="sidecar-policy", prog_name="policy")
+def main() -> None:
+    """A sidecar-local policy service: Mixer's adapters behind a fast local gRPC API.
+
+    \b
+    Try:
+      policy validate examples/quickstart
+      policy check --config examples/quickstart --attr source.ip=10.0.0.1
+      policy serve --config examples/quickstart
+    """
+
+
+# --- serve -------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--config", "config_path", required=True, type=click.Path(exists=True, path_type=Path),
+              help="A YAML config file or a directory of them (watched and hot-reloaded).")
+@click.option("--listen", "listen", multiple=True, metavar="ADDR",
+              help="HOST:PORT or unix:/path/to.sock; repeat for several. [default: 127.0.0.1:9191]")
+@click.option("--watch-interval", default=1.0, show_default=True, type=float,
+              help="Seconds between checks of the config for changes; 0 disables reload.")
+@click.option("--grace", default=5.0, show_default=True, type=float,
+              help="Seconds to drain in-flight calls on SIGTERM before stopping.")
+@click.option("--metrics-listen", metavar="HOST:PORT", default=None,
+              help="Serve Prometheus metrics over HTTP here (needs the 'prometheus' extra).")
+@click.option("--log-level", default="info", show_default=True,
+              type=click.Choice(["debug", "info", "warning", "error"]))
+@click.option("--no-autoload", is_flag=True, help="Load only built-in adapters (like POLICY_DISABLE_PLUGIN_AUTOLOAD=1).")
+def serve(config_path: Path, listen: tuple[str, ...], watch_interval: float, grace: float,
+          metrics_listen: str | None, log_level: str, no_autoload: bool) -> None:
+    """Serve the native, Envoy and health gRPC APIs on CONFIG until SIGTERM."""
+    from policy.runtime.service import PolicyService
+    from policy.sdk import ConfigError
+    from policy.servers.app import DEFAULT_LISTEN, PolicyServer, run_until_signal
+
+    _setup_logging(log_level)
+    service = PolicyService(config_path, _host(no_autoload), watch_interval=watch_interval)
+    try:
+        snapshot = service.load()
+    except ConfigError as exc:
+        _fail_config(exc)
+    server = PolicyServer(service, listen or [DEFAULT_LISTEN])
+    if metrics_listen:
+        server.metrics_listen = metrics_listen
+
+    def ready(addresses: list[str]) -> None:
+        click.echo(f"policy: loaded {config_path} (generation {snapshot.generation}):"
+                   f" {len(snapshot.handlers)} handlers, {len(snapshot.instances)} instances,"
+                   f" {len(snapshot.rules)} rules from {len(snapshot.sources)} file(s)")
+        for warning in snapshot.warnings:
+            click.echo(f"policy: warning: {warning}", err=True)
+        click.echo(f"policy: serving {', '.join(server.services)}")
+        for address in addresses:
+            click.echo(f"policy: listening on {address}")
+        sys.stdout.flush()
+
+    _use_uvloop()
+    try:
+        asyncio.run(run_until_signal(server, grace, ready))
+    except OSError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+    click.echo("policy: stopped")
+
+
+# --- check -------------------------------------------------------------------
+
+
+def _decision_json(decision: Any) -> dict[str, Any]:
+    return {
+        "code": decision.code.name,
+        "message": decision.message,
+        "allowed": decision.allowed,
+        "valid_duration_s": decision.valid_duration,
+        "valid_use_count": decision.valid_use_count,
+        "referenced": [{"name": r.name, "map_key": r.map_key, "condition": r.presence.value}
+                       for r in decision.referenced],
+        "rules": list(decision.rules),
+        "calls": [{"rule": c.rule, "handler": c.handler, "instance": c.instance,
+                   "code": c.result.status.code.name, "message": c.result.status.message,
+                   "valid_duration_s": c.result.valid_duration,
+                   "valid_use_count": c.result.valid_use_count} for c in decision.calls],
+        "quotas": {name: {"code": q.status.code.name, "message": q.status.message,
+                          "granted_amount": q.granted_amount, "valid_duration_s": q.valid_duration}
+                   for name, q in decision.quotas.items()},
+        "request_headers": [{"name": h.name, "value": h.value, "operation": h.operation.value}
+                            for h in decision.request_headers],
+        "response_headers": [{"name": h.name, "value": h.value, "operation": h.operation.value}
+                             for h in decision.response_headers],
+        "decision_id": decision.decision_id,
+    }
+
+
+def _cache_text(duration: float | None, uses: int | None) -> str:
+    if not duration:
+        return "not cacheable"
+    return f"{duration:g}s" + (f", {uses} uses" if uses is not None else "")
+
+
+def _print_decision(decision: Any) -> None:
+    verdict = "ALLOWED" if decision.allowed else "DENIED"
+    message = f" — {decision.message}" if decision.message else ""
+    click.echo(f"decision:   {verdict} ({decision.code.name}){message}")
+    click.echo(f"rules:      {', '.join(decision.rules) or '(none matched)'}")
+    if decision.calls:
+        click.echo("handlers:")
+        for call in decision.calls:
+            status = call.result.status
+            text = f" {status.message}" if status.message else ""
+            click.echo(f"  {call.rule} → {call.handler} ({call.instance}): {status.code.name}{text}"
+                       f" [cache {_cache_text(call.result.valid_duration, call.result.valid_use_count)}]")
+    for name, quota in decision.quotas.items():
+        click.echo(f"quota:      {name}: granted {quota.granted_amount} ({quota.status.code.name}"
+                   f"{' ' + quota.status.message if quota.status.message else ''})")
+    for label, ops in (("request", decision.request_headers), ("response", decision.response_headers)):
+        for op in ops:
+            click.echo(f"{label} header: {op.operation.value} {op.name}: {op.value}")
+    refs = ", ".join(f"{r.name}{f'[{r.map_key}]' if r.map_key else ''}"
+                     f"{' (absent)' if r.presence.value == 'ABSENT' else ''}" for r in decision.referenced)
+    click.echo(f"referenced: {refs or '(none)'}")
+    click.echo(f"cache:      {_cache_text(decision.valid_duration, decision.valid_use_count)}")
+
+
+def _parse_quotas(items: tuple[str, ...]) -> dict[str, Any]:
+    from policy.sdk import QuotaArgs
+
+    quotas = {}
+    for item in items:
+        name, sep, amount = item.partition("=")
+        try:
+            value = int(amount) if sep else 1
+        except ValueError:
+            raise click.UsageError(f"--quota {item!r}: expected NAME=AMOUNT with a whole number") from None
+        quotas[name] = QuotaArgs(name, value)
+    return quotas
+
+
+@main.command()
+@click.option("--config", "config_path", required=True, type=click.Path(exists=True, path_type=Path),
+              help="A YAML config file or directory.")
+@click.option("--attr", "attrs", multiple=True, metavar="NAME=VALUE",
+              help="An attribute, parsed by its type (source.ip=10.0.0.1, request.headers[x-user]=alice, "
+                   "request.headers=a:1,b:2). Repeat for several.")
+@click.option("--quota", "quotas", multiple=True, metavar="NAME=AMOUNT", help="A quota to charge.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--no-autoload", is_flag=True, help="Load only built-in adapters.")
+def check(config_path: Path, attrs: tuple[str, ...], quotas: tuple[str, ...], as_json: bool,
+          no_autoload: bool) -> None:
+    """Evaluate one request in-process and explain the decision.
+
+    Exits 0 when allowed, 1 when denied, 2 on a config or usage error.
+    """
+    from policy.runtime.service import PolicyService
+    from policy.sdk import ConfigError
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    service = PolicyService(config_path, _host(no_autoload), watch_interval=0)
+    try:
+        attributes = parse_attribute_args(list(attrs), service.host.vocabulary)
+    except ValueParseError as exc:
+        raise click.UsageError(str(exc)) from None
+    quota_args = _parse_quotas(quotas)
+
+    async def run() -> Any:
+        service.load()
+        try:
+            return await service.check(attributes, quota_args or None)
+        finally:
+            await service.stop()
+
+    try:
+        decision = asyncio.run(run())
+    except ConfigError as exc:
+        _fail_config(exc)
+    if as_json:
+        click.echo(json.dumps(_decision_json(decision), indent=2, default=str))
+    else:
+        _print_decision(decision)
+    sys.exit(0 if decision.allowed else EXIT_DENIED)
+
+
+# --- validate ------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.option("--build", is_flag=True, help="Also build every handler (opens files, connects to backends).")
+@click.option("--no-autoload", is_flag=True, help="Load only built-in adapters.")
+def validate(path: Path, build: bool, no_autoload: bool) -> None:
+    """Check a config offline: print every error (exit 2 when any) and warnings on stderr."""
+    from policy.config import build_snapshot, parse_config
+    from policy.sdk import ConfigError
+
+    host = _host(no_autoload)
+    try:
+        model = parse_config(path, host)
+        if build:
+            async def build_and_close() -> None:
+                snapshot = build_snapshot(model, host)
+                await snapshot.close()
+
+            asyncio.run(build_and_close())
+    except ConfigError as exc:
+        for warning in getattr(exc, "warnings", ()):
+            click.echo(f"warning: {warning}", err=True)
+        _fail_config(exc)
+    for warning in model.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    click.echo(f"{path}: OK — {model.summary()}")
+
+
+# --- adapters ------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--markdown", "as_markdown", is_flag=True, help="Print reference docs for every adapter's params.")
+@click.option("--no-autoload", is_flag=True, help="Load only built-in adapters.")
+def adapters(as_json: bool, as_markdown: bool, no_autoload: bool) -> None:
+    """List installed adapters with their distribution, version and templates."""
+    from policy.docs import adapter_markdown
+
+    host = _host(no_autoload)
+    rows = [{"name": r.name, "distribution": r.origin.distribution, "version": r.origin.version,
+             "plugin": r.origin.plugin, "templates": list(r.adapter.templates),
+             "description": r.adapter.description} for r in host.adapters]
+    if as_markdown:
+        click.echo(adapter_markdown(host))
+        return
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    width = max([len(r["name"]) for r in rows] + [7])
+    dist_width = max([len(f"{r['distribution']} {r['version']}") for r in rows] + [12])
+    click.echo(f"{'ADAPTER':<{width}}  {'DISTRIBUTION':<{dist_width}}  TEMPLATES")
+    for r in rows:
+        click.echo(f"{r['name']:<{width}}  {(r['distribution'] + ' ' + r['version']).strip():<{dist_width}}"
+                   f"  {', '.join(r['templates'])}")
+        if r["description"]:
+            click.echo(f"{'':<{width}}  {r['description']}")
+
+
+# --- bench -----------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--config", "config_path", required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--attr", "attrs", multiple=True, metavar="NAME=VALUE")
+@click.option("-n", "--requests", default=20000, show_default=True, help="Checks per measurement.")
+def bench(config_path: Path, attrs: tuple[str, ...], requests: int) -> None:
+    """Time in-process checks of one request on CONFIG: cached and uncached, µs per check."""
+    from policy.runtime.service import PolicyService
+
+    service = PolicyService(config_path, _host(), watch_interval=0)
+    try:
+        attributes = parse_attribute_args(list(attrs), service.host.vocabulary)
+    except ValueParseError as exc:
+        raise click.UsageError(str(exc)) from None
+
+    async def run() -> tuple[list[float], list[float]]:
+        from policy.attributes import AttributeBag
+
+        service.load()
+        bag = AttributeBag(attributes)
+        dispatcher = service.dispatcher
+        cached, uncached = [], []
+        deadline = time.monotonic() + 30
+        for _ in range(requests):
+            start = time.perf_counter()
+            await dispatcher.check(bag)
+            cached.append(time.perf_counter() - start)
+            if dispatcher.cache is not None:
+                dispatcher.cache.clear()
+            start = time.perf_counter()
+            await dispatcher.check(bag)
+            uncached.append(time.perf_counter() - start)
+            if time.monotonic() > deadline:
+                break
+        await service.stop()
+        return cached, uncached
+
+    cached, uncached = asyncio.run(run())
+    for label, samples in (("cached", cached), ("uncached", uncached)):
+        samples.sort()
+        click.echo(f"{label:>9}: median {samples[len(samples) // 2] * 1e6:7.2f} µs,"
+                   f" p99 {samples[int(len(samples) * 0.99)] * 1e6:7.2f} µs  ({len(samples)} checks)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,155 @@
+"""The decision cache: keyed by the values of the attributes a decision actually read.
+
+Each decision records its reads (a *shape*: attribute names and map keys). The
+cache keeps the distinct shapes seen; a lookup builds, for each shape, the tuple of
+the request's values for exactly those reads (absent → None) and looks that up.
+Evaluation is deterministic in what it reads, so a request agreeing with a cached
+request on every read attribute would take the same path to the same decision:
+requests differing only in unread attributes (a request id) share one entry.
+
+Entries expire by their decision's valid duration and use count, and the cache is
+bounded (cachetools' TLRU: least recently used goes first when full). One cache
+belongs to one config snapshot; a reload starts empty.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from cachetools import TLRUCache
+
+from policy.attributes import Read
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return tuple(sorted(value.items()))
+    return value
+
+
+def _key_function(shape: tuple[Read, ...]) -> Callable[[dict[str, Any]], tuple]:
+    """Compile a function that extracts the key for ``shape`` from a raw attribute dict."""
+    parts = []
+    namespace: dict[str, Any] = {"_freeze": _freeze}
+    for index, (name, key) in enumerate(shape):
+        namespace[f"n{index}"] = name
+        if key is None:
+            parts.append(f"_freeze(v.get(n{index}))")
+        else:
+            namespace[f"k{index}"] = key
+            parts.append(f"(v.get(n{index}) or _E).get(k{index})")
+    namespace["_E"] = {}
+    source = f"def key(v):\n    return ({', '.join(parts)}{',' if len(parts) == 1 else ''})\n"
+    exec(compile(source, f"<cache key {len(shape)} reads>", "exec"), namespace)
+    return namespace["key"]
+
+
+@dataclass
+class _Entry:
+    value: Any
+    expires_at: float
+    uses_left: float
+
+
+@dataclass
+class CacheStats:
+    """Counters of one cache."""
+
+    hits: int = 0
+    misses: int = 0
+    evictions: int = 0
+    expirations: int = 0
+    uncacheable: int = 0
+    shapes: int = 0
+    size: int = 0
+
+
+class _CountingTLRU(TLRUCache):
+    def __init__(self, maxsize: int, timer: Callable[[], float], stats: CacheStats) -> None:
+        super().__init__(maxsize, ttu=lambda _k, entry, _now: entry.expires_at, timer=timer)
+        self._stats = stats
+
+    def popitem(self) -> Any:
+        item = super().popitem()
+        self._stats.evictions += 1
+        return item
+
+
+class DecisionCache:
+    """A bounded cache of decisions keyed by read attribute values."""
+
+    def __init__(
+        self,
+        max_entries: int = 10_000,
+        max_shapes: int = 64,
+        timer: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.stats = CacheStats()
+        self._timer = timer
+        self._entries = _CountingTLRU(max_entries, timer, self.stats)
+        self._max_shapes = max_shapes
+        self._shapes: dict[frozenset[Read], int] = {}
+        self._keyers: list[Callable[[dict[str, Any]], tuple]] = []
+
+    def lookup(self, values: dict[str, Any]) -> Any | None:
+        """Return the cached value for a request's raw attributes, or None (counted as a miss)."""
+        entries = self._entries
+        for index, keyer in enumerate(self._keyers):
+            entry = entries.get((index, keyer(values)))
+            if entry is None:
+                continue
+            if entry.uses_left <= 1:
+                # This use is the last one the decision allowed.
+                entries.pop((index, keyer(values)), None)
+                self.stats.expirations += 1
+            else:
+                entry.uses_left -= 1
+            self.stats.hits += 1
+            return entry.value
+        self.stats.misses += 1
+        return None
+
+    def store(
+        self,
+        reads: Iterable[Read],
+        values: dict[str, Any],
+        value: Any,
+        valid_duration: float | None,
+        valid_use_count: int | None,
+    ) -> bool:
+        """Cache ``value`` under the values of ``reads``; False when it may not be cached."""
+        if not valid_duration or valid_duration <= 0 or valid_use_count == 0:
+            self.stats.uncacheable += 1
+            return False
+        shape = frozenset(reads)
+        index = self._shapes.get(shape)
+        if index is None:
+            if len(self._keyers) >= self._max_shapes:
+                self.stats.uncacheable += 1
+                return False
+            index = len(self._keyers)
+            self._shapes[shape] = index
+            self._keyers.append(_key_function(tuple(sorted(shape, key=lambda r: (r[0], r[1] or "")))))
+            self.stats.shapes = len(self._keyers)
+        key = (index, self._keyers[index](values))
+        uses = float("inf") if valid_use_count is None else valid_use_count
+        self._entries[key] = _Entry(value, self._timer() + valid_duration, uses)
+        return True
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def snapshot_stats(self) -> CacheStats:
+        """A copy of the counters, with the current size."""
+        stats = CacheStats(**{k: getattr(self.stats, k) for k in self.stats.__dataclass_fields__})
+        stats.size = len(self._entries)
+        return stats
+
+    def clear(self) -> None:
+        """Drop every entry and shape."""
+        self._entries.clear()
+        self._shapes.clear()
+        self._keyers.clear()

@@ -1,0 +1,129 @@
+"""What a check decides: the combined status, its cacheability, and why.
+
+Combination follows Mixer: the first non-OK status in rule order wins (deny beats
+allow) and its message names the handler; the valid duration and use count are the
+minimum over the contributing results; a contributing result that did not declare
+cacheability makes the whole decision uncacheable.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from policy.attributes import Reference
+from policy.sdk import OK, CheckResult, Code, HeaderOperation, QuotaResult, Status
+
+_ids = itertools.count(1)
+_ID_PREFIX = f"{os.getpid():x}"
+
+
+def new_decision_id() -> str:
+    """A short id, unique in this process, for joining logs with Envoy's access log."""
+    return f"{_ID_PREFIX}-{next(_ids):x}"
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerCall:
+    """One handler call made for a decision, for explanations (``policy check``)."""
+
+    rule: str
+    handler: str
+    instance: str
+    result: CheckResult
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The answer to one check.
+
+    :param status: the combined precondition status (OK allows).
+    :param valid_duration: seconds the decision may be cached; None = not cacheable.
+    :param valid_use_count: how many requests may reuse it; None = no limit.
+    :param quotas: per-quota results, by quota name.
+    :param referenced: the attributes the decision read, present or absent.
+    :param rules: names of the rules that matched.
+    :param calls: the handler calls made (empty when answered from cache).
+    """
+
+    status: Status = OK
+    valid_duration: float | None = None
+    valid_use_count: int | None = None
+    quotas: Mapping[str, QuotaResult] = field(default_factory=dict)
+    referenced: Sequence[Reference] = ()
+    rules: tuple[str, ...] = ()
+    calls: tuple[HandlerCall, ...] = ()
+    request_headers: tuple[HeaderOperation, ...] = ()
+    response_headers: tuple[HeaderOperation, ...] = ()
+    http_status: int | None = None
+    body: str | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    cache_hit: bool = False
+    decision_id: str = ""
+    generation: int = 0
+
+    @property
+    def allowed(self) -> bool:
+        """True when the precondition and every quota are OK."""
+        return self.code == Code.OK
+
+    @property
+    def code(self) -> Code:
+        """The overall code: the precondition's, else the first failed quota's."""
+        if not self.status.ok:
+            return self.status.code
+        for result in self.quotas.values():
+            if not result.ok:
+                return result.status.code
+        return Code.OK
+
+    @property
+    def message(self) -> str:
+        """The overall message, matching :attr:`code`."""
+        if not self.status.ok:
+            return self.status.message
+        for result in self.quotas.values():
+            if not result.ok:
+                return result.status.message
+        return ""
+
+    def with_quotas(self, quotas: Mapping[str, QuotaResult], decision_id: str) -> "Decision":
+        """A copy carrying quota results and a fresh decision id (used on cache hits)."""
+        return replace(self, quotas=quotas, decision_id=decision_id)
+
+
+def combine(
+    results: Sequence[tuple[str, CheckResult]],
+    default_valid_duration: float,
+    default_valid_use_count: int,
+) -> tuple[Status, float | None, int | None, CheckResult | None]:
+    """Combine ``(handler, result)`` pairs into one status and cacheability.
+
+    :return: (status, valid_duration, valid_use_count, deciding result). With no
+        results, the decision depends only on config and attributes, so it takes the
+        snapshot's defaults. The deciding result is the first non-OK one (None when
+        all allowed).
+    """
+    if not results:
+        return OK, default_valid_duration, default_valid_use_count, None
+    status = OK
+    deciding: CheckResult | None = None
+    duration: float | None = float("inf")
+    uses: int | None = None
+    for handler, result in results:
+        if deciding is None and not result.status.ok:
+            deciding = result
+            message = result.status.message
+            status = Status(result.status.code, f"{handler}: {message}" if message else handler)
+        if result.valid_duration is None or duration is None:
+            duration = None
+        else:
+            duration = min(duration, result.valid_duration)
+        if result.valid_use_count is not None:
+            uses = result.valid_use_count if uses is None else min(uses, result.valid_use_count)
+    if duration == float("inf"):
+        duration = None
+    return status, duration, uses, deciding

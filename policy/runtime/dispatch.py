@@ -1,0 +1,259 @@
+"""Dispatch: match rules, build instances, call handlers, combine, cache.
+
+One :class:`Dispatcher` serves one snapshot. Sync handler methods are called
+inline (they are in-memory by contract); async ones are awaited concurrently under
+the handler's timeout. An adapter that raises or times out becomes a status naming
+the handler, and the handler's fail mode decides whether that denies (CLOSED, the
+default) or allows without caching (OPEN).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from policy.attributes import AttributeBag, RecordingBag, references
+from policy.runtime.cache import DecisionCache
+from policy.runtime.decision import Decision, HandlerCall, combine, new_decision_id
+from policy.runtime.snapshot import Action, HandlerEntry, Rule, Snapshot
+from policy.sdk import (
+    AdapterError,
+    CheckResult,
+    Code,
+    FailMode,
+    HeaderOperation,
+    HeaderOperationKind,
+    QuotaArgs,
+    QuotaResult,
+    Status,
+)
+
+log = logging.getLogger("policy.dispatch")
+
+
+def _error_result(entry: HandlerEntry, status: Status) -> CheckResult:
+    if entry.fail_mode is FailMode.OPEN:
+        # Allowed because the handler failed open: never cache it.
+        return CheckResult.allow(valid_duration=0.0)
+    return CheckResult(status, valid_duration=0.0)
+
+
+def _failure(entry: HandlerEntry, exc: BaseException, what: str) -> Status:
+    if isinstance(exc, AdapterError):
+        return Status(exc.code, exc.message)
+    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
+        return Status(Code.DEADLINE_EXCEEDED, f"{what} timed out after {entry.timeout:g}s")
+    log.error("handler %s (adapter %s): %s failed", entry.name, entry.adapter.name, what, exc_info=exc)
+    return Status(Code.INTERNAL, f"adapter {entry.adapter.name} failed: {type(exc).__name__}: {exc}")
+
+
+async def _call_async_check(entry: HandlerEntry, instance: Any) -> CheckResult:
+    try:
+        return await asyncio.wait_for(entry.handler.check(instance), entry.timeout)
+    except Exception as exc:
+        return _error_result(entry, _failure(entry, exc, "check"))
+
+
+def _call_check(entry: HandlerEntry, instance: Any) -> CheckResult:
+    try:
+        result = entry.handler.check(instance)
+    except Exception as exc:
+        return _error_result(entry, _failure(entry, exc, "check"))
+    if not isinstance(result, CheckResult):
+        return _error_result(entry, Status(
+            Code.INTERNAL, f"adapter {entry.adapter.name} returned {type(result).__name__}, not CheckResult"))
+    return result
+
+
+def _header_operations(rules: Sequence[Rule], bag: Any, response: bool) -> list[HeaderOperation]:
+    ops: list[HeaderOperation] = []
+    for rule in rules:
+        for builder in rule.response_header_operations if response else rule.request_header_operations:
+            values = []
+            for expr in builder.values:
+                try:
+                    value = expr.evaluate(bag)
+                except Exception:
+                    continue
+                values.append(value if isinstance(value, str) else str(value))
+            if builder.operation is HeaderOperationKind.REMOVE:
+                ops.append(HeaderOperation(builder.name, "", HeaderOperationKind.REMOVE))
+            elif values:
+                ops.append(HeaderOperation(builder.name, ",".join(values), builder.operation))
+    return ops
+
+
+@dataclass(frozen=True)
+class _Cached:
+    decision: Decision
+    matched: tuple[Rule, ...]
+
+
+class Dispatcher:
+    """Answers checks, quotas and reports for one snapshot."""
+
+    def __init__(self, snapshot: Snapshot, report_sink: Any = None) -> None:
+        self.snapshot = snapshot
+        settings = snapshot.cache
+        self.cache: DecisionCache | None = (
+            DecisionCache(settings.max_entries, settings.max_shapes) if settings.enabled else None
+        )
+        self._report_sink = report_sink
+
+    # --- check --------------------------------------------------------------
+
+    async def check(
+        self,
+        bag: AttributeBag,
+        quotas: Mapping[str, QuotaArgs] | None = None,
+    ) -> Decision:
+        """Decide one request: from cache when a cached decision matches, else by dispatch."""
+        cache = self.cache
+        if cache is not None:
+            cached: _Cached | None = cache.lookup(bag.raw)
+            if cached is not None:
+                decision = cached.decision
+                quota_results = (
+                    await self._quotas(cached.matched, bag, quotas) if quotas and decision.status.ok else {}
+                )
+                return replace(decision, quotas=quota_results, decision_id=new_decision_id(), cache_hit=True)
+        decision, matched, reads = await self._evaluate(bag)
+        if cache is not None:
+            cache.store(reads, bag.raw, _Cached(decision, matched),
+                        decision.valid_duration, decision.valid_use_count)
+        if quotas and decision.status.ok:
+            decision = decision.with_quotas(await self._quotas(matched, bag, quotas), decision.decision_id)
+        return decision
+
+    async def _evaluate(self, bag: AttributeBag) -> tuple[Decision, tuple[Rule, ...], list]:
+        snapshot = self.snapshot
+        recording = RecordingBag(bag)
+        matched = tuple(r for r in snapshot.rules_for(recording) if r.matches(recording))
+        calls: list[HandlerCall] = []
+        pending: list[tuple[int, Any]] = []
+        for rule in matched:
+            for action in rule.check_actions:
+                entry = action.handler
+                for builder in action.instances:
+                    try:
+                        instance = builder.build(recording)
+                    except Exception as exc:
+                        result = _error_result(entry, Status(
+                            Code.INTERNAL, f"instance {builder.name}: {type(exc).__name__}: {exc}"))
+                        calls.append(HandlerCall(rule.name, entry.name, builder.name, result))
+                        continue
+                    if entry.check_is_async:
+                        pending.append((len(calls), _call_async_check(entry, instance)))
+                        result = CheckResult()  # replaced below
+                    else:
+                        result = _call_check(entry, instance)
+                    calls.append(HandlerCall(rule.name, entry.name, builder.name, result))
+        if pending:
+            results = await asyncio.gather(*(coro for _, coro in pending))
+            for (index, _), result in zip(pending, results):
+                call = calls[index]
+                calls[index] = HandlerCall(call.rule, call.handler, call.instance, result)
+        settings = snapshot.cache
+        status, duration, uses, deciding = combine(
+            [(c.handler, c.result) for c in calls],
+            settings.default_valid_duration,
+            settings.default_valid_use_count,
+        )
+        request_headers = _header_operations(matched, recording, response=False)
+        response_headers = _header_operations(matched, recording, response=True)
+        metadata: dict[str, Any] = {}
+        for call in calls:
+            request_headers.extend(call.result.request_headers)
+            response_headers.extend(call.result.response_headers)
+            metadata.update(call.result.metadata)
+        decision = Decision(
+            status=status,
+            valid_duration=duration,
+            valid_use_count=uses,
+            referenced=references(bag, recording.reads),
+            rules=tuple(r.name for r in matched),
+            calls=tuple(calls),
+            request_headers=tuple(request_headers),
+            response_headers=tuple(response_headers),
+            http_status=deciding.http_status if deciding else None,
+            body=deciding.body if deciding else None,
+            metadata=metadata,
+            decision_id=new_decision_id(),
+            generation=snapshot.generation,
+        )
+        return decision, matched, recording.reads
+
+    # --- quota --------------------------------------------------------------
+
+    async def _quotas(
+        self, matched: Sequence[Rule], bag: AttributeBag, quotas: Mapping[str, QuotaArgs]
+    ) -> dict[str, QuotaResult]:
+        results: dict[str, QuotaResult] = {}
+        for name, args in quotas.items():
+            results[name] = await self._quota(matched, bag, name, args)
+        return results
+
+    async def _quota(
+        self, matched: Sequence[Rule], bag: AttributeBag, name: str, args: QuotaArgs
+    ) -> QuotaResult:
+        results: list[QuotaResult] = []
+        for rule in matched:
+            for action in rule.quota_actions:
+                for builder in action.instances:
+                    if builder.name == name or builder.name.split(".", 1)[0] == name:
+                        results.append(await self._call_quota(action, builder, bag, args))
+        if not results:
+            # No rule charges this quota: nothing limits it.
+            return QuotaResult(granted_amount=args.amount, valid_duration=self.snapshot.cache.default_valid_duration)
+        for result in results:
+            if not result.ok:
+                return result
+        return min(results, key=lambda r: r.granted_amount)
+
+    async def _call_quota(self, action: Action, builder: Any, bag: AttributeBag, args: QuotaArgs) -> QuotaResult:
+        entry = action.handler
+        try:
+            instance = builder.build(bag)
+            if entry.quota_is_async:
+                result = await asyncio.wait_for(entry.handler.quota(instance, args), entry.timeout)
+            else:
+                result = entry.handler.quota(instance, args)
+        except Exception as exc:
+            status = _failure(entry, exc, "quota")
+            if entry.fail_mode is FailMode.OPEN:
+                return QuotaResult(granted_amount=args.amount, valid_duration=0.0)
+            return QuotaResult(0, 0.0, Status(status.code, f"{entry.name}: {status.message}"))
+        if not result.ok and result.status.message and not result.status.message.startswith(entry.name):
+            result = QuotaResult(result.granted_amount, result.valid_duration,
+                                 Status(result.status.code, f"{entry.name}: {result.status.message}"),
+                                 result.remaining, result.limit)
+        return result
+
+    # --- report -------------------------------------------------------------
+
+    def report(self, bags: Sequence[AttributeBag]) -> int:
+        """Build report instances for each bag and hand them to the report sink.
+
+        Never blocks and never raises for a bad instance: returns how many
+        instances were queued.
+        """
+        sink = self._report_sink
+        if sink is None:
+            return 0
+        queued = 0
+        for bag in bags:
+            for rule in self.snapshot.rules_for(bag):
+                if not rule.report_actions or not rule.matches(bag):
+                    continue
+                for action in rule.report_actions:
+                    for builder in action.instances:
+                        try:
+                            instance = builder.build(bag)
+                        except Exception as exc:
+                            log.warning("rule %s: instance %s failed: %s", rule.name, builder.name, exc)
+                            continue
+                        queued += sink.put(action.handler, instance)
+        return queued

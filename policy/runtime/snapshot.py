@@ -1,0 +1,225 @@
+"""A compiled config snapshot: handlers built, expressions compiled, rules indexed.
+
+A snapshot is immutable once built and is swapped atomically on reload; in-flight
+requests finish on the snapshot they started with. ``policy.config`` builds
+snapshots; the dispatcher only reads them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from policy.attributes import Vocabulary
+from policy.expr import AttributeNotFound, CompiledExpression
+from policy.sdk import Adapter, ConfigIssue, FailMode, Handler, HeaderOperationKind, Template, ValueMap, Variety
+
+log = logging.getLogger("policy.runtime")
+
+#: Attributes that name the namespace a request is for, in order of preference.
+DEFAULT_IDENTITY_ATTRIBUTES: tuple[str, ...] = ("destination.namespace", "destination.service.namespace")
+DEFAULT_ROOT_NAMESPACE = "istio-system"
+
+
+@dataclass(eq=False)
+class HandlerEntry:
+    """A built handler with how to call it.
+
+    :param name: the handler's name as rules refer to it (``name.namespace`` for Mixer documents).
+    :param fail_mode: what errors answer (CLOSED denies, OPEN allows uncached).
+    :param timeout: seconds an async call may take before it counts as an error.
+    """
+
+    name: str
+    adapter: type[Adapter]
+    handler: Handler
+    fail_mode: FailMode = FailMode.CLOSED
+    timeout: float = 1.0
+    source: str = ""
+    check_is_async: bool = field(init=False)
+    quota_is_async: bool = field(init=False)
+    report_is_async: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.check_is_async = inspect.iscoroutinefunction(getattr(self.handler, "check", None))
+        self.quota_is_async = inspect.iscoroutinefunction(getattr(self.handler, "quota", None))
+        self.report_is_async = inspect.iscoroutinefunction(getattr(self.handler, "report", None))
+
+    async def close(self) -> None:
+        """Close the handler; errors are logged, never raised."""
+        try:
+            result = self.handler.close()
+            if inspect.isawaitable(result):
+                await asyncio.wait_for(result, timeout=max(self.timeout, 5.0))
+        except Exception:  # a broken close must not stop the others
+            log.exception("handler %s: close failed", self.name)
+
+
+def _build_fields(spec: Mapping[str, Any], compiled: Mapping[str, Any], bag: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, expr in compiled.items():
+        kind = spec[key]
+        if isinstance(kind, ValueMap):
+            values = {}
+            for map_key, value_expr in expr.items():
+                try:
+                    values[map_key] = value_expr.evaluate(bag)
+                except AttributeNotFound:
+                    pass
+            out[key] = values
+        elif isinstance(kind, Mapping):
+            out[key] = _build_fields(kind, expr, bag)
+        else:
+            try:
+                out[key] = expr.evaluate(bag)
+            except AttributeNotFound:
+                out[key] = None
+    return out
+
+
+@dataclass(eq=False)
+class InstanceBuilder:
+    """Builds one instance from a bag.
+
+    ``fields`` mirrors the template's fields: a CompiledExpression for a scalar, a
+    dict of name → CompiledExpression for a value map, a dict for a nested group.
+    A scalar whose expression reads an absent attribute becomes None; a map entry is
+    left out. Other evaluation errors propagate (the dispatcher reports them).
+    """
+
+    name: str
+    template: Template
+    fields: Mapping[str, Any]
+    source: str = ""
+
+    def build(self, bag: Any) -> Any:
+        """Evaluate every field against ``bag`` and make the template's instance."""
+        return self.template.factory(name=self.name, **_build_fields(self.template.fields, self.fields, bag))
+
+    @property
+    def variety(self) -> Variety:
+        """The template's variety."""
+        return self.template.variety
+
+
+@dataclass(frozen=True, eq=False)
+class Action:
+    """A handler with the instances a rule sends it."""
+
+    handler: HandlerEntry
+    instances: tuple[InstanceBuilder, ...]
+    name: str = ""
+
+
+@dataclass(frozen=True, eq=False)
+class HeaderOperationBuilder:
+    """A header operation whose values are expressions (joined with ``,`` when several)."""
+
+    name: str
+    values: tuple[CompiledExpression, ...]
+    operation: HeaderOperationKind = HeaderOperationKind.REPLACE
+
+
+@dataclass(eq=False)
+class Rule:
+    """A compiled rule: when it matches, and what it dispatches.
+
+    ``match`` None means the rule always matches (Mixer's empty match).
+    """
+
+    name: str
+    namespace: str
+    match: CompiledExpression | None
+    check_actions: tuple[Action, ...] = ()
+    quota_actions: tuple[Action, ...] = ()
+    report_actions: tuple[Action, ...] = ()
+    request_header_operations: tuple[HeaderOperationBuilder, ...] = ()
+    response_header_operations: tuple[HeaderOperationBuilder, ...] = ()
+    source: str = ""
+
+    def matches(self, bag: Any) -> bool:
+        """Evaluate the match; an absent attribute or an evaluation error means no match."""
+        if self.match is None:
+            return True
+        try:
+            return self.match.evaluate(bag) is True
+        except AttributeNotFound:
+            return False
+        except Exception as exc:  # a broken match must not break the request
+            log.warning("rule %s: match %r failed: %s", self.name, self.match.text, exc)
+            return False
+
+
+@dataclass(frozen=True)
+class QuotaBinding:
+    """A quota charged on checks whose attributes match (Mixer's QuotaSpec / QuotaSpecBinding)."""
+
+    quota: str
+    charge: int
+    match: CompiledExpression | None = None
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class CacheSettings:
+    """Decision cache settings of a snapshot."""
+
+    enabled: bool = True
+    max_entries: int = 10_000
+    #: How long a decision no adapter contributed to (no rule matched) may be cached.
+    default_valid_duration: float = 60.0
+    default_valid_use_count: int = 10_000
+    max_shapes: int = 64
+
+
+@dataclass(eq=False)
+class Snapshot:
+    """Everything one config generation needs to answer requests."""
+
+    generation: int
+    vocabulary: Vocabulary
+    handlers: Mapping[str, HandlerEntry]
+    instances: Mapping[str, InstanceBuilder]
+    rules: Sequence[Rule]
+    root_namespace: str = DEFAULT_ROOT_NAMESPACE
+    identity_attributes: tuple[str, ...] = DEFAULT_IDENTITY_ATTRIBUTES
+    quota_bindings: Sequence[QuotaBinding] = ()
+    cache: CacheSettings = field(default_factory=CacheSettings)
+    warnings: Sequence[ConfigIssue] = ()
+    sources: Sequence[str] = ()
+    _by_namespace: dict[str, tuple[Rule, ...]] = field(init=False, repr=False)
+    _root_rules: tuple[Rule, ...] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._root_rules = tuple(r for r in self.rules if r.namespace == self.root_namespace)
+        by_ns: dict[str, list[Rule]] = {}
+        for rule in self.rules:
+            if rule.namespace != self.root_namespace:
+                by_ns.setdefault(rule.namespace, []).append(rule)
+        # Root rules apply everywhere; a namespace's own rules come after them.
+        self._by_namespace = {ns: self._root_rules + tuple(rules) for ns, rules in by_ns.items()}
+
+    def namespace_of(self, bag: Any) -> str | None:
+        """The namespace a request is for (the first identity attribute present), recording reads."""
+        for name in self.identity_attributes:
+            value = bag.get(name)
+            if value:
+                return value
+        return None
+
+    def rules_for(self, bag: Any) -> tuple[Rule, ...]:
+        """The rules that apply to a request: root-namespace rules, then its namespace's rules."""
+        if not self._by_namespace:
+            return self._root_rules
+        namespace = self.namespace_of(bag)
+        if namespace is None:
+            return self._root_rules
+        return self._by_namespace.get(namespace, self._root_rules)
+
+    async def close(self) -> None:
+        """Close every handler of this snapshot."""
+        await asyncio.gather(*(h.close() for h in self.handlers.values()))

@@ -1,0 +1,117 @@
+"""The native ``policy.v1.Policy`` API: Mixer-style Check and Report over gRPC.
+
+A translator only: requests become attribute bags, decisions become responses.
+A malformed request is answered with INVALID_ARGUMENT naming the attribute.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import grpc
+
+from policy.attributes import AttributeBag, Presence
+from policy.runtime.decision import Decision
+from policy.runtime.service import PolicyService
+from policy.sdk import HeaderOperationKind, QuotaArgs
+from policy.servers.native_codec import CodecError, attributes_from_proto, duration_to_proto, status_to_proto
+from policy.v1 import policy_pb2, policy_pb2_grpc
+
+log = logging.getLogger("policy.servers.native")
+
+SERVICE_NAME = policy_pb2.DESCRIPTOR.services_by_name["Policy"].full_name
+
+_Match = policy_pb2.ReferencedAttributes.AttributeMatch
+_CONDITION = {Presence.ABSENT: policy_pb2.ReferencedAttributes.ABSENCE,
+              Presence.EXACT: policy_pb2.ReferencedAttributes.EXACT}
+_OPERATION = {
+    HeaderOperationKind.REPLACE: policy_pb2.HeaderOperation.REPLACE,
+    HeaderOperationKind.APPEND: policy_pb2.HeaderOperation.APPEND,
+    HeaderOperationKind.REMOVE: policy_pb2.HeaderOperation.REMOVE,
+}
+
+
+def _precondition(decision: Decision) -> policy_pb2.CheckResponse.PreconditionResult:
+    result = policy_pb2.CheckResponse.PreconditionResult(
+        status=status_to_proto(int(decision.status.code), decision.status.message),
+        valid_use_count=decision.valid_use_count or 0,
+        referenced_attributes=policy_pb2.ReferencedAttributes(attribute_matches=[
+            _Match(name=r.name, map_key=r.map_key or "", condition=_CONDITION[r.presence])
+            for r in decision.referenced
+        ]),
+        route_directive=policy_pb2.RouteDirective(
+            request_header_operations=[
+                policy_pb2.HeaderOperation(name=h.name, value=h.value, operation=_OPERATION[h.operation])
+                for h in decision.request_headers
+            ],
+            response_header_operations=[
+                policy_pb2.HeaderOperation(name=h.name, value=h.value, operation=_OPERATION[h.operation])
+                for h in decision.response_headers
+            ],
+            direct_response_code=decision.http_status or 0,
+            direct_response_body=decision.body or "",
+        ),
+    )
+    if decision.valid_duration:
+        result.valid_duration.CopyFrom(duration_to_proto(decision.valid_duration))
+    return result
+
+
+def decision_to_proto(decision: Decision) -> policy_pb2.CheckResponse:
+    """Translate a decision into a ``CheckResponse``."""
+    response = policy_pb2.CheckResponse(
+        precondition=_precondition(decision),
+        matched_rules=decision.rules,
+        decision_id=decision.decision_id,
+    )
+    for name, quota in decision.quotas.items():
+        entry = response.quotas[name]
+        entry.status.CopyFrom(status_to_proto(int(quota.status.code), quota.status.message))
+        entry.granted_amount = quota.granted_amount
+        if quota.valid_duration:
+            entry.valid_duration.CopyFrom(duration_to_proto(quota.valid_duration))
+    return response
+
+
+class PolicyServicer(policy_pb2_grpc.PolicyServicer):
+    """Serves ``policy.v1.Policy`` from a :class:`PolicyService`."""
+
+    def __init__(self, service: PolicyService) -> None:
+        self.service = service
+
+    async def Check(self, request: policy_pb2.CheckRequest, context: grpc.aio.ServicerContext) -> Any:
+        """Decide one request (and charge its quotas when the precondition allows)."""
+        service = self.service
+        try:
+            values = attributes_from_proto(request.attributes, service.host.vocabulary)
+        except CodecError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        quotas = None
+        if request.quotas:
+            quotas = {}
+            for name, params in request.quotas.items():
+                if params.amount < 0:
+                    await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                        f"quota {name!r}: amount must not be negative, got {params.amount}")
+                quotas[name] = QuotaArgs(name, params.amount or 1, params.best_effort, request.deduplication_id)
+        decision = await service.dispatcher.check(AttributeBag.trusted(values), quotas)
+        return decision_to_proto(decision)
+
+    async def Report(self, request: policy_pb2.ReportRequest, context: grpc.aio.ServicerContext) -> Any:
+        """Queue report instances for a batch of attribute sets; never waits for adapters."""
+        vocabulary = self.service.host.vocabulary
+        bags = []
+        for index, attributes in enumerate(request.attributes):
+            try:
+                bags.append(AttributeBag.trusted(attributes_from_proto(attributes, vocabulary)))
+            except CodecError as exc:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"attributes[{index}]: {exc}")
+        self.service.report(bags)
+        return policy_pb2.ReportResponse()
+
+
+def register(server: grpc.aio.Server, service: PolicyService) -> list[str]:
+    """Add the native API to ``server``; returns the service names registered."""
+    policy_pb2_grpc.add_PolicyServicer_to_server(PolicyServicer(service), server)
+    return [SERVICE_NAME]
