@@ -1,0 +1,72 @@
+"""A no-op server on the same stack as ours (grpc.aio, uvloop when installed): the baseline.
+
+``python -m benchmarks.noop_server --listen ADDR [--listen ADDR ...]`` answers
+``policy.v1.Policy/Check`` with a fixed OK response of the same shape ours sends,
+and does nothing else, so a ratio against it isolates our own work per request.
+Other APIs register here too (see ``NOOP_REGISTRARS``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+
+import grpc
+
+
+def _native(server: grpc.aio.Server) -> None:
+    from google.protobuf import duration_pb2
+    from google.rpc import status_pb2
+
+    from policy.v1 import policy_pb2, policy_pb2_grpc
+
+    response = policy_pb2.CheckResponse(
+        precondition=policy_pb2.CheckResponse.PreconditionResult(
+            status=status_pb2.Status(code=0), valid_duration=duration_pb2.Duration(seconds=60),
+            valid_use_count=10000),
+        decision_id="0-1")
+
+    class Noop(policy_pb2_grpc.PolicyServicer):
+        async def Check(self, request, context):  # noqa: N802 - gRPC method name
+            return response
+
+    policy_pb2_grpc.add_PolicyServicer_to_server(Noop(), server)
+
+
+NOOP_REGISTRARS = [_native]
+
+
+async def serve(listen: list[str]) -> None:
+    """Serve the no-op APIs until SIGTERM."""
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    for register in NOOP_REGISTRARS:
+        register(server)
+    for address in listen:
+        server.add_insecure_port(address)
+    await server.start()
+    print("ready", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await server.stop(0.5)
+
+
+def main() -> None:
+    """Command-line entry."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--listen", action="append", required=True)
+    args = parser.parse_args()
+    try:
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    except ImportError:
+        pass
+    asyncio.run(serve(args.listen))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""The pytest fixtures of :mod:`policy.testing`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from policy.testing.harness import RunningServer, free_port, write_config
+
+
+@pytest.fixture
+def policy_host_factory() -> Callable[..., Any]:
+    """``policy_host_factory(*plugins, autoload=False)`` → a PluginHost with the built-ins and ``plugins``."""
+    from policy.runtime.plugins import build_plugin_host
+
+    def make(*plugins: Any, autoload: bool = False) -> Any:
+        return build_plugin_host(autoload=autoload, extra_plugins=plugins)
+
+    return make
+
+
+@pytest.fixture
+def policy_config(tmp_path: Path) -> Callable[..., Path]:
+    """``policy_config(yaml_text, name="policy.yaml")`` → a config directory holding that file."""
+
+    def make(text: str, name: str = "policy.yaml") -> Path:
+        return write_config(tmp_path / "config", text, name)
+
+    return make
+
+
+@pytest_asyncio.fixture
+async def policy_service_factory(policy_host_factory: Callable[..., Any]) -> AsyncIterator[Callable[..., Any]]:
+    """``await policy_service_factory(config_path, *plugins, watch_interval=0)`` → a started PolicyService."""
+    from policy.runtime.service import PolicyService
+
+    started: list[Any] = []
+
+    async def make(config_path: Path, *plugins: Any, watch_interval: float = 0, **kw: Any) -> Any:
+        service = PolicyService(config_path, policy_host_factory(*plugins), watch_interval=watch_interval, **kw)
+        await service.start()
+        started.append(service)
+        return service
+
+    yield make
+    for service in started:
+        await service.stop()
+
+
+@pytest_asyncio.fixture
+async def policy_server_factory(
+    policy_host_factory: Callable[..., Any], tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Callable[..., Any]]:
+    """``await policy_server_factory(config_path, *plugins, unix=True)`` → a started :class:`RunningServer`."""
+    from policy.runtime.service import PolicyService
+    from policy.servers.app import PolicyServer
+
+    running: list[RunningServer] = []
+
+    async def make(config_path: Path, *plugins: Any, unix: bool = True, watch_interval: float = 0,
+                   **kw: Any) -> RunningServer:
+        service = PolicyService(config_path, policy_host_factory(*plugins), watch_interval=watch_interval, **kw)
+        tcp = f"127.0.0.1:{free_port()}"
+        listen = [tcp]
+        socket_address = None
+        if unix:
+            socket_dir = tmp_path_factory.mktemp("sock")
+            socket_address = f"unix:{socket_dir / 'policy.sock'}"
+            listen.append(socket_address)
+        server = PolicyServer(service, listen)
+        await server.start()
+        handle = RunningServer(server, tcp, socket_address)
+        running.append(handle)
+        return handle
+
+    yield make
+    for handle in running:
+        await handle.close()
+
+

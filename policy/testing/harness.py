@@ -1,0 +1,78 @@
+"""Helpers behind the fixtures: free ports, config directories, a running server with clients."""
+
+from __future__ import annotations
+
+import socket
+import textwrap
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on ``host`` right now (loopback only)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def write_config(directory: Path, text: str, name: str = "policy.yaml") -> Path:
+    """Write dedented YAML ``text`` to ``directory/name``; returns the directory."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / name).write_text(textwrap.dedent(text))
+    return directory
+
+
+@dataclass
+class RunningServer:
+    """A started PolicyServer with one gRPC channel per address.
+
+    :param tcp: ``127.0.0.1:PORT``.
+    :param unix: ``unix:/path`` or None.
+    """
+
+    server: Any
+    tcp: str
+    unix: str | None
+    channels: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def service(self) -> Any:
+        """The PolicyService behind the server."""
+        return self.server.service
+
+    def channel(self, address: str | None = None) -> Any:
+        """A grpc.aio channel to ``address`` (default: the TCP one), created once."""
+        import grpc
+
+        address = address or self.tcp
+        if address not in self.channels:
+            self.channels[address] = grpc.aio.insecure_channel(address)
+        return self.channels[address]
+
+    def native(self, address: str | None = None) -> Any:
+        """A ``policy.v1.Policy`` stub on ``address``."""
+        from policy.v1 import policy_pb2_grpc
+
+        return policy_pb2_grpc.PolicyStub(self.channel(address))
+
+    async def close(self) -> None:
+        """Close the channels and stop the server."""
+        for channel in self.channels.values():
+            await channel.close()
+        self.channels.clear()
+        await self.server.stop(grace=1.0)
+
+
+async def native_check(stub: Any, attributes: Mapping[str, Any], quotas: Mapping[str, int] | None = None,
+                       deduplication_id: str = "") -> Any:
+    """Send one native Check with typed Python attribute values; returns the CheckResponse."""
+    from policy.servers.native_codec import attributes_to_proto
+    from policy.v1 import policy_pb2
+
+    request = policy_pb2.CheckRequest(attributes=attributes_to_proto(attributes),
+                                      deduplication_id=deduplication_id)
+    for name, amount in (quotas or {}).items():
+        request.quotas[name].amount = amount
+    return await stub.Check(request)
