@@ -51,6 +51,8 @@ class Template:
     fields: Mapping[str, Any]
     factory: Callable[..., Any]
     description: str = ""
+    #: Expression texts used for fields an instance's params leave out (same shape as ``fields``).
+    defaults: Mapping[str, Any] = field(default_factory=dict)
 
 
 # --- instance types ----------------------------------------------------------

@@ -29,12 +29,17 @@ MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 Registrar = Callable[[grpc.aio.Server, PolicyService], list[str]]
 
 
-def default_registrars() -> list[Registrar]:
-    """The APIs every server carries (imported lazily, so a missing extra names itself)."""
-    from policy.servers import native
+#: Modules whose ``register(server, service) -> list[str]`` adds one API; all are served on every address.
+API_MODULES: tuple[str, ...] = (
+    "policy.servers.native",
+)
 
-    registrars: list[Registrar] = [native.register]
-    return registrars
+
+def default_registrars() -> list[Registrar]:
+    """The ``register`` function of every module in :data:`API_MODULES`."""
+    import importlib
+
+    return [importlib.import_module(name).register for name in API_MODULES]
 
 
 def _unix_path(address: str) -> str | None:
