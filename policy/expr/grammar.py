@@ -77,15 +77,11 @@ def parse(text: str) -> Node:
         raise ExpressionError(text, 1, "empty expression")
     try:
         return _parser().parse(text)
-    except lark.exceptions.VisitError as e:  # a literal the transformer rejected
-        if isinstance(e.orig_exc, ExpressionError):
-            raise e.orig_exc from None
-        raise
-    except _LiteralError as e:
+    except _LiteralError as e:  # a literal the transformer rejected
         raise ExpressionError(text, e.column, e.reason) from None
     except lark.exceptions.UnexpectedCharacters as e:
         raise ExpressionError(
-            text, e.column, f"syntax error: unexpected character {text[e.pos_in_stream]!r}"
+            text, e.pos_in_stream + 1, f"syntax error: unexpected character {text[e.pos_in_stream]!r}"
         ) from None
     except lark.exceptions.UnexpectedEOF:
         raise ExpressionError(text, len(text) + 1, _EOF) from None
@@ -94,7 +90,7 @@ def parse(text: str) -> Node:
         if token.type == "$END":
             raise ExpressionError(text, len(text.rstrip()) + 1, _EOF) from None
         raise ExpressionError(
-            text, token.column, f"syntax error: unexpected {str(token)!r}{_expected(e.expected)}"
+            text, _col(token), f"syntax error: unexpected {str(token)!r}{_expected(e.expected)}"
         ) from None
 
 
@@ -110,6 +106,11 @@ def _parser() -> Lark:
     return Lark(_GRAMMAR, parser="lalr", lexer="contextual", transformer=_ToNodes())
 
 
+def _col(token: Token) -> int:
+    """The 1-based position of ``token`` in the whole text (a new line does not restart it)."""
+    return token.start_pos + 1
+
+
 class _LiteralError(Exception):
     def __init__(self, column: int, reason: str) -> None:
         super().__init__(reason)
@@ -122,7 +123,7 @@ class _ToNodes(Transformer):
     """Builds nodes while the LALR parser reduces (no intermediate parse tree)."""
 
     def binary(self, left: Node, op: Token, right: Node) -> Node:
-        return Binary(start=left.start, col=op.column, op=str(op), left=left, right=right)
+        return Binary(start=left.start, col=_col(op), op=str(op), left=left, right=right)
 
     def unary(self, op: Token, operand: Node) -> Node:
         if str(op) == "-" and isinstance(operand, Literal) and operand.literal_kind in (
@@ -130,51 +131,51 @@ class _ToNodes(Transformer):
         ):
             if operand.literal_kind is ValueType.INT64 and operand.value > _INT64_MAX + 1:
                 raise _LiteralError(operand.start, "integer literal out of range")
-            return Literal(start=op.column, col=op.column, value=-operand.value,
+            return Literal(start=_col(op), col=_col(op), value=-operand.value,
                            literal_kind=operand.literal_kind)
-        return Unary(start=op.column, col=op.column, op=str(op), operand=operand)
+        return Unary(start=_col(op), col=_col(op), op=str(op), operand=operand)
 
     def select(self, target: Node, _dot: Token, name: Token) -> Node:
         if isinstance(target, Name) and not target.grouped:
             return Name(start=target.start, col=target.col, parts=(*target.parts, str(name)))
-        return Select(start=target.start, col=_dot.column, target=target, field_name=str(name))
+        return Select(start=target.start, col=_col(_dot), target=target, field_name=str(name))
 
     def method(self, receiver: Node, _dot: Token, name: Token, _l: Token, args: list, _r: Token):
-        return Call(start=receiver.start, col=name.column, name=str(name), receiver=receiver,
+        return Call(start=receiver.start, col=_col(name), name=str(name), receiver=receiver,
                     args=args)
 
     def index(self, target: Node, bracket: Token, key: Node, _r: Token) -> Node:
-        return Index(start=target.start, col=bracket.column, target=target, key=key)
+        return Index(start=target.start, col=_col(bracket), target=target, key=key)
 
     def name(self, token: Token) -> Node:
-        return Name(start=token.column, col=token.column, parts=(str(token),))
+        return Name(start=_col(token), col=_col(token), parts=(str(token),))
 
     def call(self, name: Token, _l: Token, args: list, _r: Token) -> Node:
-        return Call(start=name.column, col=name.column, name=str(name), args=args)
+        return Call(start=_col(name), col=_col(name), name=str(name), args=args)
 
     def paren(self, lpar: Token, inner: Node, _r: Token) -> Node:
         if isinstance(inner, Name):
             inner = Name(start=inner.start, col=inner.col, parts=inner.parts, grouped=True)
-        inner.start = lpar.column  # so the operand's text, as quoted in errors, has its parens
+        inner.start = _col(lpar)  # so the operand's text, as quoted in errors, has its parens
         return inner
 
     def args(self, *items) -> list:
         return [item for item in items if not isinstance(item, Token)]
 
     def string(self, token: Token) -> Node:
-        value = _unquote(str(token), token.column)
-        return Literal(start=token.column, col=token.column, value=value,
+        value = _unquote(str(token), _col(token))
+        return Literal(start=_col(token), col=_col(token), value=value,
                        literal_kind=ValueType.STRING, duration=parse_duration(value))
 
     def int(self, token: Token) -> Node:
         value = int(str(token))
         if value > _INT64_MAX + 1:  # + 1: the magnitude of the most negative int64
-            raise _LiteralError(token.column, "integer literal out of range")
-        return Literal(start=token.column, col=token.column, value=value,
+            raise _LiteralError(_col(token), "integer literal out of range")
+        return Literal(start=_col(token), col=_col(token), value=value,
                        literal_kind=ValueType.INT64)
 
     def float(self, token: Token) -> Node:
-        return Literal(start=token.column, col=token.column, value=float(str(token)),
+        return Literal(start=_col(token), col=_col(token), value=float(str(token)),
                        literal_kind=ValueType.DOUBLE)
 
 

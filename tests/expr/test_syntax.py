@@ -143,3 +143,14 @@ def test_go_duration_literals(value, text, expected):
 def test_strings_that_are_not_durations(vocabulary, text):
     with pytest.raises(ExpressionError, match="expression has type STRING, expected DURATION"):
         compile_expression(f'"{text}"', vocabulary, expected=ValueType.DURATION)
+
+
+def test_columns_count_through_line_breaks(vocabulary):
+    # YAML block scalars give multi-line expressions; the column indexes the whole text.
+    text = 'request.size == 1 &&\n  source.ip == "x"'
+    with pytest.raises(ExpressionError) as info:
+        compile_expression(text, vocabulary)
+    assert info.value.column == text.index("==", 20) + 1
+    with pytest.raises(ExpressionError) as info:
+        compile_expression("request.size ==\n  @", vocabulary)
+    assert (info.value.column, info.value.reason) == (19, "syntax error: unexpected character '@'")
