@@ -219,7 +219,7 @@ def check(config_path: Path, attrs: tuple[str, ...], quotas: tuple[str, ...], as
     quota_args = _parse_quotas(quotas)
 
     async def run() -> Any:
-        service.load()
+        await service.start()
         try:
             return await service.check(attributes, quota_args or None)
         finally:
@@ -317,7 +317,7 @@ def bench(config_path: Path, attrs: tuple[str, ...], requests: int) -> None:
     async def run() -> tuple[list[float], list[float]]:
         from policy.attributes import AttributeBag
 
-        service.load()
+        await service.start()
         bag = AttributeBag(attributes)
         dispatcher = service.dispatcher
         cached, uncached = [], []

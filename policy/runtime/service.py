@@ -112,6 +112,11 @@ class PolicyService:
         generation = self.reload_status.generation + 1
         try:
             snapshot = load_config(self.config_path, self.host, generation=generation)
+            try:
+                await snapshot.start()
+            except BaseException:
+                await snapshot.close()
+                raise
         except ConfigError as exc:
             self._record_failure([str(i) for i in exc.issues])
             return False
@@ -162,6 +167,11 @@ class PolicyService:
             self.load()
         if self._started:
             return
+        try:
+            await self.snapshot.start()
+        except BaseException:
+            await self.snapshot.close()
+            raise
         self._started = True
         await self.host.startup(self)
         await self.host.config_loaded(self, self.snapshot)

@@ -49,6 +49,15 @@ class HandlerEntry:
         self.quota_is_async = inspect.iscoroutinefunction(getattr(self.handler, "quota", None))
         self.report_is_async = inspect.iscoroutinefunction(getattr(self.handler, "report", None))
 
+    async def start(self) -> None:
+        """Run the handler's ``start()``; errors propagate (the snapshot does not go live)."""
+        start = getattr(self.handler, "start", None)
+        if start is None:
+            return
+        result = start()
+        if inspect.isawaitable(result):
+            await asyncio.wait_for(result, timeout=max(self.timeout, 30.0))
+
     async def close(self) -> None:
         """Close the handler; errors are logged, never raised."""
         try:
@@ -219,6 +228,18 @@ class Snapshot:
         if namespace is None:
             return self._root_rules
         return self._by_namespace.get(namespace, self._root_rules)
+
+    async def start(self) -> None:
+        """Start every handler; the first failure raises ConfigError naming the handler."""
+        from policy.sdk import ConfigError
+
+        results = await asyncio.gather(*(h.start() for h in self.handlers.values()), return_exceptions=True)
+        issues = [
+            ConfigIssue(entry.source, f"handler/{entry.name}", "", f"failed to start: {type(r).__name__}: {r}")
+            for entry, r in zip(self.handlers.values(), results) if isinstance(r, BaseException)
+        ]
+        if issues:
+            raise ConfigError(issues)
 
     async def close(self) -> None:
         """Close every handler of this snapshot."""

@@ -72,9 +72,18 @@ class Handler:
     ``check(instance) -> CheckResult`` for check templates,
     ``quota(instance, args) -> QuotaResult`` for quota templates,
     ``report(instances) -> None`` for report templates (a batch of instances).
-    Each may be ``async def``. ``close()`` is called when the handler's config
-    snapshot is retired or the service stops.
+    Each may be ``async def``. ``start()`` is awaited once before the handler's
+    snapshot serves its first request (fetch lists, open connections, start
+    background tasks there); ``close()`` when the snapshot is retired or the
+    service stops.
+
+    Raising :class:`~policy.AdapterError` from a method answers its status; raising
+    anything else answers INTERNAL naming the handler. Either way the handler's
+    fail mode applies (CLOSED denies, OPEN allows without caching).
     """
+
+    async def start(self) -> None:
+        """Prepare to serve (may be a plain function too); errors here fail the config load."""
 
     def check(self, instance: Any) -> CheckResult:
         """Answer a check for one instance."""

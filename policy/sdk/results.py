@@ -3,8 +3,8 @@
 Cacheability is explicit. ``valid_duration=None`` means the adapter said nothing
 about it, and such a result is never cached (Mixer silently cached those for a
 minute); ``0`` means "do not cache"; a positive number of seconds allows caching
-for that long. ``valid_use_count`` likewise: None means no use-count limit was
-given (the duration alone bounds the entry).
+for that long. ``valid_use_count``: None means no use-count limit was given (the
+duration alone bounds the entry); ``0`` means "do not reuse" (never cached).
 """
 
 from __future__ import annotations

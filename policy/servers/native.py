@@ -15,8 +15,9 @@ from policy.attributes import AttributeBag, Presence
 from policy.runtime.decision import Decision
 from policy.runtime.service import PolicyService
 from policy.sdk import HeaderOperationKind, QuotaArgs
+from policy.servers._grpc import decode, unary_handlers
 from policy.servers.native_codec import CodecError, attributes_from_proto, duration_to_proto, status_to_proto
-from policy.v1 import policy_pb2, policy_pb2_grpc
+from policy.v1 import policy_pb2
 
 log = logging.getLogger("policy.servers.native")
 
@@ -74,14 +75,15 @@ def decision_to_proto(decision: Decision) -> policy_pb2.CheckResponse:
     return response
 
 
-class PolicyServicer(policy_pb2_grpc.PolicyServicer):
-    """Serves ``policy.v1.Policy`` from a :class:`PolicyService`."""
+class PolicyServicer:
+    """Serves ``policy.v1.Policy`` from a :class:`PolicyService` (requests arrive as raw bytes)."""
 
     def __init__(self, service: PolicyService) -> None:
         self.service = service
 
-    async def Check(self, request: policy_pb2.CheckRequest, context: grpc.aio.ServicerContext) -> Any:
+    async def Check(self, data: bytes, context: grpc.aio.ServicerContext) -> Any:
         """Decide one request (and charge its quotas when the precondition allows)."""
+        request = await decode(policy_pb2.CheckRequest, data, context)
         service = self.service
         try:
             values = attributes_from_proto(request.attributes, service.host.vocabulary)
@@ -98,8 +100,9 @@ class PolicyServicer(policy_pb2_grpc.PolicyServicer):
         decision = await service.dispatcher.check(AttributeBag.trusted(values), quotas)
         return decision_to_proto(decision)
 
-    async def Report(self, request: policy_pb2.ReportRequest, context: grpc.aio.ServicerContext) -> Any:
+    async def Report(self, data: bytes, context: grpc.aio.ServicerContext) -> Any:
         """Queue report instances for a batch of attribute sets; never waits for adapters."""
+        request = await decode(policy_pb2.ReportRequest, data, context)
         vocabulary = self.service.host.vocabulary
         bags = []
         for index, attributes in enumerate(request.attributes):
@@ -113,5 +116,9 @@ class PolicyServicer(policy_pb2_grpc.PolicyServicer):
 
 def register(server: grpc.aio.Server, service: PolicyService) -> list[str]:
     """Add the native API to ``server``; returns the service names registered."""
-    policy_pb2_grpc.add_PolicyServicer_to_server(PolicyServicer(service), server)
+    servicer = PolicyServicer(service)
+    server.add_generic_rpc_handlers((unary_handlers(SERVICE_NAME, {
+        "Check": (servicer.Check, policy_pb2.CheckResponse),
+        "Report": (servicer.Report, policy_pb2.ReportResponse),
+    }),))
     return [SERVICE_NAME]
