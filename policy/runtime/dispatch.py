@@ -245,8 +245,8 @@ class Dispatcher:
             return 0
         queued = 0
         for bag in bags:
-            for rule in self.snapshot.rules_for(bag):
-                if not rule.report_actions or not rule.matches(bag):
+            for rule in self.snapshot.report_rules_for(bag):
+                if not rule.matches(bag):
                     continue
                 for action in rule.report_actions:
                     for builder in action.instances:

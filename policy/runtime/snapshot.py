@@ -200,17 +200,17 @@ class Snapshot:
     cache: CacheSettings = field(default_factory=CacheSettings)
     warnings: Sequence[ConfigIssue] = ()
     sources: Sequence[str] = ()
-    _by_namespace: dict[str, tuple[Rule, ...]] = field(init=False, repr=False)
-    _root_rules: tuple[Rule, ...] = field(init=False, repr=False)
+    _check_index: "_RuleIndex" = field(init=False, repr=False)
+    _report_index: "_RuleIndex" = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self._root_rules = tuple(r for r in self.rules if r.namespace == self.root_namespace)
-        by_ns: dict[str, list[Rule]] = {}
-        for rule in self.rules:
-            if rule.namespace != self.root_namespace:
-                by_ns.setdefault(rule.namespace, []).append(rule)
-        # Root rules apply everywhere; a namespace's own rules come after them.
-        self._by_namespace = {ns: self._root_rules + tuple(rules) for ns, rules in by_ns.items()}
+        # Checks consider only rules that can change a check's answer, so a report-only
+        # rule's match is neither evaluated on the check path nor part of its cache key.
+        self._check_index = _RuleIndex(
+            [r for r in self.rules if r.check_actions or r.quota_actions
+             or r.request_header_operations or r.response_header_operations],
+            self.root_namespace)
+        self._report_index = _RuleIndex([r for r in self.rules if r.report_actions], self.root_namespace)
 
     def namespace_of(self, bag: Any) -> str | None:
         """The namespace a request is for (the first identity attribute present), recording reads."""
@@ -221,13 +221,12 @@ class Snapshot:
         return None
 
     def rules_for(self, bag: Any) -> tuple[Rule, ...]:
-        """The rules that apply to a request: root-namespace rules, then its namespace's rules."""
-        if not self._by_namespace:
-            return self._root_rules
-        namespace = self.namespace_of(bag)
-        if namespace is None:
-            return self._root_rules
-        return self._by_namespace.get(namespace, self._root_rules)
+        """The rules that can affect a check: root-namespace rules, then the request namespace's."""
+        return self._check_index.rules_for(bag, self)
+
+    def report_rules_for(self, bag: Any) -> tuple[Rule, ...]:
+        """The rules with report actions that apply to a request, in the same order."""
+        return self._report_index.rules_for(bag, self)
 
     async def start(self) -> None:
         """Start every handler; the first failure raises ConfigError naming the handler."""
@@ -244,3 +243,27 @@ class Snapshot:
     async def close(self) -> None:
         """Close every handler of this snapshot."""
         await asyncio.gather(*(h.close() for h in self.handlers.values()))
+
+
+class _RuleIndex:
+    """Rules by namespace: root-namespace rules apply everywhere, a namespace's own come after them."""
+
+    __slots__ = ("root", "by_namespace")
+
+    def __init__(self, rules: Sequence[Rule], root_namespace: str) -> None:
+        self.root = tuple(r for r in rules if r.namespace == root_namespace)
+        grouped: dict[str, list[Rule]] = {}
+        for rule in rules:
+            if rule.namespace != root_namespace:
+                grouped.setdefault(rule.namespace, []).append(rule)
+        self.by_namespace = {ns: self.root + tuple(own) for ns, own in grouped.items()}
+
+    def rules_for(self, bag: Any, snapshot: Snapshot) -> tuple[Rule, ...]:
+        # Only read the identity attributes when some rule is namespaced: reading them
+        # would otherwise narrow every cache key for nothing.
+        if not self.by_namespace:
+            return self.root
+        namespace = snapshot.namespace_of(bag)
+        if namespace is None:
+            return self.root
+        return self.by_namespace.get(namespace, self.root)

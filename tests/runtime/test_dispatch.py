@@ -65,6 +65,7 @@ async def test_allowed_decision_takes_the_minimum_cacheability(service):
     decision = await service.check({"request.path": "/short"})
     assert decision.allowed
     assert decision.rules == ("always", "short", "quota")
+
     assert decision.valid_duration == 5 and decision.valid_use_count == 100
 
 
@@ -164,3 +165,17 @@ async def test_handlers_are_closed_when_the_service_stops(policy_config, policy_
     handler = service.snapshot.handlers["allow"].handler
     await service.stop()
     assert handler.closed
+
+
+async def test_report_only_rules_are_not_part_of_a_check(policy_config, policy_service_factory):
+    extra = """
+  - name: report-only
+    match: request.id == "x"
+    actions: [{handler: log, instances: [entry]}]
+"""
+    config = CONFIG.replace("instances:\n", "  - {name: log, adapter: stdio, params: {logStream: STDERR}}\ninstances:\n"
+                            "  - {name: entry, template: logentry, params: {severity: '\"info\"'}}\n", 1)
+    service = await policy_service_factory(policy_config(config + extra), plugins_for_tests)
+    decision = await service.check({"request.path": "/", "request.id": "x"})
+    assert "report-only" not in decision.rules
+    assert ("request.id", None) not in {(r.name, r.map_key) for r in decision.referenced}

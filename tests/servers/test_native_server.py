@@ -71,7 +71,7 @@ async def test_allowed_and_denied_over_tcp_and_unix(server, via):
     stub = server.native(server.tcp if via == "tcp" else server.unix)
     allowed = await native_check(stub, {"source.ip": ipaddress.ip_address("10.1.2.3"), "request.id": "r1"})
     assert _codes(allowed) == (0, "")
-    assert list(allowed.matched_rules) == ["internal-only", "log-all"]
+    assert list(allowed.matched_rules) == ["internal-only"]
     assert allowed.precondition.valid_duration.seconds == 120
     assert allowed.precondition.valid_use_count == 50
     assert allowed.decision_id
