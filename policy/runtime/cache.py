@@ -21,23 +21,48 @@ from typing import Any
 
 from cachetools import TLRUCache
 
-from policy.attributes import Read
+import ipaddress
+
+from policy.attributes import Read, ValueType
 
 
 def _freeze(value: Any) -> Any:
     if isinstance(value, Mapping):
         return tuple(sorted(value.items()))
+    if isinstance(value, _IP_TYPES):
+        return _ip_key(value)
     return value
 
 
-def _key_function(shape: tuple[Read, ...]) -> Callable[[dict[str, Any]], tuple]:
-    """Compile a function that extracts the key for ``shape`` from a raw attribute dict."""
+def _ip_key(value: Any) -> Any:
+    # ipaddress objects hash in Python code (hex of the integer), several times per
+    # lookup; their integer and width hash in C. The width keeps IPv4 and IPv6 apart.
+    return None if value is None else (value._ip, value._max_prefixlen)
+
+
+_IP_TYPES = (ipaddress.IPv4Address, ipaddress.IPv6Address)
+_PLAIN_TYPES = frozenset({ValueType.STRING, ValueType.INT64, ValueType.DOUBLE, ValueType.BOOL,
+                          ValueType.TIMESTAMP, ValueType.DURATION, ValueType.BYTES})
+
+
+def _key_function(shape: tuple[Read, ...], types: Mapping[str, ValueType]) -> Callable[[dict[str, Any]], tuple]:
+    """Compile a function that extracts the key for ``shape`` from a raw attribute dict.
+
+    ``types`` (the vocabulary) lets values of plain types go into the key as they are
+    and IP addresses by their integer; attributes of unknown type take the generic path.
+    """
     parts = []
-    namespace: dict[str, Any] = {"_freeze": _freeze}
+    namespace: dict[str, Any] = {"_freeze": _freeze, "_ip_key": _ip_key}
     for index, (name, key) in enumerate(shape):
         namespace[f"n{index}"] = name
         if key is None:
-            parts.append(f"_freeze(v.get(n{index}))")
+            value_type = types.get(name)
+            if value_type in _PLAIN_TYPES:
+                parts.append(f"v.get(n{index})")
+            elif value_type is ValueType.IP_ADDRESS:
+                parts.append(f"_ip_key(v.get(n{index}))")
+            else:
+                parts.append(f"_freeze(v.get(n{index}))")
         else:
             namespace[f"k{index}"] = key
             parts.append(f"(v.get(n{index}) or _E).get(k{index})")
@@ -86,8 +111,10 @@ class DecisionCache:
         max_entries: int = 10_000,
         max_shapes: int = 64,
         timer: Callable[[], float] = time.monotonic,
+        types: Mapping[str, ValueType] | None = None,
     ) -> None:
         self.stats = CacheStats()
+        self._types = types or {}
         self._timer = timer
         self._entries = _CountingTLRU(max_entries, timer, self.stats)
         self._max_shapes = max_shapes
@@ -132,7 +159,7 @@ class DecisionCache:
                 return False
             index = len(self._keyers)
             self._shapes[shape] = index
-            self._keyers.append(_key_function(tuple(sorted(shape, key=lambda r: (r[0], r[1] or "")))))
+            self._keyers.append(_key_function(tuple(sorted(shape, key=lambda r: (r[0], r[1] or ""))), self._types))
             self.stats.shapes = len(self._keyers)
         key = (index, self._keyers[index](values))
         uses = float("inf") if valid_use_count is None else valid_use_count
@@ -149,7 +176,5 @@ class DecisionCache:
         return stats
 
     def clear(self) -> None:
-        """Drop every entry and shape."""
+        """Drop every entry (the shapes seen are kept: they depend only on the config)."""
         self._entries.clear()
-        self._shapes.clear()
-        self._keyers.clear()

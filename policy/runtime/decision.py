@@ -91,8 +91,23 @@ class Decision:
         return ""
 
     def with_quotas(self, quotas: Mapping[str, QuotaResult], decision_id: str) -> "Decision":
-        """A copy carrying quota results and a fresh decision id (used on cache hits)."""
+        """A copy carrying quota results and a fresh decision id."""
         return replace(self, quotas=quotas, decision_id=decision_id)
+
+    def reused(self, decision_id: str, quotas: Mapping[str, QuotaResult]) -> "Decision":
+        """A copy for a cache hit: a new id, the request's quota results, no handler calls.
+
+        Built by copying the instance dict: ``dataclasses.replace`` re-runs ``__init__``
+        and costs more than the rest of a cached check.
+        """
+        copy = object.__new__(Decision)
+        state = copy.__dict__
+        state.update(self.__dict__)
+        state["decision_id"] = decision_id
+        state["quotas"] = quotas
+        state["cache_hit"] = True
+        state["calls"] = ()
+        return copy
 
 
 def combine(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from policy.attributes import AttributeBag, RecordingBag, references
@@ -99,7 +99,8 @@ class Dispatcher:
         self.snapshot = snapshot
         settings = snapshot.cache
         self.cache: DecisionCache | None = (
-            DecisionCache(settings.max_entries, settings.max_shapes) if settings.enabled else None
+            DecisionCache(settings.max_entries, settings.max_shapes, types=snapshot.vocabulary)
+            if settings.enabled else None
         )
         self._report_sink = report_sink
 
@@ -119,7 +120,7 @@ class Dispatcher:
                 quota_results = (
                     await self._quotas(cached.matched, bag, quotas) if quotas and decision.status.ok else {}
                 )
-                return replace(decision, quotas=quota_results, decision_id=new_decision_id(), cache_hit=True)
+                return decision.reused(new_decision_id(), quota_results)
         decision, matched, reads = await self._evaluate(bag)
         if cache is not None:
             cache.store(reads, bag.raw, _Cached(decision, matched),
