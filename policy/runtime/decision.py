@@ -64,6 +64,8 @@ class Decision:
     cache_hit: bool = False
     decision_id: str = ""
     generation: int = 0
+    #: Transports' encodings of the request-independent part, shared by every reuse from cache.
+    memo: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def allowed(self) -> bool:

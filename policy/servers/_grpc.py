@@ -25,15 +25,17 @@ async def decode(message_type: type[Message], data: bytes, context: grpc.aio.Ser
 
 def unary_handlers(
     service: str,
-    methods: Mapping[str, tuple[Callable[[bytes, grpc.aio.ServicerContext], Awaitable[Any]], type[Message]]],
+    methods: Mapping[str, tuple[Callable[[bytes, grpc.aio.ServicerContext], Awaitable[Any]], type[Message] | None]],
 ) -> grpc.GenericRpcHandler:
     """A generic handler for ``service`` whose unary methods receive raw request bytes.
 
-    :param methods: method name → (coroutine taking (bytes, context), response message type).
+    :param methods: method name → (coroutine taking (bytes, context), response message
+        type; None when the coroutine returns already serialized bytes).
     """
     handlers = {
         name: grpc.unary_unary_rpc_method_handler(
-            fn, request_deserializer=None, response_serializer=response_type.SerializeToString)
+            fn, request_deserializer=None,
+            response_serializer=response_type.SerializeToString if response_type else None)
         for name, (fn, response_type) in methods.items()
     }
     return grpc.method_handlers_generic_handler(service, handlers)

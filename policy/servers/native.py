@@ -59,6 +59,53 @@ def _precondition(decision: Decision) -> policy_pb2.CheckResponse.PreconditionRe
     return result
 
 
+def _field_bytes(number: int, value: bytes) -> bytes:
+    """One length-delimited protobuf field (tag, varint length, bytes)."""
+    length = len(value)
+    varint = bytearray()
+    while True:
+        byte = length & 0x7F
+        length >>= 7
+        if length:
+            varint.append(byte | 0x80)
+        else:
+            varint.append(byte)
+            return bytes([number << 3 | 2]) + bytes(varint) + value
+
+
+_DECISION_ID_FIELD = policy_pb2.CheckResponse.DESCRIPTOR.fields_by_name["decision_id"].number
+
+
+def encode_response(decision: Decision) -> bytes:
+    """The serialized ``CheckResponse`` for a decision.
+
+    The part that does not change between requests (precondition, matched rules) is
+    encoded once per cached decision and kept in ``decision.memo``; each response
+    appends its own decision id and quota results, which protobuf parses the same
+    as one message (fields may come in any order).
+    """
+    prefix = decision.memo.get("native")
+    if prefix is None:
+        prefix = policy_pb2.CheckResponse(
+            precondition=_precondition(decision), matched_rules=decision.rules).SerializeToString()
+        decision.memo["native"] = prefix
+    tail = _field_bytes(_DECISION_ID_FIELD, decision.decision_id.encode())
+    if decision.quotas:
+        quotas = policy_pb2.CheckResponse()
+        _add_quotas(quotas, decision)
+        tail += quotas.SerializeToString()
+    return prefix + tail
+
+
+def _add_quotas(response: policy_pb2.CheckResponse, decision: Decision) -> None:
+    for name, quota in decision.quotas.items():
+        entry = response.quotas[name]
+        entry.status.CopyFrom(status_to_proto(int(quota.status.code), quota.status.message))
+        entry.granted_amount = quota.granted_amount
+        if quota.valid_duration:
+            entry.valid_duration.CopyFrom(duration_to_proto(quota.valid_duration))
+
+
 def decision_to_proto(decision: Decision) -> policy_pb2.CheckResponse:
     """Translate a decision into a ``CheckResponse``."""
     response = policy_pb2.CheckResponse(
@@ -66,12 +113,7 @@ def decision_to_proto(decision: Decision) -> policy_pb2.CheckResponse:
         matched_rules=decision.rules,
         decision_id=decision.decision_id,
     )
-    for name, quota in decision.quotas.items():
-        entry = response.quotas[name]
-        entry.status.CopyFrom(status_to_proto(int(quota.status.code), quota.status.message))
-        entry.granted_amount = quota.granted_amount
-        if quota.valid_duration:
-            entry.valid_duration.CopyFrom(duration_to_proto(quota.valid_duration))
+    _add_quotas(response, decision)
     return response
 
 
@@ -98,7 +140,7 @@ class PolicyServicer:
                                         f"quota {name!r}: amount must not be negative, got {params.amount}")
                 quotas[name] = QuotaArgs(name, params.amount or 1, params.best_effort, request.deduplication_id)
         decision = await service.dispatcher.check(AttributeBag.trusted(values), quotas)
-        return decision_to_proto(decision)
+        return encode_response(decision)
 
     async def Report(self, data: bytes, context: grpc.aio.ServicerContext) -> Any:
         """Queue report instances for a batch of attribute sets; never waits for adapters."""
@@ -118,7 +160,7 @@ def register(server: grpc.aio.Server, service: PolicyService) -> list[str]:
     """Add the native API to ``server``; returns the service names registered."""
     servicer = PolicyServicer(service)
     server.add_generic_rpc_handlers((unary_handlers(SERVICE_NAME, {
-        "Check": (servicer.Check, policy_pb2.CheckResponse),
+        "Check": (servicer.Check, None),
         "Report": (servicer.Report, policy_pb2.ReportResponse),
     }),))
     return [SERVICE_NAME]

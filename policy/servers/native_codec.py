@@ -15,6 +15,7 @@ sub-microsecond part is truncated (toward zero) when decoding.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import ipaddress
 import math
 from collections.abc import Mapping
@@ -131,14 +132,23 @@ def _mismatch(name: str, expected: ValueType, kind: str | None) -> CodecError:
 
 
 def _ip_from_bytes(name: str, raw: bytes) -> _IPv4 | _IPv6:
-    if len(raw) == 4:
-        return _IPv4(raw)
-    if len(raw) == 16:
-        return _IPv6(raw)
+    ip = _ip_cache(raw) if len(raw) in (4, 16) else None
+    if ip is not None:
+        return ip
     raise CodecError(
         f"attribute {name!r}: an IP_ADDRESS must be 4 bytes (IPv4) or 16 bytes (IPv6),"
         f" got {len(raw)} bytes"
     )
+
+
+@functools.lru_cache(maxsize=4096)
+def _ip_cache(raw: bytes) -> _IPv4 | _IPv6 | None:
+    # Building an address object runs Python code; a sidecar sees few distinct peers.
+    if len(raw) == 4:
+        return _IPv4(raw)
+    if len(raw) == 16:
+        return _IPv6(raw)
+    return None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -190,3 +190,13 @@ async def test_many_concurrent_checks_all_answered(server):
     responses = await asyncio.gather(*(
         native_check(stub, {"source.ip": ipaddress.ip_address(f"10.0.{i // 250}.{i % 250}")}) for i in range(300)))
     assert all(r.precondition.status.code == 0 for r in responses)
+
+
+async def test_cached_responses_carry_their_own_decision_id_and_quotas(server):
+    stub = server.native()
+    attrs = {"source.ip": ipaddress.ip_address("10.7.7.7")}
+    first = await native_check(stub, attrs)
+    second = await native_check(stub, attrs, quotas={"q": 2})
+    assert first.decision_id != second.decision_id
+    assert first.precondition == second.precondition
+    assert second.quotas["q"].granted_amount == 2 and "q" not in first.quotas
