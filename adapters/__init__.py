@@ -7,5 +7,6 @@ from __future__ import annotations
 BUILTIN_PLUGINS: tuple[str, ...] = (
     "adapters.denier",
     "adapters.listchecker",
+    "adapters.memquota",
     "adapters.stdio",
 )

@@ -1,0 +1,69 @@
+"""What limiters charge and answer: :class:`Counter` in, :class:`Allocation` out.
+
+Semantics every limiter follows:
+
+- A counter with ``window == 0`` is in *allocation mode*: no window, the total in
+  use is bounded by ``max_amount``, and a negative amount releases (Mixer's
+  memquota with ``validDuration: 0``).
+- A windowed counter is a clock-aligned fixed window (``window`` seconds, aligned to
+  multiples of ``window`` since the epoch, as envoyproxy/ratelimit aligns its units)
+  or a rolling window of ``window / bucket`` buckets.
+- A call that does not fit is *not charged*: counters never exceed their limit,
+  so a counter already over its limit is never incremented further.
+- Several counters in one call are charged all or nothing (none is charged when
+  one does not fit) unless ``independent``; ``best_effort`` grants what is left
+  (single counter or independent ones).
+- An amount of 0 is a query: nothing is charged, ``remaining`` and ``reset`` are
+  reported.
+- A deduplication id (single counter) makes a retried call answer what the first
+  call was granted, without charging again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from adapters._quota.params import Algorithm
+
+
+class LimiterUnavailable(Exception):
+    """The limiter's backend could not answer (Redis down, timed out, or out of capacity)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Counter:
+    """One counter to charge.
+
+    :param id: the counter's identifier (see :mod:`adapters._quota.keys`).
+    :param amount: how much to charge (0 queries; negative releases in allocation mode).
+    :param max_amount: the limit.
+    :param window: the window in seconds; 0 is allocation mode.
+    :param bucket: the rolling window's bucket in seconds (ignored for fixed windows).
+    """
+
+    id: str
+    amount: int
+    max_amount: int
+    window: float
+    bucket: float = 0.0
+    algorithm: Algorithm = Algorithm.FIXED_WINDOW
+
+
+@dataclass(frozen=True, slots=True)
+class Allocation:
+    """What one counter answered.
+
+    :param granted: the amount granted (0 when it did not fit; for a release, the amount released).
+    :param remaining: what is left in the window after this call.
+    :param reset: seconds until the window frees capacity (fixed: until it ends); 0 without a window.
+    :param fits: True when the requested amount fit (the call is within the limit).
+    :param deduplicated: answered from an earlier call with the same deduplication id.
+    :param cached: answered by the local over-limit cache, without asking the backend.
+    """
+
+    granted: int
+    remaining: int
+    reset: float
+    fits: bool
+    deduplicated: bool = False
+    cached: bool = False

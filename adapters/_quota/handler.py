@@ -1,0 +1,74 @@
+"""Turning quota calls into counter charges, shared by the memquota and redisquota handlers.
+
+:class:`QuotaCalls` maps a quota instance and :class:`~policy.QuotaArgs` to a
+:class:`Counter` and an :class:`Allocation` back to a :class:`~policy.QuotaResult`,
+and adapts the rate-limit service's counter tuples (see :meth:`rate_limit_counters`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from adapters._quota.core import Allocation, Counter
+from adapters._quota.keys import counter_id
+from adapters._quota.params import Algorithm, QuotaTable
+from policy import Code, QuotaArgs, QuotaResult, Status
+
+#: A rate-limit service counter: (id, hits, limit, window seconds).
+RateLimitCounter = tuple[str, int, int, float]
+#: What the rate-limit service gets back per counter: (fits, remaining, seconds until reset).
+RateLimitAnswer = tuple[bool, int, float]
+
+
+class QuotaCalls:
+    """The quota side of a handler: limits by quota name, counters by dimensions."""
+
+    def __init__(self, handler_name: str, table: QuotaTable) -> None:
+        self.handler_name = handler_name
+        self.table = table
+
+    def counter(self, instance: Any, args: QuotaArgs) -> Counter | QuotaResult:
+        """The counter a call charges, or the result to answer right away (unknown quota, bad amount)."""
+        name = getattr(instance, "name", "") or args.quota
+        dimensions = getattr(instance, "dimensions", None) or {}
+        limit = self.table.limit(name, dimensions)
+        if limit is None and args.quota and args.quota != name:
+            name = args.quota
+            limit = self.table.limit(name, dimensions)
+        if limit is None:
+            return QuotaResult(0, 0.0, Status(Code.FAILED_PRECONDITION, f"no quota named {name!r} is configured"))
+        if args.amount < 0 and limit.window > 0:
+            return QuotaResult(0, 0.0, Status(
+                Code.INVALID_ARGUMENT, f"quota {name!r} has a window; only allocation-mode quotas release"))
+        suffix = f"o{limit.override}" if limit.override >= 0 else ""
+        return Counter(counter_id(name, dimensions, suffix), args.amount, limit.max_amount, limit.window,
+                       limit.bucket, limit.algorithm)
+
+    @staticmethod
+    def result(counter: Counter, allocation: Allocation) -> QuotaResult:
+        """The QuotaResult for what a counter answered."""
+        if counter.amount <= 0 or allocation.granted > 0:
+            if counter.window == 0:
+                valid = 0.0
+            elif counter.algorithm is Algorithm.ROLLING_WINDOW:
+                valid = counter.window  # a grant stays counted for a whole window
+            else:
+                valid = allocation.reset
+            return QuotaResult(allocation.granted, valid, remaining=allocation.remaining, limit=counter.max_amount)
+        return QuotaResult(
+            0, allocation.reset,
+            Status(Code.RESOURCE_EXHAUSTED,
+                   f"quota exhausted: {counter.max_amount - allocation.remaining} of {counter.max_amount} in use"),
+            remaining=allocation.remaining, limit=counter.max_amount)
+
+    @staticmethod
+    def rate_limit_counters(counters: Sequence[RateLimitCounter]) -> list[Counter]:
+        """Counters (clock-aligned fixed windows) for the rate-limit service's tuples."""
+        return [Counter(f"rls|{cid}", hits, limit, window, window, Algorithm.FIXED_WINDOW)
+                for cid, hits, limit, window in counters]
+
+    @staticmethod
+    def rate_limit_answers(allocations: Sequence[Allocation]) -> list[RateLimitAnswer]:
+        """The rate-limit service's answers for what counters answered."""
+        return [(a.fits, a.remaining, a.reset) for a in allocations]

