@@ -8,5 +8,6 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "adapters.denier",
     "adapters.listchecker",
     "adapters.memquota",
+    "adapters.redisquota",
     "adapters.stdio",
 )

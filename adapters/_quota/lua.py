@@ -1,0 +1,135 @@
+"""The one Lua script every Redis quota call runs: charge N counters atomically, time from Redis.
+
+KEYS: one key per counter, then (optionally) the deduplication key.
+ARGV: ``n``, ``best_effort`` (0/1), ``independent`` (0/1), ``dedup_ttl_ms`` (0: no
+deduplication), then five values per counter: ``algorithm`` (0 fixed window,
+1 rolling window, 2 allocation mode), ``max``, ``window_ms``, ``bucket_ms`` (for
+allocation mode: the idle TTL), ``amount``.
+Returns four integers per counter — granted, remaining, reset_ms, fits (0/1) —
+then 1 when the answer was replayed for a deduplication id, else 0.
+
+Keys of one call must share a hash slot (callers hash-tag them by counter) so the
+script also runs on a Redis Cluster. Every key written gets a TTL. A counter that
+would go over its limit is not charged; unless ``independent``, no counter is
+charged when one does not fit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+SCRIPT = r"""
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local n = tonumber(ARGV[1])
+local best = ARGV[2] == '1'
+local independent = ARGV[3] == '1'
+local dedup_ttl = tonumber(ARGV[4])
+local used, resets, grants, lefts, fits = {}, {}, {}, {}, {}
+local marks = {}
+
+local function state(i)
+  local base = 4 + (i - 1) * 5
+  local algo, max = tonumber(ARGV[base + 1]), tonumber(ARGV[base + 2])
+  local window, bucket = tonumber(ARGV[base + 3]), tonumber(ARGV[base + 4])
+  local key = KEYS[i]
+  if algo == 0 then
+    local idx = math.floor(now / window)
+    local v = redis.call('HMGET', key, 'w', 'n')
+    local u = 0
+    if v[1] and tonumber(v[1]) == idx then u = tonumber(v[2]) end
+    marks[i] = idx
+    return u, (idx + 1) * window - now
+  elseif algo == 1 then
+    local cur = math.floor(now / bucket)
+    local nb = math.floor(window / bucket + 0.5)
+    local first = cur - nb + 1
+    local all = redis.call('HGETALL', key)
+    local u, oldest, dead = 0, nil, {}
+    for j = 1, #all, 2 do
+      local b = tonumber(all[j])
+      if b < first then
+        dead[#dead + 1] = all[j]
+      else
+        u = u + tonumber(all[j + 1])
+        if oldest == nil or b < oldest then oldest = b end
+      end
+    end
+    if #dead > 0 then redis.call('HDEL', key, unpack(dead)) end
+    marks[i] = cur
+    return u, ((oldest or cur) + nb) * bucket - now
+  else
+    return tonumber(redis.call('GET', key) or '0'), 0
+  end
+end
+
+for i = 1, n do
+  used[i], resets[i] = state(i)
+end
+
+if dedup_ttl > 0 then
+  local previous = redis.call('GET', KEYS[n + 1])
+  if previous then
+    local max = tonumber(ARGV[6])
+    return {tonumber(previous), math.max(0, max - used[1]), resets[1], 1, 1}
+  end
+end
+
+local all_fit = true
+for i = 1, n do
+  local base = 4 + (i - 1) * 5
+  local max, amount = tonumber(ARGV[base + 2]), tonumber(ARGV[base + 5])
+  local left = math.max(0, max - used[i])
+  lefts[i] = left
+  if amount < 0 then
+    grants[i] = -math.min(-amount, used[i])
+    fits[i] = 1
+  elseif amount <= left then
+    grants[i] = amount
+    fits[i] = 1
+  else
+    fits[i] = 0
+    all_fit = false
+    if best and (independent or n == 1) then grants[i] = left else grants[i] = 0 end
+  end
+end
+if not all_fit and not independent and n > 1 then
+  for i = 1, n do grants[i] = 0 end
+end
+
+local out = {}
+for i = 1, n do
+  local base = 4 + (i - 1) * 5
+  local algo, window, bucket = tonumber(ARGV[base + 1]), tonumber(ARGV[base + 3]), tonumber(ARGV[base + 4])
+  local g, key = grants[i], KEYS[i]
+  local remaining = lefts[i]
+  if g ~= 0 then
+    remaining = lefts[i] - g
+    if algo == 0 then
+      redis.call('HSET', key, 'w', marks[i], 'n', used[i] + g)
+      redis.call('PEXPIRE', key, resets[i] + 1000)
+    elseif algo == 1 then
+      redis.call('HINCRBY', key, marks[i], g)
+      redis.call('PEXPIRE', key, window + bucket)
+    else
+      local total = used[i] + g
+      if total <= 0 then redis.call('DEL', key) else redis.call('SET', key, total, 'PX', bucket) end
+    end
+  end
+  out[#out + 1] = math.abs(g)
+  out[#out + 1] = remaining
+  out[#out + 1] = resets[i]
+  out[#out + 1] = fits[i]
+end
+if dedup_ttl > 0 and grants[1] > 0 then
+  redis.call('SET', KEYS[n + 1], grants[1], 'PX', math.max(dedup_ttl, resets[1]))
+end
+out[#out + 1] = 0
+return out
+"""
+
+#: The SHA1 Redis knows the script by (EVALSHA).
+SHA = hashlib.sha1(SCRIPT.encode()).hexdigest()
+
+ALGORITHM_CODES = {"FIXED_WINDOW": 0, "ROLLING_WINDOW": 1}
+ALLOCATION_MODE = 2

@@ -1,0 +1,246 @@
+"""Counters in Redis or a Redis Cluster: one atomic Lua script per call, a local over-limit cache.
+
+Keys are ``<prefix>{<counter id>}:<kind>``: the braces make the counter id a hash
+tag, so a counter's keys (and its deduplication keys) share one slot and the
+same script runs on a Redis Cluster. Time is read inside the script
+(``TIME``), never from this host. The script is loaded once and called by its
+SHA1; a ``NOSCRIPT`` answer (a restarted or failed-over Redis) runs it in full,
+which loads it again.
+
+The local fast path remembers, per counter, until when it is known to be
+exhausted (remaining 0 for the rest of its window) and answers those calls
+without Redis. Calls carrying a deduplication id skip it (a retry of a granted
+call must be answered as granted). When Redis fails, calls raise
+:class:`LimiterUnavailable` and, for ``retry_interval`` seconds, fail at once
+without trying (a circuit breaker); the next call after that tries again, and
+the client reconnects by itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from redis.crc import key_slot
+from redis.exceptions import NoScriptError, RedisError
+
+from adapters._quota.core import Allocation, Counter, LimiterUnavailable
+from adapters._quota.keys import digest, escape
+from adapters._quota.lua import ALGORITHM_CODES, ALLOCATION_MODE, SCRIPT, SHA
+
+log = logging.getLogger("policy.adapter.redisquota")
+
+_FAST_PATH_MAX = 100_000  # counters remembered as exhausted, at most
+
+
+def counter_key(prefix: str, counter: Counter) -> str:
+    """The Redis key of a counter (hash-tagged by its id; the window is part of the name)."""
+    if counter.window == 0:
+        kind = "c"
+    elif ALGORITHM_CODES[counter.algorithm.value] == 0:
+        kind = f"f{round(counter.window * 1000)}"
+    else:
+        kind = f"r{round(counter.window * 1000)}.{round(counter.bucket * 1000)}"
+    return f"{prefix}{{{counter.id}}}:{kind}"
+
+
+def dedup_key(prefix: str, counter: Counter, dedup_id: str) -> str:
+    """The key remembering a deduplication id's grant (same slot as the counter)."""
+    text = escape(dedup_id)
+    if len(text) > 64:
+        text = "#" + digest(dedup_id)
+    return f"{prefix}{{{counter.id}}}:d:{text}"
+
+
+class RedisLimiter:
+    """Charges counters in Redis; see the module docstring.
+
+    :param client: a ``redis.asyncio`` client (``Redis`` or ``RedisCluster``).
+    :param cluster: True for a Redis Cluster (calls are grouped by hash slot).
+    :param idle_ttl: seconds an allocation-mode counter lives without changes.
+    :param min_dedup: seconds a deduplication id is remembered at least.
+    :param timeout: seconds a call may take before it counts as a failure.
+    :param retry_interval: seconds calls fail at once after a failure.
+    :param fast_path: answer counters known to be exhausted without Redis.
+    """
+
+    def __init__(self, client: Any, *, cluster: bool = False, prefix: str = "quota:", idle_ttl: float = 3600.0,
+                 min_dedup: float = 1.0, timeout: float = 0.5, retry_interval: float = 0.5,
+                 fast_path: bool = True, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.client = client
+        self.cluster = cluster
+        self.prefix = prefix
+        self.idle_ttl_ms = max(1, round(idle_ttl * 1000))
+        self.dedup_ms = max(1, round(min_dedup * 1000))
+        self.timeout = timeout
+        self.retry_interval = retry_interval
+        self.fast_path = fast_path
+        self._monotonic = monotonic
+        self._exhausted: dict[str, float] = {}
+        self._down_until = 0.0
+        self.stats = {"redis_calls": 0, "fast_path": 0, "errors": 0, "short_circuited": 0, "script_loads": 0,
+                      "recoveries": 0}
+        self._failing = False
+
+    # --- the script ----------------------------------------------------------
+
+    async def load_script(self) -> None:
+        """Load the script (by SHA1 from then on); raises LimiterUnavailable when Redis cannot be reached."""
+        try:
+            await asyncio.wait_for(self.client.script_load(SCRIPT), self.timeout * 4)
+        except (RedisError, OSError, asyncio.TimeoutError) as exc:
+            raise LimiterUnavailable(f"redis: {type(exc).__name__}: {exc}") from None
+
+    async def _run(self, keys: list[str], args: list[Any]) -> list[int]:
+        client = self.client
+        self.stats["redis_calls"] += 1
+        try:
+            return await client.evalsha(SHA, len(keys), *keys, *args)
+        except NoScriptError:
+            self.stats["script_loads"] += 1
+            return await client.eval(SCRIPT, len(keys), *keys, *args)
+
+    async def _call(self, keys: list[str], args: list[Any]) -> list[int]:
+        now = self._monotonic()
+        if now < self._down_until:
+            self.stats["short_circuited"] += 1
+            raise LimiterUnavailable("redis is unavailable (retrying shortly)")
+        try:
+            result = await asyncio.wait_for(self._run(keys, args), self.timeout)
+        except (RedisError, OSError, asyncio.TimeoutError) as exc:
+            self.stats["errors"] += 1
+            self._down_until = self._monotonic() + self.retry_interval
+            if not self._failing:
+                log.warning("redis call failed (%s: %s); answering by the fail mode", type(exc).__name__, exc)
+            self._failing = True
+            raise LimiterUnavailable(f"redis: {type(exc).__name__}: {exc}".rstrip(": ")) from None
+        if self._failing:
+            self._failing = False
+            self.stats["recoveries"] += 1
+            log.warning("redis answers again")
+        return result
+
+    # --- allocation ------------------------------------------------------------
+
+    def _args(self, counters: Sequence[Counter], best_effort: bool, independent: bool, dedup: bool,
+              amounts: Sequence[int] | None = None) -> list[Any]:
+        args: list[Any] = [len(counters), int(best_effort), int(independent), self.dedup_ms if dedup else 0]
+        for i, c in enumerate(counters):
+            if c.window == 0:
+                args += [ALLOCATION_MODE, c.max_amount, 0, self.idle_ttl_ms]
+            else:
+                args += [ALGORITHM_CODES[c.algorithm.value], c.max_amount, max(1, round(c.window * 1000)),
+                         max(1, round(c.bucket * 1000))]
+            args.append(c.amount if amounts is None else amounts[i])
+        return args
+
+    async def _script(self, counters: Sequence[Counter], *, best_effort: bool = False, independent: bool = False,
+                      dedup_id: str = "", amounts: Sequence[int] | None = None) -> list[Allocation]:
+        keys = [counter_key(self.prefix, c) for c in counters]
+        if dedup_id:
+            keys.append(dedup_key(self.prefix, counters[0], dedup_id))
+        raw = await self._call(keys, self._args(counters, best_effort, independent, bool(dedup_id), amounts))
+        replayed = bool(raw[-1])
+        out = []
+        for i in range(len(counters)):
+            granted, remaining, reset_ms, fits = raw[4 * i: 4 * i + 4]
+            out.append(Allocation(int(granted), int(remaining), int(reset_ms) / 1000, bool(fits), replayed))
+        return out
+
+    def _cached(self, counter: Counter, now: float) -> float:
+        until = self._exhausted.get(counter.id)
+        if until is None:
+            return 0.0
+        if until <= now:
+            del self._exhausted[counter.id]
+            return 0.0
+        return until - now
+
+    def _remember(self, counters: Sequence[Counter], answers: Sequence[Allocation]) -> None:
+        now = self._monotonic()
+        for counter, answer in zip(counters, answers):
+            if counter.window > 0 and counter.amount > 0 and not answer.fits and answer.remaining == 0 \
+                    and answer.reset > 0:
+                if len(self._exhausted) >= _FAST_PATH_MAX:
+                    self._exhausted = {k: v for k, v in self._exhausted.items() if v > now}
+                    if len(self._exhausted) >= _FAST_PATH_MAX:
+                        continue
+                self._exhausted[counter.id] = now + answer.reset
+
+    async def allocate(self, counters: Sequence[Counter], *, best_effort: bool = False, dedup_id: str = "",
+                       independent: bool = False) -> list[Allocation]:
+        """Charge ``counters`` (see :mod:`adapters._quota.core`); raises LimiterUnavailable when Redis fails."""
+        if any(c.amount < 0 for c in counters):
+            independent = True
+        if dedup_id and len(counters) != 1:
+            dedup_id = ""
+        cached: dict[int, Allocation] = {}
+        if self.fast_path and not dedup_id:
+            now = self._monotonic()
+            for i, counter in enumerate(counters):
+                if counter.amount > 0 and counter.window > 0:
+                    left = self._cached(counter, now)
+                    if left > 0:
+                        cached[i] = Allocation(0, 0, left, False, cached=True)
+        if cached:
+            self.stats["fast_path"] += len(cached)
+            rest = [i for i in range(len(counters)) if i not in cached]
+            if not rest:
+                return [cached[i] for i in range(len(counters))]
+            others = [counters[i] for i in rest]
+            if independent:
+                answers = await self._grouped(others, best_effort, True, "")
+            else:
+                # The call is over a limit already: report the others without charging them.
+                answers = await self._grouped(others, False, True, "", peek=True)
+            by_index = dict(zip(rest, answers))
+            merged = [cached[i] if i in cached else by_index[i] for i in range(len(counters))]
+            self._remember(others, answers)
+            return merged
+        answers = await self._grouped(list(counters), best_effort, independent, dedup_id)
+        self._remember(counters, answers)
+        return answers
+
+    async def _grouped(self, counters: list[Counter], best_effort: bool, independent: bool, dedup_id: str,
+                       peek: bool = False) -> list[Allocation]:
+        amounts = [0] * len(counters) if peek else None
+        if not self.cluster or len(counters) == 1:
+            answers = await self._script(counters, best_effort=best_effort, independent=independent,
+                                         dedup_id=dedup_id, amounts=amounts)
+            return self._peeked(counters, answers) if peek else answers
+        slots: dict[int, list[int]] = {}
+        for i, counter in enumerate(counters):
+            slots.setdefault(key_slot(counter_key(self.prefix, counter).encode()), []).append(i)
+        groups = list(slots.values())
+        if len(groups) == 1:
+            answers = await self._script(counters, best_effort=best_effort, independent=independent,
+                                         amounts=amounts)
+            return self._peeked(counters, answers) if peek else answers
+        if not independent and not peek:
+            # Counters in several slots cannot be charged in one atomic script: look first, then charge
+            # only when all fit (a race between the two steps can over-count, never over-grant).
+            looked = await self._gather(counters, groups, False, True, [0] * len(counters))
+            fits = [a.remaining >= c.amount for a, c in zip(looked, counters)]
+            if not all(fits):
+                return [Allocation(0, a.remaining, a.reset, f) for a, f in zip(looked, fits)]
+        answers = await self._gather(counters, groups, best_effort, independent, amounts)
+        return self._peeked(counters, answers) if peek else answers
+
+    async def _gather(self, counters: list[Counter], groups: list[list[int]], best_effort: bool, independent: bool,
+                      amounts: list[int] | None) -> list[Allocation]:
+        results = await asyncio.gather(*(
+            self._script([counters[i] for i in group], best_effort=best_effort, independent=independent,
+                         amounts=None if amounts is None else [amounts[i] for i in group])
+            for group in groups))
+        out: list[Allocation | None] = [None] * len(counters)
+        for group, answers in zip(groups, results):
+            for i, answer in zip(group, answers):
+                out[i] = answer
+        return out  # type: ignore[return-value]
+
+    @staticmethod
+    def _peeked(counters: Sequence[Counter], answers: Sequence[Allocation]) -> list[Allocation]:
+        return [Allocation(0, a.remaining, a.reset, a.remaining >= c.amount) for c, a in zip(counters, answers)]

@@ -1,0 +1,262 @@
+"""The ``redisquota`` adapter: quotas counted in Redis or a Redis Cluster, shared by every sidecar.
+
+What it does
+    Answers ``quota`` calls (template ``quota``) from counters in Redis, so several
+    processes and hosts share one limit, as Mixer's redisquota did. Each call runs
+    one atomic Lua script (loaded once, called by SHA1, reloaded on ``NOSCRIPT``)
+    that reads the time from Redis (``TIME``), so hosts' clocks do not matter.
+    It can also back the Envoy rate-limit service (``settings.rateLimit.handler``).
+
+Params (Mixer's, plus a few of ours)
+    ``quotas[]``                 as Mixer's: ``name``, ``maxAmount``, ``validDuration``,
+                                 ``rateLimitAlgorithm`` (FIXED_WINDOW, the default, aligned to
+                                 the clock; or ROLLING_WINDOW), ``bucketDuration`` (rolling
+                                 granularity, default a tenth of the window), ``overrides[]``
+                                 (first match wins). ``validDuration: 0`` is allocation mode
+                                 (no window, a negative amount releases; the counter expires
+                                 after ``allocationIdleTimeout`` without changes).
+    ``redisServerUrl``           ``host:port`` (Mixer's form), ``redis://[user:pass@]host:port[/db]``,
+                                 ``rediss://...`` (TLS) or ``unix:///path/to/redis.sock``.
+    ``connectionPoolSize``       connections per Redis server (default 10); calls beyond
+                                 wait for a free one (within ``timeout``).
+    ``cluster``                  the URL is a seed node of a Redis Cluster (default false).
+    ``failMode``                 when Redis cannot answer: ``CLOSED`` (default) denies with
+                                 ``UNAVAILABLE``; ``OPEN`` grants the amount asked (valid
+                                 duration 0). Never ``RESOURCE_EXHAUSTED``.
+    ``timeout``                  how long a call may take (default 500ms).
+    ``retryInterval``            after a failure, calls answer by the fail mode at once for
+                                 this long (default 500ms), then Redis is tried again; the
+                                 client reconnects by itself, no restart needed.
+    ``localOverLimitCache``      answer counters known to be exhausted for the rest of their
+                                 window without Redis (default true).
+    ``minDeduplicationDuration`` how long a deduplication id is remembered at least (default 1s;
+                                 at least until the window's end).
+    ``keyPrefix``                prefix of every key (default ``quota:``).
+
+Keys
+    ``<keyPrefix>{<quota>|<dim>=<value>...}:<kind>`` with dimension values escaped and long
+    ids hashed; the braces are a hash tag, so all keys of a counter sit in one slot.
+    Every key has a TTL (the window's end, the rolling window, the idle timeout).
+
+Fail mode and counters
+    ``handler.stats`` counts calls, Redis calls, fast-path answers, errors, short-circuited
+    calls, fail-open grants, fail-closed denials and script reloads.
+
+Cacheability
+    Quota results are never cached by the host.
+
+Limits
+    A call that does not fit is not charged (counters never pass their limit). The
+    fast path is per process and skipped by calls with a deduplication id. On a
+    cluster, rate-limit counters in different slots are checked, then charged, in
+    two steps: a race may over-count (deny early), never over-grant.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from adapters._quota.core import LimiterUnavailable
+from adapters._quota.handler import QuotaCalls, RateLimitAnswer, RateLimitCounter
+from adapters._quota.params import Algorithm, QuotaParams, QuotaTable, validate_quotas
+from adapters._quota.redis_limiter import RedisLimiter
+from policy import (
+    Adapter,
+    AdapterError,
+    BuildContext,
+    Code,
+    FieldError,
+    Handler,
+    QuotaArgs,
+    QuotaResult,
+    Status,
+    hookimpl,
+    param,
+)
+
+SCHEMES = ("redis", "rediss", "unix")
+
+
+class RedisFailMode(enum.Enum):
+    """What calls answer when Redis cannot: OPEN grants, CLOSED denies with UNAVAILABLE."""
+
+    OPEN = "OPEN"
+    CLOSED = "CLOSED"
+
+
+@dataclass(frozen=True)
+class RedisQuotaParams:
+    """Params of the ``redisquota`` adapter."""
+
+    redis_server_url: str = param(doc="host:port, redis://, rediss:// or unix:// URL of Redis (a seed node "
+                                      "when cluster is true).")
+    quotas: list[QuotaParams] = param(default_factory=list, doc="The quotas this handler counts.")
+    connection_pool_size: int = param(10, doc="Connections per Redis server.")
+    cluster: bool = param(False, doc="Redis is a Redis Cluster.")
+    fail_mode: RedisFailMode = param(RedisFailMode.CLOSED, doc="OPEN grants, CLOSED denies (UNAVAILABLE) when "
+                                                                 "Redis cannot answer.")
+    timeout: dt.timedelta = param(dt.timedelta(milliseconds=500), doc="How long a call to Redis may take.")
+    retry_interval: dt.timedelta = param(dt.timedelta(milliseconds=500),
+                                         doc="After a failure, answer by the fail mode at once for this long.")
+    local_over_limit_cache: bool = param(True, doc="Answer counters known to be exhausted without Redis.")
+    min_deduplication_duration: dt.timedelta = param(dt.timedelta(seconds=1),
+                                                     doc="How long a deduplication id is remembered at least.")
+    allocation_idle_timeout: dt.timedelta = param(dt.timedelta(hours=1),
+                                                  doc="TTL of an allocation-mode counter after its last change.")
+    key_prefix: str = param("quota:", doc="Prefix of every Redis key.")
+
+
+def normalize_url(url: str) -> str:
+    """Mixer's ``host:port`` becomes ``redis://host:port``; URLs with a scheme are kept."""
+    url = url.strip()
+    return url if "://" in url else f"redis://{url}"
+
+
+def _url_errors(params: RedisQuotaParams) -> Iterator[FieldError]:
+    url = normalize_url(params.redis_server_url)
+    if not params.redis_server_url.strip():
+        yield FieldError("redisServerUrl", "must not be empty")
+        return
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        yield FieldError("redisServerUrl", f"not a valid URL: {params.redis_server_url!r} ({exc})")
+        return
+    if parts.scheme not in SCHEMES:
+        yield FieldError("redisServerUrl", f"scheme must be one of {', '.join(SCHEMES)}, got {parts.scheme!r}")
+    elif parts.scheme == "unix":
+        if not parts.path:
+            yield FieldError("redisServerUrl", "a unix:// URL needs a socket path")
+        if params.cluster:
+            yield FieldError("cluster", "a Redis Cluster is reached over TCP, not a unix socket")
+    elif not parts.hostname:
+        yield FieldError("redisServerUrl", f"no host in {params.redis_server_url!r}")
+    elif port is None and "://" not in params.redis_server_url:
+        yield FieldError("redisServerUrl", f"expected host:port, got {params.redis_server_url!r}")
+
+
+def make_client(params: RedisQuotaParams) -> Any:
+    """A ``redis.asyncio`` client for the params (no connection is made until the first call)."""
+    import redis.asyncio as aioredis
+
+    url = normalize_url(params.redis_server_url)
+    timeout = params.timeout.total_seconds()
+    if params.cluster:
+        return aioredis.RedisCluster.from_url(
+            url, socket_timeout=timeout, socket_connect_timeout=timeout,
+            max_connections=max(params.connection_pool_size, 1) * 64)
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url, max_connections=params.connection_pool_size, timeout=timeout,
+        socket_timeout=timeout, socket_connect_timeout=timeout)
+    return aioredis.Redis(connection_pool=pool)
+
+
+class RedisQuotaHandler(Handler):
+    """Counts quotas in Redis (see the module docstring)."""
+
+    def __init__(self, params: RedisQuotaParams, context: BuildContext) -> None:
+        self.calls = QuotaCalls(context.handler, QuotaTable(params.quotas, Algorithm.FIXED_WINDOW))
+        self.fail_open = params.fail_mode is RedisFailMode.OPEN
+        self.logger = context.logger
+        self.client = make_client(params)
+        self.limiter = RedisLimiter(
+            self.client, cluster=params.cluster, prefix=params.key_prefix,
+            idle_ttl=params.allocation_idle_timeout.total_seconds(),
+            min_dedup=params.min_deduplication_duration.total_seconds(),
+            timeout=params.timeout.total_seconds(), retry_interval=params.retry_interval.total_seconds(),
+            fast_path=params.local_over_limit_cache, monotonic=context.clock.monotonic)
+        self.stats = {"calls": 0, "granted": 0, "exhausted": 0, "deduplicated": 0, "fail_open": 0,
+                      "fail_closed": 0}
+
+    async def start(self) -> None:
+        """Load the script; an unreachable Redis is logged, not fatal (the fail mode answers meanwhile)."""
+        try:
+            await self.limiter.load_script()
+        except LimiterUnavailable as exc:
+            self.logger.warning("redis is not reachable yet (%s); answering by failMode until it is", exc)
+
+    async def quota(self, instance: Any, args: QuotaArgs) -> QuotaResult:
+        """Charge the instance's counter in Redis (see the module docstring)."""
+        stats = self.stats
+        stats["calls"] += 1
+        counter = self.calls.counter(instance, args)
+        if isinstance(counter, QuotaResult):
+            return counter
+        if args.amount == 0:
+            return QuotaResult(0, 0.0)
+        try:
+            (allocation,) = await self.limiter.allocate((counter,), best_effort=args.best_effort,
+                                                        dedup_id=args.deduplication_id)
+        except LimiterUnavailable as exc:
+            if self.fail_open:
+                stats["fail_open"] += 1
+                return QuotaResult(max(args.amount, 0), 0.0)
+            stats["fail_closed"] += 1
+            return QuotaResult(0, 0.0, Status(Code.UNAVAILABLE, str(exc)))
+        if allocation.deduplicated:
+            stats["deduplicated"] += 1
+        stats["granted" if allocation.granted > 0 or args.amount < 0 else "exhausted"] += 1
+        return self.calls.result(counter, allocation)
+
+    async def rate_limit(self, counters: Sequence[RateLimitCounter],
+                         independent: bool = False) -> list[RateLimitAnswer]:
+        """Charge rate-limit service counters (clock-aligned fixed windows), all or nothing unless independent.
+
+        When Redis cannot answer: OPEN answers every counter as fitting (remaining
+        unknown: reported as the limit less the hits); CLOSED raises AdapterError(UNAVAILABLE).
+        """
+        try:
+            allocations = await self.limiter.allocate(self.calls.rate_limit_counters(counters),
+                                                      independent=independent)
+        except LimiterUnavailable as exc:
+            if self.fail_open:
+                self.stats["fail_open"] += 1
+                return [(True, max(0, limit - hits), 0.0) for _, hits, limit, _ in counters]
+            self.stats["fail_closed"] += 1
+            raise AdapterError(Code.UNAVAILABLE, str(exc)) from None
+        return self.calls.rate_limit_answers(allocations)
+
+    async def close(self) -> None:
+        """Close the Redis connections."""
+        await self.client.aclose()
+
+
+class RedisQuotaAdapter(Adapter):
+    """Quotas counted in Redis or a Redis Cluster (Mixer's redisquota)."""
+
+    name = "redisquota"
+    description = "Redis-based quotas: one atomic Lua script per call, fixed or rolling windows, Redis Cluster."
+    templates = ("quota",)
+    Params = RedisQuotaParams
+
+    @classmethod
+    def validate(cls, params: RedisQuotaParams) -> Iterator[FieldError]:
+        """Check quotas, the URL, the pool size and the durations."""
+        yield from validate_quotas(params.quotas, Algorithm.FIXED_WINDOW)
+        yield from _url_errors(params)
+        if params.connection_pool_size <= 0:
+            yield FieldError("connectionPoolSize", f"must be positive, got {params.connection_pool_size}")
+        for name, value in (("timeout", params.timeout), ("retryInterval", params.retry_interval),
+                            ("minDeduplicationDuration", params.min_deduplication_duration),
+                            ("allocationIdleTimeout", params.allocation_idle_timeout)):
+            if value.total_seconds() <= 0:
+                yield FieldError(name, "must be > 0")
+        if "{" in params.key_prefix or "}" in params.key_prefix:
+            yield FieldError("keyPrefix", "must not contain braces (they would change the hash tag)")
+
+    @classmethod
+    def build(cls, params: RedisQuotaParams, context: BuildContext) -> Handler:
+        """Build a handler with a (lazily connecting) Redis client."""
+        return RedisQuotaHandler(params, context)
+
+
+@hookimpl
+def policy_register_adapters(registry: Any) -> None:
+    """Register the redisquota adapter."""
+    registry.add(RedisQuotaAdapter)
