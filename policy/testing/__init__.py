@@ -1,6 +1,7 @@
 """Test kit for sidecar-policy and its plugins, registered as a pytest plugin (``policy_testing``).
 
-Fixtures (all start real components on loopback and stop them):
+Installing ``sidecar-policy`` makes these fixtures available in every pytest run
+(see ``docs/testing.md``). All start real components on loopback and stop them:
 
 ``policy_host_factory``
     ``policy_host_factory(*plugins, autoload=False)`` → a PluginHost with the
@@ -12,20 +13,34 @@ Fixtures (all start real components on loopback and stop them):
 ``policy_server_factory``
     ``await policy_server_factory(config_path, *plugins, unix=True)`` → a started
     :class:`RunningServer` listening on a free TCP port and a Unix socket, with
-    ready gRPC channels and stubs.
+    ready gRPC stubs (``.native()``, ``.ext_authz()``).
+``policy_hook_recorder`` / ``policy_call_recorder``
+    a :class:`HookRecorder` / :class:`CallRecorder` to pass as a plugin.
 
-Helpers: :func:`free_port`, :class:`RunningServer`, :func:`native_check`.
+Helpers: :func:`assert_scenarios` (scenario tables), :func:`check_adapter_conformance`
+(the adapter contract), :func:`native_check`, :func:`ext_authz_request`,
+:func:`free_port`, :func:`write_config`.
 """
 
 from __future__ import annotations
 
-from policy.testing.harness import RunningServer, free_port, native_check, write_config
+from policy.testing.conformance import STEPS, ConformanceReport, check_adapter_conformance, sample_instance
+from policy.testing.harness import RunningServer, ext_authz_request, free_port, native_check, write_config
+from policy.testing.recorder import CallRecorder, HandlerCallRecord, HookCall, HookRecorder, RecordingHandler
+from policy.testing.scenarios import Outcome, Scenario, assert_scenarios, run_scenarios
 
-__all__ = ["RunningServer", "free_port", "native_check", "write_config"]
+__all__ = [
+    "STEPS", "CallRecorder", "ConformanceReport", "HandlerCallRecord", "HookCall", "HookRecorder",
+    "Outcome", "RecordingHandler", "RunningServer", "Scenario", "assert_scenarios",
+    "check_adapter_conformance", "ext_authz_request", "free_port", "native_check", "run_scenarios",
+    "sample_instance", "write_config",
+]
 
 from policy.testing.fixtures import (  # noqa: E402,F401  (pytest collects fixtures from the plugin module)
+    policy_call_recorder,
     policy_config,
     policy_host_factory,
+    policy_hook_recorder,
     policy_server_factory,
     policy_service_factory,
 )

@@ -10,6 +10,7 @@ import pytest
 import pytest_asyncio
 
 from policy.testing.harness import RunningServer, free_port, write_config
+from policy.testing.recorder import CallRecorder, HookRecorder
 
 
 @pytest.fixture
@@ -35,13 +36,18 @@ def policy_config(tmp_path: Path) -> Callable[..., Path]:
 
 @pytest_asyncio.fixture
 async def policy_service_factory(policy_host_factory: Callable[..., Any]) -> AsyncIterator[Callable[..., Any]]:
-    """``await policy_service_factory(config_path, *plugins, watch_interval=0)`` → a started PolicyService."""
+    """``await policy_service_factory(config_path, *plugins, watch_interval=0, autoload=False)`` → a started PolicyService.
+
+    Every service started is stopped when the test ends.
+    """
     from policy.runtime.service import PolicyService
 
     started: list[Any] = []
 
-    async def make(config_path: Path, *plugins: Any, watch_interval: float = 0, **kw: Any) -> Any:
-        service = PolicyService(config_path, policy_host_factory(*plugins), watch_interval=watch_interval, **kw)
+    async def make(config_path: Path, *plugins: Any, watch_interval: float = 0, autoload: bool = False,
+                   **kw: Any) -> Any:
+        host = policy_host_factory(*plugins, autoload=autoload)
+        service = PolicyService(config_path, host, watch_interval=watch_interval, **kw)
         await service.start()
         started.append(service)
         return service
@@ -55,15 +61,20 @@ async def policy_service_factory(policy_host_factory: Callable[..., Any]) -> Asy
 async def policy_server_factory(
     policy_host_factory: Callable[..., Any], tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Callable[..., Any]]:
-    """``await policy_server_factory(config_path, *plugins, unix=True)`` → a started :class:`RunningServer`."""
+    """``await policy_server_factory(config_path, *plugins, unix=True, autoload=False)`` → a started :class:`RunningServer`.
+
+    The server listens on a free 127.0.0.1 port and (``unix=True``) a Unix socket in a
+    temporary directory; every server started is stopped when the test ends.
+    """
     from policy.runtime.service import PolicyService
     from policy.servers.app import PolicyServer
 
     running: list[RunningServer] = []
 
     async def make(config_path: Path, *plugins: Any, unix: bool = True, watch_interval: float = 0,
-                   **kw: Any) -> RunningServer:
-        service = PolicyService(config_path, policy_host_factory(*plugins), watch_interval=watch_interval, **kw)
+                   autoload: bool = False, **kw: Any) -> RunningServer:
+        host = policy_host_factory(*plugins, autoload=autoload)
+        service = PolicyService(config_path, host, watch_interval=watch_interval, **kw)
         tcp = f"127.0.0.1:{free_port()}"
         listen = [tcp]
         socket_address = None
@@ -82,3 +93,13 @@ async def policy_server_factory(
         await handle.close()
 
 
+@pytest.fixture
+def policy_hook_recorder() -> HookRecorder:
+    """A :class:`~policy.testing.HookRecorder`: pass it as a plugin, then read ``.calls``."""
+    return HookRecorder()
+
+
+@pytest.fixture
+def policy_call_recorder() -> CallRecorder:
+    """A :class:`~policy.testing.CallRecorder`: pass it as a plugin to record every handler call."""
+    return CallRecorder()

@@ -57,6 +57,16 @@ class RunningServer:
 
         return policy_pb2_grpc.PolicyStub(self.channel(address))
 
+    def ext_authz(self, address: str | None = None) -> Any:
+        """An Envoy ``envoy.service.auth.v3.Authorization`` stub on ``address`` (default: TCP).
+
+        Answered by the server's ext_authz API when it serves one; otherwise calls end
+        with UNIMPLEMENTED. Build requests with :func:`ext_authz_request`.
+        """
+        from envoy.service.auth.v3 import external_auth_pb2_grpc
+
+        return external_auth_pb2_grpc.AuthorizationStub(self.channel(address))
+
     async def close(self) -> None:
         """Close the channels and stop the server."""
         for channel in self.channels.values():
@@ -76,3 +86,25 @@ async def native_check(stub: Any, attributes: Mapping[str, Any], quotas: Mapping
     for name, amount in (quotas or {}).items():
         request.quotas[name].amount = amount
     return await stub.Check(request)
+
+
+def ext_authz_request(*, method: str = "GET", path: str = "/", host: str = "",
+                      headers: Mapping[str, str] | None = None, source_ip: str = "127.0.0.1",
+                      source_port: int = 50000, destination_ip: str = "127.0.0.1",
+                      destination_port: int = 8080) -> Any:
+    """An Envoy ext_authz v3 ``CheckRequest`` for one HTTP request, as Envoy would send it."""
+    from envoy.service.auth.v3 import external_auth_pb2
+
+    request = external_auth_pb2.CheckRequest()
+    attrs = request.attributes
+    attrs.source.address.socket_address.address = source_ip
+    attrs.source.address.socket_address.port_value = source_port
+    attrs.destination.address.socket_address.address = destination_ip
+    attrs.destination.address.socket_address.port_value = destination_port
+    http = attrs.request.http
+    http.method = method
+    http.path = path
+    http.host = host
+    for name, value in (headers or {}).items():
+        http.headers[name.lower()] = value
+    return request

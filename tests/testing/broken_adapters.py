@@ -1,0 +1,188 @@
+"""Adapters that each break one rule of the adapter contract (for the conformance tests)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from policy import Adapter, BuildContext, CheckResult, FieldError, Handler, QuotaArgs, QuotaResult, param
+
+
+@dataclass(frozen=True)
+class GoodParams:
+    users: list[str] = param(default_factory=list, doc="Users allowed through.")
+    valid_duration: dt.timedelta = param(dt.timedelta(seconds=10), doc="How long an answer may be cached.")
+
+
+class GoodHandler(Handler):
+    def __init__(self, params: GoodParams) -> None:
+        self.users = set(params.users)
+        self.ttl = params.valid_duration.total_seconds()
+
+    def check(self, instance: Any) -> CheckResult:
+        if instance.subject.user in self.users:
+            return CheckResult.allow(self.ttl)
+        return CheckResult.deny(f"{instance.subject.user!r} is not allowed", valid_duration=self.ttl)
+
+
+class Good(Adapter):
+    name = "good"
+    description = "Allows listed users."
+    templates = ("authorization",)
+    Params = GoodParams
+
+    @classmethod
+    def validate(cls, params: GoodParams) -> Iterator[FieldError]:
+        for i, user in enumerate(params.users):
+            if not user:
+                yield FieldError(f"users[{i}]", "must not be empty")
+
+    @classmethod
+    def build(cls, params: GoodParams, context: BuildContext) -> Handler:
+        return GoodHandler(params)
+
+
+@dataclass(frozen=True)
+class UndocumentedParams:
+    users: list[str] = param(default_factory=list, doc="")
+    limit: int = 3
+
+
+class Undocumented(Good):
+    name = "undocumented"
+    Params = UndocumentedParams  # type: ignore[assignment]
+
+    @classmethod
+    def validate(cls, params: Any) -> Iterator[FieldError]:
+        return iter(())
+
+
+class Unscoped(Good):
+    """validate() errors name no field."""
+
+    name = "unscoped"
+
+    @classmethod
+    def validate(cls, params: GoodParams) -> Iterator[FieldError]:
+        if not params.users:
+            yield FieldError("", "something is wrong")
+
+
+class Silent(Good):
+    """Answers without declaring cacheability."""
+
+    name = "silent"
+
+    @classmethod
+    def build(cls, params: GoodParams, context: BuildContext) -> Handler:
+        class SilentHandler(Handler):
+            def check(self, instance: Any) -> CheckResult:
+                return CheckResult.allow()
+
+        return SilentHandler()
+
+
+class LeakyHandler(Handler):
+    """Starts a task, a thread and opens a file, and releases none of them in close()."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.stop = threading.Event()
+
+    async def start(self) -> None:
+        self.task = asyncio.get_running_loop().create_task(asyncio.sleep(3600), name="leaky-refresh")
+        self.thread = threading.Thread(target=self.stop.wait, name="leaky-thread", daemon=True)
+        self.thread.start()
+        self.file = self.path.open("a")
+
+    def check(self, instance: Any) -> CheckResult:
+        return CheckResult.allow(1.0)
+
+    def release(self) -> None:
+        self.task.cancel()
+        self.stop.set()
+        self.file.close()
+
+
+LEAKED: list[LeakyHandler] = []
+
+
+class Leaky(Good):
+    name = "leaky"
+
+    @classmethod
+    def build(cls, params: GoodParams, context: BuildContext) -> Handler:
+        handler = LeakyHandler(context.config_dir / "leaky.log")
+        LEAKED.append(handler)
+        return handler
+
+
+class Crashy(Good):
+    """Crashes on instances without a user, and closes only once."""
+
+    name = "crashy"
+
+    @classmethod
+    def build(cls, params: GoodParams, context: BuildContext) -> Handler:
+        class CrashyHandler(GoodHandler):
+            closed = False
+
+            def check(self, instance: Any) -> CheckResult:
+                return CheckResult.allow(1.0) if instance.subject.user.startswith("a") else CheckResult.deny("no")
+
+            async def close(self) -> None:
+                if self.closed:
+                    raise RuntimeError("already closed")
+                self.closed = True
+
+        return CrashyHandler(params)
+
+
+class Blocking(Good):
+    """A plain check that sleeps: it would stall the event loop."""
+
+    name = "blocking"
+
+    @classmethod
+    def build(cls, params: GoodParams, context: BuildContext) -> Handler:
+        import time
+
+        class BlockingHandler(GoodHandler):
+            def check(self, instance: Any) -> CheckResult:
+                time.sleep(0.15)
+                return CheckResult.allow(1.0)
+
+        return BlockingHandler(params)
+
+
+@dataclass(frozen=True)
+class LimitParams:
+    limit: int = param(2, doc="Most units granted per call.")
+
+
+class Greedy(Adapter):
+    """A quota adapter granting more than asked."""
+
+    name = "greedy"
+    description = "Grants too much."
+    templates = ("quota",)
+    Params = LimitParams
+
+    @classmethod
+    def build(cls, params: LimitParams, context: BuildContext) -> Handler:
+        class GreedyHandler(Handler):
+            def quota(self, instance: Any, args: QuotaArgs) -> QuotaResult:
+                return QuotaResult(args.amount + params.limit, 1.0)
+
+        return GreedyHandler()
+
+
+class Nameless(Good):
+    name = "Bad Name"
+    description = "two\nlines"
+    templates = ("authorization", "nosuchtemplate")
