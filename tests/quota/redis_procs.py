@@ -132,14 +132,24 @@ class RedisCluster:
         """Start ``size`` cluster-enabled servers and join them with ``redis-cli --cluster create``."""
         binaries = redis_binaries()
         assert binaries is not None
-        self.nodes = [RedisServer(port=cluster_port(), cluster=True).start() for _ in range(size)]
+        try:
+            for _ in range(size):
+                node = RedisServer(port=cluster_port(), cluster=True)
+                self.nodes.append(node)
+                node.start()
+            return self._create(binaries[1])
+        except BaseException:
+            self.stop()
+            raise
+
+    def _create(self, cli: str) -> "RedisCluster":
         addresses = [f"127.0.0.1:{n.port}" for n in self.nodes]
-        subprocess.run([binaries[1], "--cluster", "create", *addresses, "--cluster-replicas", "0",
+        subprocess.run([cli, "--cluster", "create", *addresses, "--cluster-replicas", "0",
                         "--cluster-yes"], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                        timeout=60)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            out = subprocess.run([binaries[1], "-p", str(self.nodes[0].port), "cluster", "info"],
+            out = subprocess.run([cli, "-p", str(self.nodes[0].port), "cluster", "info"],
                                  capture_output=True, text=True, timeout=10).stdout
             if "cluster_state:ok" in out:
                 return self
