@@ -22,6 +22,7 @@ from policy.config.compile import build_snapshot, close_handlers
 from policy.config.documents import config_fingerprint, read_documents
 from policy.config.mixer import MIXER_API_VERSION, parse_kubernetes
 from policy.config.model import ConfigModel, ExtraDocument, ParseState, Settings
+from policy.config.quota_specs import compile_quota_bindings
 from policy.config.shape import Reporter, describe
 from policy.config.validate import validate
 
@@ -51,7 +52,11 @@ def parse_config(path: str | Path, host: PluginHost) -> ConfigModel:
         else:
             reporter.error(doc.where, "expected a mapping (a compact config with settings/handlers/instances/"
                                       f"rules, or a Kubernetes document), got {describe(doc.data)}")
-    return validate(state, host, sources)
+    # QuotaSpec / QuotaSpecBinding are read here so their errors join everyone else's.
+    quota_bindings = compile_quota_bindings(state.extras, host.vocabulary, reporter, state.root)
+    model = validate(state, host, sources)
+    model.quota_bindings = quota_bindings
+    return model
 
 
 def load_config(path: str | Path, host: PluginHost, *, generation: int = 1) -> Snapshot:

@@ -66,6 +66,7 @@ def build_snapshot(model: ConfigModel, host: PluginHost, *, generation: int = 1)
         rules=rules,
         root_namespace=settings.root_namespace,
         identity_attributes=settings.identity_attributes,
+        quota_bindings=tuple(model.quota_bindings),
         cache=settings.cache,
         warnings=tuple(model.warnings),
         sources=tuple(model.sources),

@@ -12,9 +12,10 @@ Kinds read, as Mixer's runtime config did (``mixer/pkg/runtime/config/ephemeral.
 
 ``metadata.namespace`` defaults to the root namespace. Any other document (other
 apiVersions such as ``security.istio.io``, or Mixer kinds this service does not
-interpret: ``attributemanifest``, ``QuotaSpec`` ...) is kept for plugins in
+interpret: ``attributemanifest`` ...) is kept for plugins in
 :attr:`ConfigModel.extra_documents`, with one warning per kind no adapter claims
 (an adapter claims kinds by listing them in an optional ``document_kinds`` attribute).
+``QuotaSpec`` and ``QuotaSpecBinding`` are kept too, and read by :mod:`policy.config.quota_specs`.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ INSTANCE_SPEC_KEYS = ("compiledTemplate", "template", "params", "attributeBindin
 RULE_SPEC_KEYS = (*BODY_KEYS, "sampling")
 
 
+#: Mixer kinds kept as extra documents that the config reads itself (policy.config.quota_specs).
+_READ_ELSEWHERE = frozenset({"QuotaSpec", "QuotaSpecBinding"})
 #: Mixer kinds this service does not interpret, and why.
 _NOT_READ = {
     "attributemanifest": "the attribute vocabulary comes from plugins (the policy_attributes hook)",
@@ -169,6 +172,8 @@ def _extra(doc: Document, kind: str, api: str, state: ParseState, host: PluginHo
     where = doc.where.relabel(label)
     state.extras.append(ExtraDocument(doc.file, label, dict(doc.data)))
     if kind in state.unclaimed_kinds or kind in _claimed_kinds(host):
+        return
+    if api == MIXER_API_VERSION and kind in _READ_ELSEWHERE:
         return
     state.unclaimed_kinds.add(kind)
     if api == MIXER_API_VERSION and kind in _NOT_READ:

@@ -216,6 +216,8 @@ class ConfigModel:
     extra_documents: list[ExtraDocument]
     warnings: list[ConfigIssue]
     sources: list[str]
+    #: Quotas charged per request, from QuotaSpec / QuotaSpecBinding documents (policy.config.quota_specs).
+    quota_bindings: list[Any] = field(default_factory=list)
 
     def summary(self) -> str:
         """One line counting what the config holds, for ``policy validate``."""

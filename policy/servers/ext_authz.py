@@ -1,0 +1,200 @@
+"""Envoy's external authorization API (``envoy.service.auth.v3.Authorization/Check``).
+
+A translator only: the ``CheckRequest`` becomes attributes
+(:mod:`policy.servers.envoy_attributes`), the decision becomes a ``CheckResponse``:
+
+* **allowed**: status OK and an ``ok_response`` with the rules' request header
+  operations (``headers``; REPLACE → ``OVERWRITE_IF_EXISTS_OR_ADD``, APPEND →
+  ``APPEND_IF_EXISTS_OR_ADD``; REMOVE → ``headers_to_remove``) and response header
+  operations (``response_headers_to_add``). ext_authz v3 cannot remove response
+  headers, so a response REMOVE is not sent (the native API carries it);
+* **denied**: the decision's status (code and message) and a ``denied_response``
+  whose HTTP status is the decision's own ``http_status`` or the code's mapping
+  (:func:`policy.sdk.http_status`: 403, 401, 429, 503, 400 ...), whose body is the
+  decision's ``body`` or ``CODE:message``, and which adds the response headers;
+* both carry ``dynamic_metadata`` (Envoy files it under ``envoy.filters.http.ext_authz``)
+  with the decision's ``metadata``, ``decision_id`` and ``matched_rules`` (a list),
+  so an access log can show why: ``%DYNAMIC_METADATA(envoy.filters.http.ext_authz:decision_id)%``.
+
+Quotas: the QuotaSpecs bound to the request (:mod:`policy.config.quota_specs`) are
+charged with ``request.id`` as deduplication id; an exhausted quota answers
+RESOURCE_EXHAUSTED / 429.
+
+Errors: a request that does not decode, is larger than :data:`MAX_REQUEST_BYTES` or
+has an address that is not an IP answers INVALID_ARGUMENT; a failure inside the
+service answers INTERNAL, so Envoy's ``failure_mode_allow`` / ``status_on_error``
+decide. The parsed request rides along in the bag for OPA-style adapters
+(:mod:`policy.servers.envoy_input`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import grpc
+from envoy.config.core.v3 import base_pb2
+from envoy.service.auth.v3 import external_auth_pb2
+from envoy.type.v3 import http_status_pb2
+from google.protobuf import struct_pb2
+from google.rpc import status_pb2
+
+from policy.attributes import AttributeBag
+from policy.config.quota_specs import binding_quotas
+from policy.runtime.decision import Decision
+from policy.runtime.service import PolicyService
+from policy.sdk import Code, HeaderOperation, HeaderOperationKind, http_status
+from policy.servers._grpc import decode
+from policy.servers.envoy_attributes import TranslationError, check_request_attributes
+from policy.servers.envoy_input import ENVOY_REQUEST_KEY
+
+log = logging.getLogger("policy.servers.ext_authz")
+
+SERVICE_NAME = external_auth_pb2.DESCRIPTOR.services_by_name["Authorization"].full_name
+
+#: Largest CheckRequest accepted (grpc's own limit, 4 MiB, answers RESOURCE_EXHAUSTED above it).
+MAX_REQUEST_BYTES = 1024 * 1024
+
+_CheckRequest = external_auth_pb2.CheckRequest
+_CheckResponse = external_auth_pb2.CheckResponse
+_HeaderValueOption = base_pb2.HeaderValueOption
+_HeaderValue = base_pb2.HeaderValue
+_ACTION = {
+    HeaderOperationKind.REPLACE: _HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD,
+    HeaderOperationKind.APPEND: _HeaderValueOption.APPEND_IF_EXISTS_OR_ADD,
+}
+_METADATA_FIELD = _CheckResponse.DESCRIPTOR.fields_by_name["dynamic_metadata"].number
+
+
+def _options(operations: tuple[HeaderOperation, ...]) -> list[Any]:
+    return [_HeaderValueOption(header=_HeaderValue(key=op.name, value=op.value), append_action=_ACTION[op.operation])
+            for op in operations if op.operation is not HeaderOperationKind.REMOVE]
+
+
+def _value(value: Any) -> struct_pb2.Value:
+    """A metadata value as a ``google.protobuf.Value`` (other types by their text)."""
+    if value is None:
+        return struct_pb2.Value(null_value=struct_pb2.NULL_VALUE)
+    if isinstance(value, bool):
+        return struct_pb2.Value(bool_value=value)
+    if isinstance(value, (int, float)):
+        return struct_pb2.Value(number_value=value)
+    if isinstance(value, str):
+        return struct_pb2.Value(string_value=value)
+    if isinstance(value, Mapping):
+        return struct_pb2.Value(struct_value=struct_pb2.Struct(fields={str(k): _value(v) for k, v in value.items()}))
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return struct_pb2.Value(list_value=struct_pb2.ListValue(values=[_value(v) for v in value]))
+    return struct_pb2.Value(string_value=str(value))
+
+
+def _metadata(decision: Decision) -> struct_pb2.Struct:
+    fields = {str(k): _value(v) for k, v in decision.metadata.items()}
+    fields["matched_rules"] = _value(decision.rules)
+    return struct_pb2.Struct(fields=fields)
+
+
+def check_response(decision: Decision, *, with_id: bool = True) -> _CheckResponse:
+    """The ``CheckResponse`` for a decision (``with_id=False`` leaves the decision id out)."""
+    code = decision.code
+    response = _CheckResponse(dynamic_metadata=_metadata(decision))
+    if with_id:
+        response.dynamic_metadata.fields["decision_id"].string_value = decision.decision_id
+    if code == Code.OK:
+        response.status.code = 0
+        ok = response.ok_response
+        ok.headers.extend(_options(decision.request_headers))
+        ok.headers_to_remove.extend(
+            op.name for op in decision.request_headers if op.operation is HeaderOperationKind.REMOVE)
+        ok.response_headers_to_add.extend(_options(decision.response_headers))
+        return response
+    message = decision.message
+    response.status.CopyFrom(status_pb2.Status(code=int(code), message=message))
+    precondition_denied = not decision.status.ok
+    status = (decision.http_status if precondition_denied and decision.http_status else None) or http_status(code)
+    body = decision.body if precondition_denied and decision.body is not None else f"{code.name}:{message}"
+    response.denied_response.CopyFrom(external_auth_pb2.DeniedHttpResponse(
+        status=http_status_pb2.HttpStatus(code=status), body=body, headers=_options(decision.response_headers)))
+    return response
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _delimited(number: int, payload: bytes) -> bytes:
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+# dynamic_metadata { fields { key: "decision_id" value { string_value: ... } } }, split around the id.
+_ID_KEY = _delimited(1, b"decision_id")
+
+
+def _id_tail(decision_id: str) -> bytes:
+    entry = _ID_KEY + _delimited(2, _delimited(3, decision_id.encode()))
+    return _delimited(_METADATA_FIELD, _delimited(1, entry))
+
+
+def encode_check_response(decision: Decision) -> bytes:
+    """The serialized ``CheckResponse`` for a decision.
+
+    The request-independent part is encoded once per cached decision (kept in
+    ``decision.memo``); each response appends its decision id as a second
+    ``dynamic_metadata`` field, which protobuf merges into the first (map entries
+    of a repeated embedded message merge). A quota outcome differs per request, so
+    a decision carrying quota results that changed its answer is encoded whole.
+    """
+    if decision.quotas and decision.code != decision.status.code:
+        return check_response(decision).SerializeToString()
+    memo = decision.memo
+    prefix = memo.get("ext_authz")
+    if prefix is None:
+        prefix = memo["ext_authz"] = check_response(decision, with_id=False).SerializeToString()
+    return prefix + _id_tail(decision.decision_id)
+
+
+class AuthorizationServicer:
+    """Serves ``envoy.service.auth.v3.Authorization`` from a :class:`PolicyService`."""
+
+    def __init__(self, service: PolicyService, max_request_bytes: int = MAX_REQUEST_BYTES) -> None:
+        self.service = service
+        self.max_request_bytes = max_request_bytes
+
+    async def Check(self, data: bytes, context: grpc.aio.ServicerContext) -> bytes:  # noqa: N802 - gRPC name
+        """Decide one request Envoy asks about; returns the serialized ``CheckResponse``."""
+        if len(data) > self.max_request_bytes:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                f"CheckRequest of {len(data)} bytes is larger than the {self.max_request_bytes}"
+                                " bytes accepted (lower with_request_body.max_request_bytes)")
+        request = await decode(_CheckRequest, data, context)
+        try:
+            values = check_request_attributes(request)
+        except TranslationError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        values[ENVOY_REQUEST_KEY] = request
+        bag = AttributeBag.trusted(values)
+        try:
+            dispatcher = self.service.dispatcher
+            bindings = dispatcher.snapshot.quota_bindings
+            quotas = binding_quotas(bindings, bag, values.get("request.id", "")) if bindings else None
+            return encode_check_response(await dispatcher.check(bag, quotas))
+        except Exception as exc:  # answered as a gRPC error: Envoy's failure_mode_allow decides
+            log.exception("ext_authz check failed")
+            failure = f"{type(exc).__name__}: {exc}"
+        await context.abort(grpc.StatusCode.INTERNAL, f"policy check failed: {failure}")
+        raise AssertionError("unreachable")  # context.abort raises
+
+
+def register(server: grpc.aio.Server, service: PolicyService) -> list[str]:
+    """Add the ext_authz v3 API to ``server``; returns the service names registered."""
+    servicer = AuthorizationServicer(service)
+    handler = grpc.unary_unary_rpc_method_handler(servicer.Check, request_deserializer=None,
+                                                 response_serializer=None)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, {"Check": handler}),))
+    return [SERVICE_NAME]
