@@ -159,6 +159,16 @@ def encode_check_response(decision: Decision) -> bytes:
     return prefix + _id_tail(decision.decision_id)
 
 
+def request_bag(request: Any) -> AttributeBag:
+    """The attribute bag of a ``CheckRequest``: its attributes, plus the request under ENVOY_REQUEST_KEY.
+
+    :raises TranslationError: a field that does not translate (see :mod:`policy.servers.envoy_attributes`).
+    """
+    values = check_request_attributes(request)
+    values[ENVOY_REQUEST_KEY] = request
+    return AttributeBag.trusted(values)
+
+
 class AuthorizationServicer:
     """Serves ``envoy.service.auth.v3.Authorization`` from a :class:`PolicyService`."""
 
@@ -174,15 +184,13 @@ class AuthorizationServicer:
                                 " bytes accepted (lower with_request_body.max_request_bytes)")
         request = await decode(_CheckRequest, data, context)
         try:
-            values = check_request_attributes(request)
+            bag = request_bag(request)
         except TranslationError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        values[ENVOY_REQUEST_KEY] = request
-        bag = AttributeBag.trusted(values)
         try:
             dispatcher = self.service.dispatcher
             bindings = dispatcher.snapshot.quota_bindings
-            quotas = binding_quotas(bindings, bag, values.get("request.id", "")) if bindings else None
+            quotas = binding_quotas(bindings, bag, bag.raw.get("request.id", "")) if bindings else None
             return encode_check_response(await dispatcher.check(bag, quotas))
         except Exception as exc:  # answered as a gRPC error: Envoy's failure_mode_allow decides
             log.exception("ext_authz check failed")
