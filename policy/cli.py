@@ -297,6 +297,34 @@ def adapters(as_json: bool, as_markdown: bool, no_autoload: bool) -> None:
             click.echo(f"{'':<{width}}  {r['description']}")
 
 
+# --- new-adapter -------------------------------------------------------------------
+
+
+@main.command("new-adapter")
+@click.argument("name")
+@click.option("--kind", required=True, type=click.Choice(["check", "quota", "report"]),
+              help="What the adapter answers: checks, quota allocations or reports.")
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where to write the package (must not exist or be empty). [default: ./policy-adapter-NAME]")
+def new_adapter(name: str, kind: str, directory: Path | None) -> None:
+    """Generate a pip-installable adapter package NAME: adapter, tests, example config, README."""
+    from policy.scaffold import Names, ScaffoldError, generate
+
+    reserved = {r.name for r in _host(no_autoload=True).adapters}
+    try:
+        target = generate(name, kind, directory, reserved=reserved)
+    except ScaffoldError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+    names = Names(name, kind)
+    click.echo(f"created {names.distribution} ({kind} adapter {name!r}) in {target}")
+    click.echo("next:")
+    click.echo(f"  cd {target}")
+    click.echo("  pip install -e '.[test]'")
+    click.echo(f"  policy adapters            # lists {name} ({names.distribution} 0.1.0)")
+    click.echo("  pytest")
+
+
 # --- bench -----------------------------------------------------------------------
 
 
