@@ -42,8 +42,12 @@ def parse_config(path: str | Path, host: PluginHost) -> ConfigModel:
     documents, sources = read_documents(path, reporter)
     settings = parse_settings(documents, reporter, host.vocabulary)
     state = ParseState(reporter, settings)
+    from policy.ratelimit.loading import attach_rate_limit, is_ratelimit_document, read_rate_limit
+
     for doc in documents:
         if isinstance(doc.data, dict) and not doc.data:
+            continue
+        if is_ratelimit_document(doc.data):  # envoyproxy/ratelimit's format: read by policy.ratelimit
             continue
         if is_compact(doc.data):
             parse_compact(doc, state)
@@ -54,7 +58,9 @@ def parse_config(path: str | Path, host: PluginHost) -> ConfigModel:
                                       f"rules, or a Kubernetes document), got {describe(doc.data)}")
     # QuotaSpec / QuotaSpecBinding are read here so their errors join everyone else's.
     quota_bindings = compile_quota_bindings(state.extras, host.vocabulary, reporter, state.root)
+    rate_limit = read_rate_limit(documents, state, host)
     model = validate(state, host, sources)
+    attach_rate_limit(model, rate_limit)
     model.quota_bindings = quota_bindings
     return model
 

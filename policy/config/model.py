@@ -60,6 +60,8 @@ class SettingsParams:
         default_factory=lambda: list(DEFAULT_IDENTITY_ATTRIBUTES),
         doc="Attributes naming a request's namespace, in order of preference.")
     cache: CacheParams = param(default_factory=CacheParams, doc="The decision cache.")
+    rate_limit: Any = param(None, doc="The Envoy rate-limit service: handler, responseHeaders, shadowMode "
+                                      "(checked by policy.ratelimit).")
 
 
 # --- entities ------------------------------------------------------------------
@@ -216,6 +218,8 @@ class ConfigModel:
     extra_documents: list[ExtraDocument]
     warnings: list[ConfigIssue]
     sources: list[str]
+    #: The Envoy rate-limit service's config (policy.ratelimit.RateLimitConfig), or None.
+    rate_limit: Any = None
     #: Quotas charged per request, from QuotaSpec / QuotaSpecBinding documents (policy.config.quota_specs).
     quota_bindings: list[Any] = field(default_factory=list)
 
@@ -232,6 +236,8 @@ class ConfigModel:
     def used_handlers(self) -> list[str]:
         """Display names of the handlers some rule's action refers to, in definition order."""
         used = {a.handler.display for r in self.rules for a in r.actions if a.handler is not None}
+        if self.rate_limit is not None:
+            used.add(self.rate_limit.settings.handler)  # the rate-limit service's handler is built too
         return [name for name in self.handlers if name in used]
 
 

@@ -32,6 +32,7 @@ Registrar = Callable[[grpc.aio.Server, PolicyService], list[str]]
 #: Modules whose ``register(server, service) -> list[str]`` adds one API; all are served on every address.
 API_MODULES: tuple[str, ...] = (
     "policy.servers.native",
+    "policy.servers.ratelimit",
     "policy.servers.ext_authz",
     "policy.servers.accesslog",
 )

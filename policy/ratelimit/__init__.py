@@ -1,0 +1,26 @@
+"""The Envoy rate-limit service (``envoy.service.ratelimit.v3``) behind a quota handler.
+
+Config (see the README): RLS documents in envoyproxy/ratelimit's format (a top-level
+``domain`` key), anywhere in the config, and ``settings.rateLimit`` naming the
+memquota or redisquota handler that counts. :mod:`policy.ratelimit.config` reads
+the documents, :mod:`policy.ratelimit.service` answers ``ShouldRateLimit``.
+
+A handler backs the service by implementing
+``rate_limit(counters, independent=False) -> [(fits, remaining, reset_seconds)]``
+(plain or ``async``), where each counter is ``(id, hits, limit, window_seconds)``:
+clock-aligned fixed windows, charged all or nothing unless ``independent``, never
+charged past their limit, and ``hits == 0`` only reads. It raises
+:class:`~policy.AdapterError` (UNAVAILABLE) when its backend cannot answer.
+"""
+
+from __future__ import annotations
+
+from policy.ratelimit.config import (
+    RateLimit,
+    RateLimitConfig,
+    RateLimitSettings,
+    compile_rate_limit,
+    is_ratelimit_document,
+)
+
+__all__ = ["RateLimit", "RateLimitConfig", "RateLimitSettings", "compile_rate_limit", "is_ratelimit_document"]
