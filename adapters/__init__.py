@@ -9,5 +9,6 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "adapters.listchecker",
     "adapters.memquota",
     "adapters.redisquota",
+    "adapters.requestcontext",
     "adapters.stdio",
 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pluggy
 
+from policy.attributes import ValueType
 from policy.sdk.adapter import Adapter, BuildContext, Clock, FailMode, Handler
 from policy.sdk.errors import AdapterError, ConfigError, ConfigIssue, PluginError, PolicyError
 from policy.sdk.params import FieldError, NoParams, ParamsError, describe_params, param, parse_duration, parse_params
@@ -42,5 +43,5 @@ __all__ = [
     "CheckResult", "HeaderOperation", "HeaderOperationKind", "QuotaArgs", "QuotaResult",
     "OK", "Code", "Status", "http_status", "parse_code",
     "Action", "Authorization", "CheckNothing", "ListEntry", "LogEntry", "Metric", "Quota",
-    "ReportNothing", "Subject", "Template", "ValueMap", "Variety",
+    "ReportNothing", "Subject", "Template", "ValueMap", "ValueType", "Variety",
 ]
