@@ -1,0 +1,324 @@
+"""The ``rbac`` adapter: Istio AuthorizationPolicy and Mixer ServiceRole/Binding checks.
+
+What it does
+    For ``requestcontext`` instances (see :mod:`adapters.requestcontext`) it enforces
+    Istio ``security.istio.io`` ``AuthorizationPolicy`` documents with Istio's
+    semantics: actions ALLOW, DENY, AUDIT and CUSTOM evaluated in Istio's order
+    (CUSTOM, then DENY, then "no ALLOW policy → allow", then ALLOW, else deny);
+    ``from`` / ``to`` / ``when`` with every field and its ``not`` twin; workload
+    ``selector`` against ``destination.labels``; namespace scoping with a mesh-wide
+    root namespace; the ``istio.io/dry-run`` annotation. See :mod:`adapters.rbac._policy`
+    and :mod:`adapters.rbac._engine` for the rules, with the Istio sources they follow.
+
+    For ``authorization`` instances it enforces Mixer's ``ServiceRole`` /
+    ``ServiceRoleBinding`` (``rbac.istio.io/v1alpha1``) as Mixer's rbac adapter did
+    (:mod:`adapters.rbac._mixer`).
+
+    Every answer carries its reason in the status message (OK answers too, so
+    ``policy check`` prints it): the deciding rule (``ns[foo]-policy[bar]-rule[0]``),
+    or ``no ALLOW policy matched``, plus dry-run and audit notes.
+
+Params
+    ``rootNamespace``     namespace whose policies apply mesh-wide (default ``istio-system``).
+    ``configDocuments``   read policies from the config's own documents (default true).
+    ``policyFiles``       more YAML files or directories of policies (relative to the config
+                          file), read when the handler is built.
+    ``providers``         CUSTOM provider name → ``{handler, failOpen, timeout}`` (or just the
+                          handler name): the check handler of this config a matching CUSTOM
+                          policy sends the request (the same instance) to.
+    ``validDuration``     how long a decision may be cached (default ``60s``, Mixer's
+                          ``cacheDuration``, which is accepted as a synonym); ``validUseCount``
+                          (default 10000).
+    ``configStoreUrl``    Mixer's param: empty or ``k8s://`` (documents of this config) or
+                          ``fs://<dir>`` (a policy directory, like ``policyFiles``).
+
+Fail mode
+    Evaluation does no I/O and cannot fail. A CUSTOM provider that errs or exceeds its
+    ``timeout`` denies with its status (UNAVAILABLE / DEADLINE_EXCEEDED), or allows
+    when the provider's ``failOpen`` is set (Istio's ext_authz ``failOpen``); neither
+    outcome is cached.
+
+Cacheability
+    Decisions carry ``validDuration`` / ``validUseCount``; a provider's answer caps
+    them with its own. The decision depends only on the instance, whose reads key the
+    host's cache.
+
+Limits
+    A bad policy (unknown field or ``when`` key, bad CIDR or port, CUSTOM provider not
+    configured) rejects the whole config, keeping the last good one, where Istio's
+    webhook would have rejected the document. ``targetRef(s)``, the experimental
+    ``request.experimental.inline.headers`` and ``experimental.envoy.filters.*`` keys
+    and trust-domain aliases are not supported. ``namespaces`` and
+    ``source.namespace`` fall back to the ``source.namespace`` attribute when the
+    request has no peer principal (Istio would never match then). Policy files named
+    in params are read at build; edits to them take effect on the next config reload.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import inspect
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from policy import (
+    Adapter,
+    AdapterError,
+    BuildContext,
+    CheckResult,
+    Code,
+    ConfigError,
+    ConfigIssue,
+    FieldError,
+    Handler,
+    Status,
+    hookimpl,
+    param,
+)
+
+from adapters.rbac._engine import Engine
+from adapters.rbac._mixer import MixerRbac, is_mixer_rbac
+from adapters.rbac._policy import PolicyIssues, is_authorization_policy, parse_policy
+from adapters.rbac._request import RequestView
+from adapters.requestcontext import TEMPLATE_NAME, RequestContext
+
+
+@dataclass(frozen=True)
+class ProviderParams:
+    """A CUSTOM provider: the check handler a matching CUSTOM policy delegates to."""
+
+    handler: str = param(doc="Name of the check handler (of this config) that answers for the provider.")
+    fail_open: bool = param(False, doc="Allow when the provider errs or times out (Istio's failOpen).")
+    timeout: dt.timedelta = param(dt.timedelta(milliseconds=500), doc="Longest wait for the provider.")
+
+
+@dataclass(frozen=True)
+class RbacParams:
+    """Params of the ``rbac`` adapter."""
+
+    root_namespace: str = param("istio-system", doc="Policies in this namespace apply to every workload.")
+    config_documents: bool = param(True, doc="Read policies from the config's own documents.")
+    policy_files: list[str] = param(default_factory=list, doc="More policy files or directories.")
+    providers: dict[str, ProviderParams | str] = param(
+        default_factory=dict, doc="CUSTOM provider name → handler (or {handler, failOpen, timeout}).")
+    valid_duration: dt.timedelta = param(dt.timedelta(seconds=60), doc="How long a decision may be cached.")
+    valid_use_count: int = param(10000, doc="How many requests may reuse a cached decision.")
+    cache_duration: dt.timedelta | None = param(None, doc="Mixer's name for validDuration.")
+    config_store_url: str = param("", doc="Mixer's param: '', k8s:// (this config) or fs://<dir>.")
+
+
+def _providers(params: RbacParams) -> dict[str, ProviderParams]:
+    return {name: ProviderParams(p) if isinstance(p, str) else p for name, p in params.providers.items()}
+
+
+def _read_files(paths: list[str], base: Path, issues: list[ConfigIssue]) -> list[dict[str, Any]]:
+    docs: list[dict[str, Any]] = []
+    for text in paths:
+        path = Path(text)
+        path = path if path.is_absolute() else base / path
+        files = sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml", ".json")) \
+            if path.is_dir() else [path]
+        for file in files:
+            try:
+                for doc in yaml.safe_load_all(file.read_text(encoding="utf-8")):
+                    if isinstance(doc, dict):
+                        docs.append({**doc, "_source": str(file)})
+            except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+                issues.append(ConfigIssue("", "", "policyFiles", f"{file}: cannot read policies: {exc}"))
+    return docs
+
+
+class RbacHandler(Handler):
+    """Answers checks from compiled policies; sync because evaluation is in memory."""
+
+    def __init__(self, engine: Engine, mixer: MixerRbac, params: RbacParams, context: BuildContext) -> None:
+        self.engine = engine
+        self.mixer = mixer
+        self.context = context
+        duration = params.cache_duration if params.cache_duration is not None else params.valid_duration
+        self.valid_duration = duration.total_seconds()
+        self.valid_use_count = params.valid_use_count
+        self.providers = _providers(params)
+
+    @property
+    def stats(self) -> Mapping[str, int]:
+        """Decision counters (allowed, denied, audited, dry-run shadow results, CUSTOM outcomes)."""
+        return self.engine.stats
+
+    def _result(self, allowed: bool, reason: str, metadata: Mapping[str, Any] | None = None) -> CheckResult:
+        status = Status(Code.OK, reason) if allowed else Status(Code.PERMISSION_DENIED, reason)
+        return CheckResult(status, self.valid_duration, self.valid_use_count, metadata=metadata or {})
+
+    def check(self, instance: Any) -> CheckResult:
+        """Decide one request (an AuthorizationPolicy or a ServiceRole check, by instance type)."""
+        if type(instance) is not RequestContext:
+            allowed, reason = self.mixer.decide(instance)
+            return self._result(allowed, reason)
+        request = RequestView(instance)
+        engine = self.engine
+        groups = engine.groups_for(request)
+        verdict = engine.decide(groups, request)
+        return self._result(verdict.allowed, verdict.reason, verdict.metadata)
+
+
+class CustomRbacHandler(RbacHandler):
+    """An RbacHandler with CUSTOM policies: asynchronous, since a provider may do I/O."""
+
+    async def check(self, instance: Any) -> CheckResult:  # type: ignore[override]
+        """Ask the CUSTOM provider first when a CUSTOM policy matches, then decide as usual."""
+        if type(instance) is not RequestContext:
+            return RbacHandler.check(self, instance)
+        request = RequestView(instance)
+        engine = self.engine
+        groups = engine.groups_for(request)
+        rule, error = engine.custom(groups, request)
+        if error is not None:
+            engine.stats["custom_denied"] += 1
+            return self._result(False, error)
+        provided: CheckResult | None = None
+        if rule is not None:
+            provided = await self._ask(rule.policy.provider or "", rule.name, instance)
+            if not provided.status.ok:
+                engine.stats["custom_denied"] += 1
+                return provided
+            engine.stats["custom_allowed"] += 1
+        verdict = engine.decide(groups, request)
+        result = self._result(verdict.allowed, verdict.reason, verdict.metadata)
+        if provided is None:
+            return result
+        return _merge(result, provided, rule.name if rule else "")
+
+    async def _ask(self, provider: str, rule: str, instance: Any) -> CheckResult:
+        spec = self.providers[provider]
+        delegate = _delegate(self.context, spec.handler)
+        try:
+            if delegate is None:
+                raise AdapterError(Code.UNAVAILABLE, f"handler {spec.handler!r} is not available")
+            answer = delegate.check(instance)
+            if inspect.isawaitable(answer):
+                answer = await asyncio.wait_for(answer, spec.timeout.total_seconds())
+            if not isinstance(answer, CheckResult):
+                raise AdapterError(Code.INTERNAL, f"handler {spec.handler!r} answered {type(answer).__name__}")
+        except Exception as exc:  # the provider failed: its failOpen decides, never cached
+            code = exc.code if isinstance(exc, AdapterError) else (
+                Code.DEADLINE_EXCEEDED if isinstance(exc, (asyncio.TimeoutError, TimeoutError)) else Code.UNAVAILABLE)
+            detail = exc.message if isinstance(exc, AdapterError) else (str(exc) or type(exc).__name__)
+            if spec.fail_open:
+                return CheckResult(Status(Code.OK, f"RBAC: CUSTOM provider {provider!r} failed ({detail});"
+                                                   " allowed by failOpen"), valid_duration=0.0)
+            return CheckResult(Status(code, f"RBAC: access denied: CUSTOM provider {provider!r} for {rule}"
+                                            f" failed: {detail}"), valid_duration=0.0)
+        if answer.status.ok:
+            return answer
+        message = answer.status.message or answer.status.code.name
+        return CheckResult(Status(answer.status.code, f"RBAC: access denied by CUSTOM provider {provider!r}"
+                                                      f" for {rule}: {message}"),
+                           answer.valid_duration, answer.valid_use_count, answer.request_headers,
+                           answer.response_headers, answer.http_status, answer.body, answer.metadata)
+
+
+def _delegate(context: BuildContext, name: str) -> Handler | None:
+    handlers = getattr(context, "handlers", None)
+    if handlers is None:
+        handlers = context.extras.get("handlers", {})
+    return handlers.get(name)
+
+
+def _merge(result: CheckResult, provided: CheckResult, rule: str) -> CheckResult:
+    """The final answer after a CUSTOM provider allowed: its headers apply, its cacheability caps ours."""
+    durations = (result.valid_duration, provided.valid_duration)
+    duration = None if None in durations else min(d for d in durations if d is not None)
+    uses = [u for u in (result.valid_use_count, provided.valid_use_count) if u is not None]
+    status = result.status
+    if status.ok:
+        status = Status(Code.OK, f"{status.message} (CUSTOM provider allowed {rule})")
+    if not status.ok:
+        return result
+    return CheckResult(status, duration, min(uses) if uses else None, provided.request_headers,
+                       provided.response_headers, None, None, {**provided.metadata, **result.metadata})
+
+
+class RbacAdapter(Adapter):
+    """Istio AuthorizationPolicy (requestcontext) and Mixer ServiceRole/Binding (authorization) checks."""
+
+    name = "rbac"
+    description = "Istio AuthorizationPolicy and Mixer ServiceRole/ServiceRoleBinding authorization."
+    templates = (TEMPLATE_NAME, "authorization")
+    Params = RbacParams
+    document_kinds = ("AuthorizationPolicy", "ServiceRole", "ServiceRoleBinding")
+
+    @classmethod
+    def validate(cls, params: RbacParams) -> Iterator[FieldError]:
+        """Cross-field checks: names present, a usable config store URL, sane durations."""
+        if not params.root_namespace:
+            yield FieldError("rootNamespace", "must not be empty")
+        for name, provider in _providers(params).items():
+            if not name:
+                yield FieldError("providers", "a provider needs a name")
+            if not provider.handler:
+                yield FieldError(f"providers[{name!r}].handler", "must name a check handler")
+            if provider.timeout.total_seconds() <= 0:
+                yield FieldError(f"providers[{name!r}].timeout", "must be positive")
+        url = params.config_store_url
+        if url and not (url == "k8s://" or url.startswith("fs://")):
+            yield FieldError("configStoreUrl", f"expected '', 'k8s://' or 'fs://<dir>', got {url!r}")
+        if params.valid_use_count < 0:
+            yield FieldError("validUseCount", "must not be negative")
+
+    @classmethod
+    def handler_references(cls, params: RbacParams) -> list[str]:
+        """The handlers CUSTOM providers delegate to (the host builds them even if no rule uses them)."""
+        return sorted({p.handler for p in _providers(params).values() if p.handler})
+
+    @classmethod
+    def build(cls, params: RbacParams, context: BuildContext) -> Handler:
+        """Read and compile the policies; raise ConfigError naming every bad document."""
+        problems: list[ConfigIssue] = []
+        documents: list[dict[str, Any]] = []
+        if params.config_documents:
+            documents.extend(d for d in context.extras.get("documents", ()) if isinstance(d, dict))
+        files = list(params.policy_files)
+        if params.config_store_url.startswith("fs://"):
+            files.append(params.config_store_url[len("fs://"):])
+        documents.extend(_read_files(files, context.config_dir, problems))
+        issues = PolicyIssues()
+        policies = []
+        ordinal = 0
+        for doc in documents:
+            if is_authorization_policy(doc):
+                policy = parse_policy(doc, ordinal, issues, context.logger)
+                if policy is not None:
+                    policies.append(policy)
+                    ordinal += max(len(policy.rules), 1)
+        mixer = MixerRbac([d for d in documents if is_mixer_rbac(d)], issues)
+        providers = _providers(params)
+        for policy in policies:
+            if policy.action == "CUSTOM" and policy.provider not in providers:
+                issues.add(policy.source, f"AuthorizationPolicy/{policy.name}.{policy.namespace}",
+                           "spec.provider.name",
+                           f"provider {policy.provider!r} is not configured in handler {context.handler}'s"
+                           f" providers (configured: {', '.join(sorted(providers)) or 'none'})")
+        # The host reports issues at the handler's document; name the policy's own file and field.
+        problems.extend(ConfigIssue("", "", "", f"{file}: {document}: {at}: {message}")
+                        for file, document, at, message in issues.errors)
+        if problems:
+            raise ConfigError(problems)
+        engine = Engine(policies, params.root_namespace)
+        handler_class = CustomRbacHandler if engine.has_custom else RbacHandler
+        context.logger.info("handler %s: %d AuthorizationPolicies, %d ServiceRoles", context.handler,
+                            len(policies), mixer.count)
+        return handler_class(engine, mixer, params, context)
+
+
+@hookimpl
+def policy_register_adapters(registry: Any) -> None:
+    """Register the ``rbac`` adapter."""
+    registry.add(RbacAdapter)
+
+
+__all__ = ["CustomRbacHandler", "RbacAdapter", "RbacHandler", "RbacParams"]

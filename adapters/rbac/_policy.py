@@ -1,0 +1,528 @@
+"""Parsing Istio ``AuthorizationPolicy`` documents into compiled rules, with every error named.
+
+Semantics follow Istio's ``pilot/pkg/security/authz`` (model.go, generator.go):
+
+* a rule matches when its ``when`` conditions all hold, one of its ``from`` sources
+  matches (any source when ``from`` is empty) and one of its ``to`` operations matches
+  (any operation when ``to`` is empty); inside a source or operation every field set
+  must match; a field matches when one of its values does and none of its ``not``
+  values does;
+* a policy without rules matches nothing (``spec: {}`` allows nothing), ``rules: [{}]``
+  matches everything;
+* the ``istio.io/dry-run`` annotation (Go's ``strconv.ParseBool`` spellings) makes the
+  policy a shadow policy: evaluated and reported, never enforced.
+
+Where Istio's webhook validation would reject a document (unknown fields or ``when``
+keys, a bad CIDR or port, CUSTOM without a provider, a provider on another action, an
+empty source or operation, ``serviceAccounts`` together with ``principals`` or
+``namespaces``), this module reports an error naming the file, the policy and the
+field, and the whole config is rejected (the last good one keeps serving).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from adapters.rbac._match import (
+    MatchError,
+    bracket_names,
+    header_set,
+    ip_set,
+    path_set,
+    port_set,
+    string_set,
+)
+from adapters.rbac._request import RequestView
+
+Pred = Callable[[RequestView], bool]
+
+ACTIONS = ("ALLOW", "DENY", "AUDIT", "CUSTOM")
+API_GROUP = "security.istio.io/"
+KIND = "AuthorizationPolicy"
+DRY_RUN = "istio.io/dry-run"
+_TRUE = {"1", "t", "T", "true", "TRUE", "True"}
+_FALSE = {"0", "f", "F", "false", "FALSE", "False"}
+
+SPEC_KEYS = ("selector", "action", "provider", "rules", "targetRef", "targetRefs")
+RULE_KEYS = ("from", "to", "when")
+SOURCE_KEYS = ("principals", "requestPrincipals", "namespaces", "serviceAccounts", "ipBlocks",
+               "remoteIpBlocks")
+OPERATION_KEYS = ("hosts", "ports", "methods", "paths")
+
+
+class PolicyIssues:
+    """Collects errors as ``(file, document, field, message)`` tuples."""
+
+    def __init__(self) -> None:
+        self.errors: list[tuple[str, str, str, str]] = []
+
+    def add(self, file: str, document: str, at: str, message: str) -> None:
+        """Record one error."""
+        self.errors.append((file, document, at, message))
+
+
+@dataclass(eq=False, slots=True)
+class CompiledRule:
+    """One rule of one policy, compiled.
+
+    ``froms`` / ``tos`` are alternatives (None: any); each alternative is a tuple of
+    predicates that must all hold. ``key`` is an index hint: ``(field, values)`` such
+    that the rule can only match a request whose ``field`` is one of ``values``.
+    """
+
+    policy: "CompiledPolicy"
+    index: int
+    ordinal: int
+    froms: tuple[tuple[Pred, ...], ...] | None
+    tos: tuple[tuple[Pred, ...], ...] | None
+    when: tuple[Pred, ...]
+    key: tuple[str, frozenset[Any]] | None = None
+    name: str = ""
+
+    def matches(self, request: RequestView) -> bool:
+        """Tell whether the request matches this rule."""
+        for pred in self.when:
+            if not pred(request):
+                return False
+        froms = self.froms
+        if froms is not None and not any(all(p(request) for p in alt) for alt in froms):
+            return False
+        tos = self.tos
+        return tos is None or any(all(p(request) for p in alt) for alt in tos)
+
+
+@dataclass(eq=False)
+class CompiledPolicy:
+    """One AuthorizationPolicy: where it applies, its action and its rules."""
+
+    namespace: str
+    name: str
+    action: str
+    selector: Mapping[str, str]
+    rules: list[CompiledRule] = field(default_factory=list)
+    provider: str | None = None
+    dry_run: bool = False
+    source: str = ""
+
+    def rule_name(self, index: int) -> str:
+        """Istio's name of a rule: ``ns[<namespace>]-policy[<name>]-rule[<index>]``."""
+        return f"ns[{self.namespace}]-policy[{self.name}]-rule[{index}]"
+
+
+def _values(raw: Any, at: str, where: tuple[str, str], issues: PolicyIssues) -> list[str] | None:
+    if raw is None:
+        return []
+    if not isinstance(raw, list) or not all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in raw):
+        issues.add(*where, at, f"expected a list of strings, got {raw!r}")
+        return None
+    return [str(v) for v in raw]
+
+
+def _field(preds: list[Pred], key_out: dict[str, frozenset[Any]], values: list[str],
+           not_values: list[str], make: Callable[[list[str]], Callable[[Any], bool]],
+           get: Callable[[RequestView], Any], index_as: str | None = None) -> None:
+    """Append the predicates of one field (values OR-ed, not-values negated)."""
+    if values:
+        matcher = make(values)
+        preds.append(lambda r, m=matcher, g=get: m(g(r)))
+        if index_as is not None and getattr(matcher, "only_exact", False):
+            key_out[index_as] = frozenset(values)
+    if not_values:
+        not_matcher = make(not_values)
+        preds.append(lambda r, m=not_matcher, g=get: not m(g(r)))
+
+
+def _namespace_matcher(values: list[str]) -> Callable[[RequestView], bool]:
+    # Istio matches namespaces on the peer principal: ".*/ns/<value, * → .*>/.*".
+    regexes = [re.compile(".*/ns/" + ".*".join(re.escape(p) for p in v.split("*")) + "/.*") for v in values]
+    fallback = string_set(values)
+
+    def match(r: RequestView) -> bool:
+        if r.principal:
+            return any(x.fullmatch(r.principal) for x in regexes)
+        return fallback(r.namespace)
+
+    return match
+
+
+def _service_account_matcher(values: list[str], default_ns: str) -> Callable[[RequestView], bool]:
+    regexes = []
+    for value in values:
+        ns, sep, sa = value.partition("/")
+        if not sep:
+            ns, sa = default_ns, value
+        regexes.append(re.compile(f"spiffe://.+/ns/{re.escape(ns)}/(.+/|)sa/{re.escape(sa)}(/.+)?"))
+
+    def match(r: RequestView) -> bool:
+        return r.uri_principal is not None and any(x.fullmatch(r.uri_principal) for x in regexes)
+
+    return match
+
+
+def _request_principal_matcher(values: list[str]) -> Callable[[str | None], bool]:
+    """Istio's ``iss/sub`` matching: split at the last ``/``; ``*`` halves mean any non-empty value."""
+    pairs = []
+    for value in values:
+        idx = value.rfind("/")
+        found = idx >= 0
+        iss, sub = (value[:idx], value[idx + 1:]) if found else (value, "")
+        if value == "*":
+            pairs.append((string_set(["*"]), string_set(["*"])))
+        elif value.startswith("*"):
+            if found:
+                pairs.append((string_set(["*" if iss == "*" else iss]), string_set([sub])))
+            else:
+                pairs.append((string_set(["*"]), string_set([value])))
+        elif value.endswith("*"):
+            if found:
+                pairs.append((string_set([iss]), string_set(["*" if sub == "*" else sub])))
+            else:
+                pairs.append((string_set([value]), string_set(["*"])))
+        else:
+            pairs.append((string_set([iss]), string_set([sub])))
+
+    def match(principal: str | None) -> bool:
+        if not principal:
+            return False
+        idx = principal.rfind("/")
+        iss, sub = (principal[:idx], principal[idx + 1:]) if idx >= 0 else (principal, "")
+        return any(mi(iss) and ms(sub) for mi, ms in pairs)
+
+    return match
+
+
+def _any_of(values: list[str]) -> Callable[[list[str]], bool]:
+    matcher = string_set(values)
+    return lambda found: any(matcher(v) for v in found)
+
+
+def _condition(key: str, values: list[str], not_values: list[str], policy_ns: str,
+               preds: list[Pred]) -> None:
+    """Compile one ``when`` condition; raise MatchError for an unknown or malformed key."""
+    ignore: dict[str, frozenset[Any]] = {}
+    if key.startswith("request.headers"):
+        (name,) = _one_name(key, "request.headers")
+        _field(preds, ignore, values, not_values, header_set, lambda r, n=name: r.header(n))
+    elif key.startswith("request.auth.claims"):
+        path = bracket_names(key[len("request.auth.claims"):], key)
+        _field(preds, ignore, values, not_values, _any_of, lambda r, p=path: r.claim_strings(p))
+    elif key in _SIMPLE_CONDITIONS:
+        make, get = _SIMPLE_CONDITIONS[key]
+        _field(preds, ignore, values, not_values, make, get)
+    elif key in ("source.namespace", "source.serviceAccount"):
+        if key == "source.namespace":
+            make_ns: Callable[[list[str]], Pred] = _namespace_matcher
+        else:
+            make_ns = lambda v: _service_account_matcher(v, policy_ns)  # noqa: E731
+        if values:
+            preds.append(make_ns(values))
+        if not_values:
+            negated = make_ns(not_values)
+            preds.append(lambda r, m=negated: not m(r))
+    else:
+        raise MatchError(f"unknown attribute {key!r} (supported: {', '.join(SUPPORTED_KEYS)})")
+
+
+def _one_name(key: str, attribute: str) -> list[str]:
+    names = bracket_names(key[len(attribute):], key)
+    if len(names) != 1:
+        raise MatchError(f"{key!r}: expected exactly one [name]")
+    return names
+
+
+_SIMPLE_CONDITIONS: dict[str, tuple[Callable[[list[str]], Any], Callable[[RequestView], Any]]] = {
+    "source.ip": (ip_set, lambda r: r.source_ip),
+    "remote.ip": (ip_set, lambda r: r.remote_ip),
+    "source.principal": (string_set, lambda r: r.principal),
+    "request.auth.principal": (_request_principal_matcher, lambda r: r.auth_principal),
+    "request.auth.audiences": (_any_of, lambda r: r.audiences()),
+    "request.auth.presenter": (_any_of, lambda r: r.presenter()),
+    "destination.ip": (ip_set, lambda r: r.destination_ip),
+    "destination.port": (port_set, lambda r: r.port),
+    "connection.sni": (string_set, lambda r: r.sni),
+}
+
+SUPPORTED_KEYS = (
+    "request.headers[<name>]", "source.ip", "remote.ip", "source.namespace", "source.principal",
+    "source.serviceAccount", "request.auth.principal", "request.auth.audiences",
+    "request.auth.presenter", "request.auth.claims[<name>]...", "destination.ip", "destination.port",
+    "connection.sni",
+)
+
+
+def _has_port(value: str) -> bool:
+    return ":" in value.rsplit("]", 1)[-1]
+
+
+def _host_matcher(values: list[str]) -> Callable[[RequestView], bool]:
+    """Hosts compare case-insensitively; a value without a port matches the host with any port."""
+    exact = string_set(values, fold=True)
+    portless = string_set([v for v in values if not _has_port(v)], fold=True)
+
+    def match(r: RequestView) -> bool:
+        if exact(r.host):
+            return True
+        return r.host_no_port != r.host and portless(r.host_no_port)
+
+    return match
+
+
+def _source(raw: Any, at: str, where: tuple[str, str], policy_ns: str, issues: PolicyIssues,
+            keys: dict[str, frozenset[Any]]) -> tuple[Pred, ...] | None:
+    if not isinstance(raw, Mapping) or set(raw) - {"source"}:
+        issues.add(*where, at, f"expected {{source: {{...}}}}, got {raw!r}")
+        return None
+    source = raw.get("source")
+    known = [*SOURCE_KEYS, *("not" + k[0].upper() + k[1:] for k in SOURCE_KEYS)]
+    if not isinstance(source, Mapping) or not source:
+        issues.add(*where, f"{at}.source", "a source must set at least one field")
+        return None
+    unknown = sorted(set(source) - set(known))
+    if unknown:
+        issues.add(*where, f"{at}.source.{unknown[0]}", f"unknown field (known: {', '.join(known)})")
+        return None
+    lists = {}
+    for name in known:
+        lists[name] = _values(source.get(name), f"{at}.source.{name}", where, issues)
+        if lists[name] is None:
+            return None
+    if (lists["serviceAccounts"] or lists["notServiceAccounts"]) and (
+            lists["principals"] or lists["notPrincipals"] or lists["namespaces"] or lists["notNamespaces"]):
+        issues.add(*where, f"{at}.source.serviceAccounts",
+                   "serviceAccounts cannot be set together with principals or namespaces")
+        return None
+    preds: list[Pred] = []
+    try:
+        _field(preds, keys, lists["principals"], lists["notPrincipals"], string_set,
+               lambda r: r.principal, "principal")
+        _field(preds, keys, lists["requestPrincipals"], lists["notRequestPrincipals"],
+               _request_principal_matcher, lambda r: r.auth_principal)
+        for values, negate in ((lists["namespaces"], False), (lists["notNamespaces"], True)):
+            if values:
+                m = _namespace_matcher(values)
+                preds.append((lambda r, m=m: not m(r)) if negate else m)
+        for values, negate in ((lists["serviceAccounts"], False), (lists["notServiceAccounts"], True)):
+            if values:
+                m = _service_account_matcher(values, policy_ns)
+                preds.append((lambda r, m=m: not m(r)) if negate else m)
+        _field(preds, keys, lists["ipBlocks"], lists["notIpBlocks"], ip_set, lambda r: r.source_ip)
+        _field(preds, keys, lists["remoteIpBlocks"], lists["notRemoteIpBlocks"], ip_set,
+               lambda r: r.remote_ip)
+    except MatchError as exc:
+        issues.add(*where, f"{at}.source", str(exc))
+        return None
+    return tuple(preds)
+
+
+def _operation(raw: Any, at: str, where: tuple[str, str], issues: PolicyIssues,
+               keys: dict[str, frozenset[Any]]) -> tuple[Pred, ...] | None:
+    if not isinstance(raw, Mapping) or set(raw) - {"operation"}:
+        issues.add(*where, at, f"expected {{operation: {{...}}}}, got {raw!r}")
+        return None
+    operation = raw.get("operation")
+    known = [*OPERATION_KEYS, *("not" + k[0].upper() + k[1:] for k in OPERATION_KEYS)]
+    if not isinstance(operation, Mapping) or not operation:
+        issues.add(*where, f"{at}.operation", "an operation must set at least one field")
+        return None
+    unknown = sorted(set(operation) - set(known))
+    if unknown:
+        issues.add(*where, f"{at}.operation.{unknown[0]}", f"unknown field (known: {', '.join(known)})")
+        return None
+    lists = {}
+    for name in known:
+        lists[name] = _values(operation.get(name), f"{at}.operation.{name}", where, issues)
+        if lists[name] is None:
+            return None
+    preds: list[Pred] = []
+    try:
+        hosts, not_hosts = lists["hosts"], lists["notHosts"]
+        if hosts:
+            preds.append(_host_matcher(hosts))
+            if all("*" not in h for h in hosts):
+                keys["host"] = frozenset(h.lower() for h in hosts)
+        if not_hosts:
+            negated = _host_matcher(not_hosts)
+            preds.append(lambda r, m=negated: not m(r))
+        _field(preds, keys, lists["ports"], lists["notPorts"], port_set, lambda r: r.port)
+        if lists["ports"]:
+            keys["port"] = frozenset(int(p) for p in lists["ports"])
+        _field(preds, keys, lists["methods"], lists["notMethods"], header_set,
+               lambda r: r.method, "method")
+        _field(preds, keys, lists["paths"], lists["notPaths"], path_set, lambda r: r.path, "path")
+    except MatchError as exc:
+        issues.add(*where, f"{at}.operation", str(exc))
+        return None
+    return tuple(preds)
+
+
+def _when(raw: Any, at: str, where: tuple[str, str], policy_ns: str, issues: PolicyIssues) -> Pred | None:
+    if not isinstance(raw, Mapping) or set(raw) - {"key", "values", "notValues"}:
+        issues.add(*where, at, f"expected {{key, values, notValues}}, got {raw!r}")
+        return None
+    key = raw.get("key")
+    if not isinstance(key, str) or not key:
+        issues.add(*where, f"{at}.key", "key is required")
+        return None
+    values = _values(raw.get("values"), f"{at}.values", where, issues)
+    not_values = _values(raw.get("notValues"), f"{at}.notValues", where, issues)
+    if values is None or not_values is None:
+        return None
+    if not values and not not_values:
+        issues.add(*where, at, f"condition {key!r} needs values or notValues")
+        return None
+    preds: list[Pred] = []
+    try:
+        _condition(key, values, not_values, policy_ns, preds)
+    except MatchError as exc:
+        issues.add(*where, f"{at}.key", str(exc))
+        return None
+    if len(preds) == 1:
+        return preds[0]
+    return lambda r, ps=tuple(preds): all(p(r) for p in ps)
+
+
+# Preference of index keys: the most selective first.
+_KEY_ORDER = ("path", "principal", "host", "port", "method")
+
+
+def _rule(raw: Any, index: int, policy: CompiledPolicy, ordinal: int, where: tuple[str, str],
+          issues: PolicyIssues) -> CompiledRule | None:
+    at = f"spec.rules[{index}]"
+    if not isinstance(raw, Mapping):
+        issues.add(*where, at, f"expected a mapping, got {raw!r}")
+        return None
+    unknown = sorted(set(raw) - set(RULE_KEYS))
+    if unknown:
+        issues.add(*where, f"{at}.{unknown[0]}", f"unknown field (known: {', '.join(RULE_KEYS)})")
+        return None
+    before = len(issues.errors)
+    froms, tos, whens = [], [], []
+    from_keys: list[dict[str, frozenset[Any]]] = []
+    to_keys: list[dict[str, frozenset[Any]]] = []
+    for i, item in enumerate(_list(raw.get("from"), f"{at}.from", where, issues)):
+        keys: dict[str, frozenset[Any]] = {}
+        compiled = _source(item, f"{at}.from[{i}]", where, policy.namespace, issues, keys)
+        froms.append(compiled)
+        from_keys.append(keys)
+    for i, item in enumerate(_list(raw.get("to"), f"{at}.to", where, issues)):
+        keys = {}
+        compiled = _operation(item, f"{at}.to[{i}]", where, issues, keys)
+        tos.append(compiled)
+        to_keys.append(keys)
+    for i, item in enumerate(_list(raw.get("when"), f"{at}.when", where, issues)):
+        whens.append(_when(item, f"{at}.when[{i}]", where, policy.namespace, issues))
+    if len(issues.errors) > before:
+        return None
+    rule = CompiledRule(policy, index, ordinal, tuple(froms) if froms else None, tuple(tos) if tos else None,
+                        tuple(whens), _index_key(from_keys, to_keys), policy.rule_name(index))
+    return rule
+
+
+def _index_key(from_keys: list[dict[str, frozenset[Any]]],
+               to_keys: list[dict[str, frozenset[Any]]]) -> tuple[str, frozenset[Any]] | None:
+    """A field every alternative constrains to exact values: the rule matches only those values."""
+    for name in _KEY_ORDER:
+        groups = from_keys if name == "principal" else to_keys
+        if groups and all(name in g for g in groups):
+            return name, frozenset().union(*(g[name] for g in groups))
+    return None
+
+
+def _list(raw: Any, at: str, where: tuple[str, str], issues: PolicyIssues) -> list[Any]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        issues.add(*where, at, f"expected a list, got {raw!r}")
+        return []
+    return raw
+
+
+def parse_bool(text: Any) -> bool | None:
+    """Go's ``strconv.ParseBool``; None when the text is none of its spellings."""
+    if isinstance(text, bool):
+        return text
+    value = str(text).strip()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    return None
+
+
+def is_authorization_policy(doc: Mapping[str, Any]) -> bool:
+    """True for an Istio AuthorizationPolicy document (any security.istio.io version)."""
+    api = doc.get("apiVersion")
+    return doc.get("kind") == KIND and isinstance(api, str) and api.startswith(API_GROUP)
+
+
+def parse_policy(doc: Mapping[str, Any], first_ordinal: int, issues: PolicyIssues,
+                 log: Any = None) -> CompiledPolicy | None:
+    """Compile one AuthorizationPolicy document; errors go to ``issues`` and give None."""
+    file = str(doc.get("_source", ""))
+    meta = doc.get("metadata") or {}
+    name = meta.get("name") if isinstance(meta, Mapping) else None
+    namespace = (meta.get("namespace") if isinstance(meta, Mapping) else None) or "default"
+    where = (file, f"{KIND}/{name}.{namespace}")
+    if not isinstance(name, str) or not name:
+        issues.add(*where, "metadata.name", "a policy needs a name")
+        return None
+    spec = doc.get("spec")
+    if spec is None:
+        spec = {}
+    if not isinstance(spec, Mapping):
+        issues.add(*where, "spec", f"expected a mapping, got {spec!r}")
+        return None
+    unknown = sorted(set(spec) - set(SPEC_KEYS))
+    if unknown:
+        issues.add(*where, f"spec.{unknown[0]}", f"unknown field (known: {', '.join(SPEC_KEYS)})")
+        return None
+    if spec.get("targetRef") or spec.get("targetRefs"):
+        issues.add(*where, "spec.targetRef", "targetRef/targetRefs (gateways, services) are not supported"
+                                             " by a sidecar-local policy service; use selector")
+        return None
+    action = spec.get("action") or "ALLOW"
+    if action not in ACTIONS:
+        issues.add(*where, "spec.action", f"expected one of {', '.join(ACTIONS)}, got {action!r}")
+        return None
+    provider = spec.get("provider")
+    provider_name = provider.get("name") if isinstance(provider, Mapping) else None
+    if action == "CUSTOM" and not provider_name:
+        issues.add(*where, "spec.provider.name", "a CUSTOM policy needs provider.name")
+        return None
+    if action != "CUSTOM" and provider is not None:
+        issues.add(*where, "spec.provider", f"provider is only allowed with action CUSTOM, not {action}")
+        return None
+    selector = spec.get("selector") or {}
+    labels = selector.get("matchLabels") if isinstance(selector, Mapping) else None
+    if not isinstance(selector, Mapping) or set(selector) - {"matchLabels"} or not isinstance(labels or {}, Mapping):
+        issues.add(*where, "spec.selector", f"expected {{matchLabels: {{label: value}}}}, got {selector!r}")
+        return None
+    dry_run = False
+    annotations = meta.get("annotations") or {}
+    if isinstance(annotations, Mapping) and DRY_RUN in annotations:
+        parsed = parse_bool(annotations[DRY_RUN])
+        if parsed is None and log is not None:
+            log.error("%s %s: the value of %s is not a boolean (%r); the policy is enforced",
+                      file, where[1], DRY_RUN, annotations[DRY_RUN])
+        dry_run = bool(parsed)
+    policy = CompiledPolicy(namespace, name, action, {str(k): str(v) for k, v in (labels or {}).items()},
+                            provider=provider_name, dry_run=dry_run, source=file)
+    before = len(issues.errors)
+    rules = _list(spec.get("rules"), "spec.rules", where, issues)
+    for index, raw in enumerate(rules):
+        if raw is None:
+            # Istio skips a nil rule (it matches nothing).
+            if log is not None:
+                log.warning("%s %s: skipped nil rule %s", file, where[1], policy.rule_name(index))
+            continue
+        rule = _rule(raw, index, policy, first_ordinal + index, where, issues)
+        if rule is not None:
+            policy.rules.append(rule)
+    return policy if len(issues.errors) == before else None
+
+
+__all__ = ["ACTIONS", "CompiledPolicy", "CompiledRule", "PolicyIssues", "SUPPORTED_KEYS",
+           "is_authorization_policy", "parse_bool", "parse_policy"]
