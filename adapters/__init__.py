@@ -8,6 +8,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "adapters.denier",
     "adapters.listchecker",
     "adapters.memquota",
+    "adapters.opa",
     "adapters.rbac",
     "adapters.redisquota",
     "adapters.requestcontext",
