@@ -30,7 +30,7 @@ class LimiterUnavailable(Exception):
     """The limiter's backend could not answer (Redis down, timed out, or out of capacity)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: frozen dataclasses are slow to build on the hot path
 class Counter:
     """One counter to charge.
 
@@ -49,7 +49,7 @@ class Counter:
     algorithm: Algorithm = Algorithm.FIXED_WINDOW
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: frozen dataclasses are slow to build on the hot path
 class Allocation:
     """What one counter answered.
 

@@ -27,11 +27,32 @@ class QuotaCalls:
     def __init__(self, handler_name: str, table: QuotaTable) -> None:
         self.handler_name = handler_name
         self.table = table
+        # (name, dimension items) -> (counter id, limit): resolving overrides and escaping ids is the
+        # costly part of a call, and the same counters are asked for again and again.
+        self._resolved: dict[tuple[Any, ...], tuple[str, Any]] = {}
+
+    def cached(self, instance: Any, args: QuotaArgs) -> tuple[str, Any] | None:
+        """(counter id, limit) of a call seen before with string dimensions, else None (the hot path)."""
+        dimensions = instance.dimensions
+        for value in dimensions.values():
+            if type(value) is not str:
+                return None
+        return self._resolved.get((instance.name or args.quota, args.quota, *dimensions.items()))
 
     def counter(self, instance: Any, args: QuotaArgs) -> Counter | QuotaResult:
         """The counter a call charges, or the result to answer right away (unknown quota, bad amount)."""
         name = getattr(instance, "name", "") or args.quota
         dimensions = getattr(instance, "dimensions", None) or {}
+        key: tuple[Any, ...] | None = (name, args.quota, *dimensions.items())
+        for value in dimensions.values():
+            if type(value) is not str:  # 1, True and "1" must not share an entry
+                key = None
+                break
+        if key is not None:
+            hit = self._resolved.get(key)
+            if hit is not None and (args.amount >= 0 or hit[1].window == 0):
+                limit = hit[1]
+                return Counter(hit[0], args.amount, limit.max_amount, limit.window, limit.bucket, limit.algorithm)
         limit = self.table.limit(name, dimensions)
         if limit is None and args.quota and args.quota != name:
             name = args.quota
@@ -42,8 +63,12 @@ class QuotaCalls:
             return QuotaResult(0, 0.0, Status(
                 Code.INVALID_ARGUMENT, f"quota {name!r} has a window; only allocation-mode quotas release"))
         suffix = f"o{limit.override}" if limit.override >= 0 else ""
-        return Counter(counter_id(name, dimensions, suffix), args.amount, limit.max_amount, limit.window,
-                       limit.bucket, limit.algorithm)
+        cid = counter_id(name, dimensions, suffix)
+        if key is not None:
+            if len(self._resolved) >= 10_000:
+                self._resolved.clear()
+            self._resolved[key] = (cid, limit)
+        return Counter(cid, args.amount, limit.max_amount, limit.window, limit.bucket, limit.algorithm)
 
     @staticmethod
     def result(counter: Counter, allocation: Allocation) -> QuotaResult:

@@ -112,6 +112,41 @@ class MemoryLimiter:
 
     # --- the calls ----------------------------------------------------------
 
+    def allocate_one(self, counter: Counter, best_effort: bool = False, dedup_id: str = "") -> Allocation:
+        """Charge one counter: the common case, kept short (fixed windows inline)."""
+        if dedup_id or counter.amount <= 0 or counter.window == 0 \
+                or counter.algorithm is not Algorithm.FIXED_WINDOW:
+            return self.allocate((counter,), best_effort=best_effort, dedup_id=dedup_id)[0]
+        granted, remaining, reset = self.fixed(counter.id, counter.amount, counter.max_amount, counter.window,
+                                               best_effort)
+        return Allocation(granted, remaining, reset, granted == counter.amount)
+
+    def fixed(self, cid: str, amount: int, max_amount: int, window: float,
+              best_effort: bool = False) -> tuple[int, int, float]:
+        """Charge a fixed-window counter ``amount`` (> 0): (granted, remaining, seconds to the window's end)."""
+        with self._lock:
+            now = self._now()
+            mono = self._monotonic()
+            if mono - self._swapped >= self._min_dedup or mono - self._swept >= _SWEEP_EVERY:
+                self._housekeeping(mono, now)
+            index = math.floor(now / window)
+            end = (index + 1) * window
+            entry = self._fixed.get(cid)
+            used = entry[1] if entry is not None and entry[0] == index else 0
+            left = max_amount - used
+            if amount > left:
+                if not best_effort or left <= 0:
+                    return 0, max(0, left), end - now
+                amount = left
+            if entry is None:
+                self._room(now)
+                self._fixed[cid] = [index, used + amount, end]
+            elif entry[0] != index:
+                entry[0], entry[1], entry[2] = index, amount, end
+            else:
+                entry[1] = used + amount
+            return amount, left - amount, end - now
+
     def allocate(self, counters: Sequence[Counter], *, best_effort: bool = False, dedup_id: str = "",
                  independent: bool = False) -> list[Allocation]:
         """Charge ``counters`` (all or nothing unless ``independent``); one Allocation per counter."""

@@ -84,6 +84,9 @@ class RedisLimiter:
         self.stats = {"redis_calls": 0, "fast_path": 0, "errors": 0, "short_circuited": 0, "script_loads": 0,
                       "recoveries": 0}
         self._failing = False
+        self._pending: list[tuple[list[str], list[Any], asyncio.Future]] = []
+        self._flush_scheduled = False
+        self._flushing: set[asyncio.Task] = set()
 
     # --- the script ----------------------------------------------------------
 
@@ -94,14 +97,68 @@ class RedisLimiter:
         except (RedisError, OSError, asyncio.TimeoutError) as exc:
             raise LimiterUnavailable(f"redis: {type(exc).__name__}: {exc}") from None
 
-    async def _run(self, keys: list[str], args: list[Any]) -> list[int]:
+    async def _direct(self, keys: list[str], args: list[Any]) -> list[int]:
         client = self.client
-        self.stats["redis_calls"] += 1
         try:
             return await client.evalsha(SHA, len(keys), *keys, *args)
         except NoScriptError:
             self.stats["script_loads"] += 1
             return await client.eval(SCRIPT, len(keys), *keys, *args)
+
+    async def _run(self, keys: list[str], args: list[Any]) -> list[int]:
+        self.stats["redis_calls"] += 1
+        if self.cluster:
+            return await self._direct(keys, args)
+        # Calls made in the same event-loop turn go out together in one pipeline (one round trip,
+        # one connection): each is still its own atomic script.
+        future = asyncio.get_running_loop().create_future()
+        self._pending.append((keys, args, future))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._start_flush)
+        return await future
+
+    def _start_flush(self) -> None:
+        self._flush_scheduled = False
+        batch, self._pending = self._pending, []
+        task = asyncio.get_running_loop().create_task(self._flush(batch))
+        self._flushing.add(task)
+        task.add_done_callback(self._flushing.discard)
+
+    async def _flush(self, batch: list[tuple[list[str], list[Any], asyncio.Future]]) -> None:
+        if len(batch) == 1:
+            keys, args, future = batch[0]
+            try:
+                result: Any = await self._direct(keys, args)
+            except BaseException as exc:  # handed to the caller, who decides
+                if not future.done():
+                    future.set_exception(exc)
+                return
+            if not future.done():
+                future.set_result(result)
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for keys, args, _ in batch:
+            pipe.evalsha(SHA, len(keys), *keys, *args)
+        try:
+            results = await pipe.execute(raise_on_error=False)
+        except BaseException as exc:
+            for _, _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (keys, args, future), result in zip(batch, results):
+            if isinstance(result, NoScriptError):
+                try:
+                    result = await self._direct(keys, args)
+                except BaseException as exc:
+                    result = exc
+            if future.done():
+                continue
+            if isinstance(result, BaseException):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
 
     async def _call(self, keys: list[str], args: list[Any]) -> list[int]:
         now = self._monotonic()
@@ -109,7 +166,8 @@ class RedisLimiter:
             self.stats["short_circuited"] += 1
             raise LimiterUnavailable("redis is unavailable (retrying shortly)")
         try:
-            result = await asyncio.wait_for(self._run(keys, args), self.timeout)
+            async with asyncio.timeout(self.timeout):
+                result = await self._run(keys, args)
         except (RedisError, OSError, asyncio.TimeoutError) as exc:
             self.stats["errors"] += 1
             self._down_until = self._monotonic() + self.retry_interval
@@ -149,6 +207,17 @@ class RedisLimiter:
             granted, remaining, reset_ms, fits = raw[4 * i: 4 * i + 4]
             out.append(Allocation(int(granted), int(remaining), int(reset_ms) / 1000, bool(fits), replayed))
         return out
+
+    def exhausted_for(self, counter_id: str) -> float:
+        """Seconds a counter is known to stay exhausted (0: unknown); counts a fast-path answer when > 0."""
+        until = self._exhausted.get(counter_id)
+        if until is None or not self.fast_path:
+            return 0.0
+        left = until - self._monotonic()
+        if left <= 0:
+            return 0.0
+        self.stats["fast_path"] += 1
+        return left
 
     def _cached(self, counter: Counter, now: float) -> float:
         until = self._exhausted.get(counter.id)

@@ -88,14 +88,26 @@ class MemQuotaHandler(Handler):
         """Charge the instance's counter ``args.amount`` (see the module docstring)."""
         stats = self.stats
         stats["calls"] += 1
+        hit = self.calls.cached(instance, args)
+        if hit is not None and args.amount > 0 and not args.deduplication_id:
+            cid, limit = hit
+            if limit.algorithm is Algorithm.FIXED_WINDOW and limit.window > 0:  # the hot path, inline
+                try:
+                    granted, remaining, reset = self.limiter.fixed(cid, args.amount, limit.max_amount,
+                                                                   limit.window, args.best_effort)
+                except LimiterUnavailable as exc:
+                    stats["unavailable"] += 1
+                    return QuotaResult(0, 0.0, Status(Code.UNAVAILABLE, str(exc)))
+                if granted:
+                    stats["granted"] += 1
+                    return QuotaResult(granted, reset, remaining=remaining, limit=limit.max_amount)
         counter = self.calls.counter(instance, args)
         if isinstance(counter, QuotaResult):
             return counter
         if args.amount == 0:
             return QuotaResult(0, 0.0)
         try:
-            (allocation,) = self.limiter.allocate((counter,), best_effort=args.best_effort,
-                                                  dedup_id=args.deduplication_id)
+            allocation = self.limiter.allocate_one(counter, args.best_effort, args.deduplication_id)
         except LimiterUnavailable as exc:
             stats["unavailable"] += 1
             return QuotaResult(0, 0.0, Status(Code.UNAVAILABLE, str(exc)))

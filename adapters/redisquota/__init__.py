@@ -173,6 +173,7 @@ class RedisQuotaHandler(Handler):
             fast_path=params.local_over_limit_cache, monotonic=context.clock.monotonic)
         self.stats = {"calls": 0, "granted": 0, "exhausted": 0, "deduplicated": 0, "fail_open": 0,
                       "fail_closed": 0}
+        self._exhausted: dict[int, Status] = {}
 
     async def start(self) -> None:
         """Load the script; an unreachable Redis is logged, not fatal (the fail mode answers meanwhile)."""
@@ -185,6 +186,18 @@ class RedisQuotaHandler(Handler):
         """Charge the instance's counter in Redis (see the module docstring)."""
         stats = self.stats
         stats["calls"] += 1
+        if args.amount > 0 and not args.deduplication_id:
+            hit = self.calls.cached(instance, args)
+            if hit is not None:
+                left = self.limiter.exhausted_for(hit[0])
+                if left > 0:  # the over-limit fast path, inline: no Redis call
+                    stats["exhausted"] += 1
+                    limit = hit[1].max_amount
+                    status = self._exhausted.get(limit)
+                    if status is None:
+                        status = self._exhausted[limit] = Status(
+                            Code.RESOURCE_EXHAUSTED, f"quota exhausted: {limit} of {limit} in use")
+                    return QuotaResult(0, left, status, remaining=0, limit=limit)
         counter = self.calls.counter(instance, args)
         if isinstance(counter, QuotaResult):
             return counter
