@@ -40,14 +40,18 @@ def build_snapshot(model: ConfigModel, host: PluginHost, *, generation: int = 1)
     documents = [extra.for_plugins() for extra in model.extra_documents]
     entries: dict[str, HandlerEntry] = {}
     issues: list[ConfigIssue] = []
+    delegates: dict[str, dict[str, Any]] = {}
     try:
         for name in model.used_handlers:
             spec = model.handlers[name]
-            entry = _build(spec, documents, issues)
+            entry = _build(spec, documents, issues, delegates.setdefault(name, {}))
             if entry is not None:
                 entries[name] = entry
         if issues:
             raise ConfigError(issues)
+        for name, view in delegates.items():  # every handler is built: hand each its delegates
+            view.update((ref, entries[target.display].handler)
+                        for ref, target in model.handlers[name].references.items())
         instances = {
             name: InstanceBuilder(name, spec.template, spec.fields, source=spec.where.file)
             for name, spec in model.instances.items()
@@ -74,7 +78,8 @@ def build_snapshot(model: ConfigModel, host: PluginHost, *, generation: int = 1)
     )
 
 
-def _build(spec: HandlerSpec, documents: list[dict[str, Any]], issues: list[ConfigIssue]) -> HandlerEntry | None:
+def _build(spec: HandlerSpec, documents: list[dict[str, Any]], issues: list[ConfigIssue],
+           delegates: dict[str, Any]) -> HandlerEntry | None:
     adapter = spec.adapter
     assert adapter is not None, "validated handlers have an adapter"
     context = BuildContext(
@@ -82,6 +87,7 @@ def _build(spec: HandlerSpec, documents: list[dict[str, Any]], issues: list[Conf
         config_dir=Path(spec.where.file).parent,
         logger=logging.getLogger(f"policy.adapter.{spec.display}"),
         extras={"documents": list(documents)},
+        handlers=delegates,
     )
     where = spec.where
     try:

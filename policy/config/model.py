@@ -86,6 +86,8 @@ class HandlerSpec:
     adapter: type[Adapter] | None = None
     params: Any = None
     valid: bool = True
+    #: Handlers this one delegates to (its adapter's ``handler_references``), by the name in its params.
+    references: dict[str, "HandlerSpec"] = field(default_factory=dict)
 
     @property
     def file(self) -> str:
@@ -238,6 +240,12 @@ class ConfigModel:
         used = {a.handler.display for r in self.rules for a in r.actions if a.handler is not None}
         if self.rate_limit is not None:
             used.add(self.rate_limit.settings.handler)  # the rate-limit service's handler is built too
+        pending = [self.handlers[name] for name in used if name in self.handlers]
+        while pending:  # handlers a used handler delegates to are built too
+            for target in pending.pop().references.values():
+                if target.display not in used:
+                    used.add(target.display)
+                    pending.append(target)
         return [name for name in self.handlers if name in used]
 
 

@@ -60,7 +60,14 @@ def validate(state: ParseState, host: PluginHost, sources: list[str]) -> ConfigM
             _unique(rule_names, rule, "rule", reporter)
         _check_rule(rule, handlers, instances, state, host)
     _warn_volatile_checks(state.rules, reporter)
+    _check_references(state, handlers, reporter)
     used = {a.handler for r in state.rules for a in r.actions if a.handler is not None}
+    pending = list(used)
+    while pending:  # a handler another one delegates to is used too
+        for target in pending.pop().references.values():
+            if target not in used:
+                used.add(target)
+                pending.append(target)
     for handler in state.handlers:
         if handler.valid and handler not in used:
             reporter.warn(handler.where, f"handler {handler.display} is not used by any rule; it is not built")
@@ -77,6 +84,29 @@ def validate(state: ParseState, host: PluginHost, sources: list[str]) -> ConfigM
         warnings=list(reporter.warnings),
         sources=sources,
     )
+
+
+def _check_references(state: ParseState, handlers: Index[HandlerSpec], reporter: Reporter) -> None:
+    """Resolve the handlers each handler delegates to (``Adapter.handler_references``)."""
+    for handler in state.handlers:
+        if not handler.valid or handler.adapter is None:
+            continue
+        try:
+            names = list(handler.adapter.handler_references(handler.params) or ())
+        except Exception as exc:  # the adapter's bug, reported as a config error
+            reporter.error(handler.params_at, f"adapter {handler.adapter.name!r}: handler_references() raised"
+                                              f" {type(exc).__name__}: {exc}")
+            continue
+        fallback = fallback_for(handler.form, state.root)
+        for name in names:
+            target = handlers.resolve(name, handler.namespace, fallback)
+            if target is None or target is handler:
+                tried = ", ".join(candidates(name, HANDLER_KIND, handler.namespace, fallback))
+                problem = "is the handler itself" if target is handler else f"not found (looked for {tried})"
+                reporter.error(handler.params_at, f"handler {handler.display} delegates to handler {name!r},"
+                                                  f" which {problem}")
+                continue
+            handler.references[name] = target
 
 
 def _unique(index: Index[Any], item: Any, what: str, reporter: Reporter) -> None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import enum
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -64,6 +64,10 @@ class BuildContext:
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger("policy.adapter"))
     clock: Clock = field(default_factory=Clock)
     extras: dict[str, Any] = field(default_factory=dict)
+    #: The handlers this one delegates to (named by :meth:`Adapter.handler_references`), by the
+    #: name the params give; filled once every handler of the config is built, so look names up
+    #: when a request comes, not in ``build``.
+    handlers: Mapping[str, "Handler"] = field(default_factory=dict)
 
 
 class Handler:
@@ -117,6 +121,16 @@ class Adapter:
     @classmethod
     def validate(cls, params: Any) -> Iterable[FieldError]:
         """Check what the params schema cannot (cross-field rules); yield FieldErrors."""
+        return ()
+
+    @classmethod
+    def handler_references(cls, params: Any) -> Iterable[str]:
+        """Names of other handlers of the config that a handler built from ``params`` calls.
+
+        The host resolves them like a rule's handler reference, builds them even when no
+        rule uses them, reports unknown names as config errors, and hands them to the
+        handler in :attr:`BuildContext.handlers`. Default: none.
+        """
         return ()
 
     @classmethod
