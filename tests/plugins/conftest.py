@@ -1,0 +1,126 @@
+"""Third-party adapter packages really installed into the environment, once per session.
+
+The session fixture generates one package per kind with ``policy new-adapter``,
+then installs them and ``examples/adapter-plugin`` with one ``pip install
+--no-deps --no-build-isolation -e ...`` (offline: everything they need is already
+in the environment) and uninstalls them at the end. Everything that needs the
+installed packages runs in a subprocess, as a user would run it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from policy.testing import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+JWT_EXAMPLE = ROOT / "examples" / "adapter-plugin"
+KINDS = ("check", "quota", "report")
+
+
+def run(*args: str, cwd: Path = ROOT, timeout: float = 180, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run a command to completion, capturing text output."""
+    return subprocess.run(list(args), cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
+def policy(*args: str, cwd: Path = ROOT, timeout: float = 60) -> subprocess.CompletedProcess:
+    """Run the ``policy`` command of this environment."""
+    return run(sys.executable, "-m", "policy.cli", *args, cwd=cwd, timeout=timeout)
+
+
+def pip(*args: str) -> subprocess.CompletedProcess:
+    """Run this environment's pip, quietly, without the network's package index."""
+    return run(sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input", *args, timeout=300)
+
+
+@dataclass(frozen=True)
+class Installed:
+    """The generated packages by kind (adapter ``demo-<kind>``) and the JWT example, all installed."""
+
+    generated: dict[str, Path]
+    jwt: Path
+
+    @staticmethod
+    def adapter(kind: str) -> str:
+        """The adapter name generated for ``kind``."""
+        return f"demo-{kind}"
+
+
+@pytest.fixture(scope="session")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
+    """Generate one package per kind, install them and the JWT example; uninstall at the end."""
+    base = tmp_path_factory.mktemp("generated")
+    generated = {}
+    for kind in KINDS:
+        target = base / f"policy-adapter-demo-{kind}"
+        result = policy("new-adapter", Installed.adapter(kind), "--kind", kind, "--dir", str(target))
+        assert result.returncode == 0, result.stderr
+        generated[kind] = target
+    distributions = [f"policy-adapter-demo-{k}" for k in KINDS] + ["policy-adapter-jwt"]
+    pip("uninstall", "-y", *distributions)  # leftovers of an interrupted run
+    editable = [arg for path in [*generated.values(), JWT_EXAMPLE] for arg in ("-e", str(path))]
+    result = pip("install", "--no-deps", "--no-build-isolation", "--no-index", *editable)
+    assert result.returncode == 0, result.stdout + result.stderr
+    try:
+        yield Installed(generated, JWT_EXAMPLE)
+    finally:
+        pip("uninstall", "-y", *distributions)
+
+
+class ServedPolicy:
+    """``policy serve`` in a subprocess on a free loopback port, stopped with SIGTERM."""
+
+    def __init__(self, config: Path) -> None:
+        self.address = f"127.0.0.1:{free_port()}"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "policy.cli", "serve", "--config", str(config), "--listen", self.address,
+             "--watch-interval", "0", "--grace", "1"],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.output: list[str] = []
+        assert self.process.stdout is not None
+        for _ in range(200):  # bounded: the ready lines come first
+            line = self.process.stdout.readline()
+            if not line:
+                break
+            self.output.append(line)
+            if re.search(r"listening on 127\.0\.0\.1:\d+", line):
+                return
+        self.stop()
+        raise AssertionError("policy serve did not start:\n" + "".join(self.output))
+
+    def stop(self) -> str:
+        """SIGTERM, wait for the graceful stop; returns the rest of the output."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            rest, _ = self.process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            rest, _ = self.process.communicate()
+        self.output.append(rest or "")
+        return "".join(self.output)
+
+
+@pytest.fixture
+def serve() -> Iterator[type[ServedPolicy]]:
+    """``serve(config_path)`` → a :class:`ServedPolicy`; every one is stopped after the test."""
+    started: list[ServedPolicy] = []
+
+    class _Tracked(ServedPolicy):
+        def __init__(self, config: Path) -> None:
+            super().__init__(config)
+            started.append(self)
+
+    yield _Tracked
+    for served in started:
+        served.stop()
