@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 CONFIG ?= examples/quickstart
 LISTEN ?= 127.0.0.1:9191
 
-.PHONY: serve test bench proto install install-test install-bench clean
+.PHONY: serve test bench proto docs install install-test install-bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ bench: $(VENV)/.installed-bench
 # Regenerate policy/v1 from proto/; `make proto PROTO_ARGS=--check` only reports stale files.
 proto: $(VENV)/.installed-test
 	$(BIN)/python -m policy._protogen $(PROTO_ARGS)
+
+# Regenerate docs/adapters/ from the built-in adapters' own declarations (params schema, module docstring).
+docs: $(VENV)/.installed
+	$(BIN)/policy adapters --markdown --no-autoload --out docs/adapters
 
 clean:
 	rm -rf $(VENV) build *.egg-info

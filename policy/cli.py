@@ -272,12 +272,20 @@ def validate(path: Path, build: bool, no_autoload: bool) -> None:
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option("--markdown", "as_markdown", is_flag=True, help="Print reference docs for every adapter's params.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="With --markdown: write one page per adapter and an index README.md into this directory.")
 @click.option("--no-autoload", is_flag=True, help="Load only built-in adapters.")
-def adapters(as_json: bool, as_markdown: bool, no_autoload: bool) -> None:
+def adapters(as_json: bool, as_markdown: bool, out_dir: Path | None, no_autoload: bool) -> None:
     """List installed adapters with their distribution, version and templates."""
-    from policy.docs import adapter_markdown
+    from policy.docs import adapter_markdown, write_adapter_pages
 
     host = _host(no_autoload)
+    if out_dir is not None:
+        if not as_markdown:
+            raise click.UsageError("--out writes Markdown pages: give --markdown too")
+        for path in write_adapter_pages(host, out_dir):
+            click.echo(f"wrote {path}")
+        return
     rows = [{"name": r.name, "distribution": r.origin.distribution, "version": r.origin.version,
              "plugin": r.origin.plugin, "templates": list(r.adapter.templates),
              "description": r.adapter.description} for r in host.adapters]
