@@ -24,7 +24,14 @@ from policy.testing import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 JWT_EXAMPLE = ROOT / "examples" / "adapter-plugin"
+TUTORIAL = ROOT / "docs" / "writing-an-adapter.md"
 KINDS = ("check", "quota", "report")
+
+
+def tutorial_files() -> dict[str, str]:
+    """The files docs/writing-an-adapter.md tells the reader to write, by path in the package."""
+    text = TUTORIAL.read_text()
+    return dict(re.findall(r"<!-- file: (.+?) -->\n```\w+\n(.*?)```", text, re.S))
 
 
 def run(*args: str, cwd: Path = ROOT, timeout: float = 180, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -49,6 +56,7 @@ class Installed:
 
     generated: dict[str, Path]
     jwt: Path
+    tutorial: Path
 
     @staticmethod
     def adapter(kind: str) -> str:
@@ -66,13 +74,21 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
         result = policy("new-adapter", Installed.adapter(kind), "--kind", kind, "--dir", str(target))
         assert result.returncode == 0, result.stderr
         generated[kind] = target
-    distributions = [f"policy-adapter-demo-{k}" for k in KINDS] + ["policy-adapter-jwt"]
+    # The tutorial's package: generated as the tutorial says, then its files written as it shows them.
+    result = policy("new-adapter", "read-only", "--kind", "check", cwd=base)
+    assert result.returncode == 0, result.stderr
+    tutorial = base / "policy-adapter-read-only"
+    files = tutorial_files()
+    assert set(files) == {"policy_adapter_read_only/__init__.py", "example/policy.yaml", "tests/test_adapter.py"}
+    for name, text in files.items():
+        (tutorial / name).write_text(text)
+    distributions = [f"policy-adapter-demo-{k}" for k in KINDS] + ["policy-adapter-jwt", "policy-adapter-read-only"]
     pip("uninstall", "-y", *distributions)  # leftovers of an interrupted run
-    editable = [arg for path in [*generated.values(), JWT_EXAMPLE] for arg in ("-e", str(path))]
+    editable = [arg for path in [*generated.values(), JWT_EXAMPLE, tutorial] for arg in ("-e", str(path))]
     result = pip("install", "--no-deps", "--no-build-isolation", "--no-index", *editable)
     assert result.returncode == 0, result.stdout + result.stderr
     try:
-        yield Installed(generated, JWT_EXAMPLE)
+        yield Installed(generated, JWT_EXAMPLE, tutorial)
     finally:
         pip("uninstall", "-y", *distributions)
 
