@@ -191,7 +191,7 @@ class CustomRbacHandler(RbacHandler):
         result = self._result(verdict.allowed, verdict.reason, verdict.metadata)
         if provided is None:
             return result
-        return _merge(result, provided, rule.name if rule else "")
+        return _merge(result, provided)
 
     async def _ask(self, provider: str, rule: str, instance: Any) -> CheckResult:
         spec = self.providers[provider]
@@ -209,12 +209,14 @@ class CustomRbacHandler(RbacHandler):
                 Code.DEADLINE_EXCEEDED if isinstance(exc, (asyncio.TimeoutError, TimeoutError)) else Code.UNAVAILABLE)
             detail = exc.message if isinstance(exc, AdapterError) else (str(exc) or type(exc).__name__)
             if spec.fail_open:
-                return CheckResult(Status(Code.OK, f"RBAC: CUSTOM provider {provider!r} failed ({detail});"
+                return CheckResult(Status(Code.OK, f"CUSTOM provider {provider!r} for {rule} failed ({detail});"
                                                    " allowed by failOpen"), valid_duration=0.0)
             return CheckResult(Status(code, f"RBAC: access denied: CUSTOM provider {provider!r} for {rule}"
                                             f" failed: {detail}"), valid_duration=0.0)
         if answer.status.ok:
-            return answer
+            return CheckResult(Status(Code.OK, f"CUSTOM provider {provider!r} allowed {rule}"),
+                               answer.valid_duration, answer.valid_use_count, answer.request_headers,
+                               answer.response_headers, metadata=answer.metadata)
         message = answer.status.message or answer.status.code.name
         return CheckResult(Status(answer.status.code, f"RBAC: access denied by CUSTOM provider {provider!r}"
                                                       f" for {rule}: {message}"),
@@ -229,14 +231,14 @@ def _delegate(context: BuildContext, name: str) -> Handler | None:
     return handlers.get(name)
 
 
-def _merge(result: CheckResult, provided: CheckResult, rule: str) -> CheckResult:
+def _merge(result: CheckResult, provided: CheckResult) -> CheckResult:
     """The final answer after a CUSTOM provider allowed: its headers apply, its cacheability caps ours."""
     durations = (result.valid_duration, provided.valid_duration)
     duration = None if None in durations else min(d for d in durations if d is not None)
     uses = [u for u in (result.valid_use_count, provided.valid_use_count) if u is not None]
     status = result.status
     if status.ok:
-        status = Status(Code.OK, f"{status.message} (CUSTOM provider allowed {rule})")
+        status = Status(Code.OK, f"{status.message} ({provided.status.message})")
     if not status.ok:
         return result
     return CheckResult(status, duration, min(uses) if uses else None, provided.request_headers,
