@@ -1,0 +1,217 @@
+"""OPA-Envoy-style policies through the real ext_authz server and Envoy's generated stub.
+
+The policies are written the way OPA-Envoy's primer writes them (``package envoy.authz``,
+``import input.attributes.request.http``, v1 syntax, boolean ``allow`` or a result
+object) and run unchanged on the embedded engine.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from envoy.config.core.v3 import base_pb2
+
+from policy import Code
+from tests.envoy.conftest import authz, check_request, headers_of
+from tests.opa.conftest import hs256, inline, opa_config
+
+OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
+APPEND = base_pb2.HeaderValueOption.APPEND_IF_EXISTS_OR_ADD
+
+TOKEN_POLICY = """
+package envoy.authz
+
+import rego.v1
+
+import input.attributes.request.http
+
+default allow := false
+
+allow if {
+    valid_token
+    permitted
+}
+
+valid_token if {
+    token.valid
+    now := time.now_ns() / 1000000000
+    token.payload.nbf <= now
+    now < token.payload.exp
+}
+
+permitted if {
+    http.method == "GET"
+    token.payload.role in {"guest", "admin"}
+    glob.match("/people/*", ["/"], http.path)
+}
+
+permitted if {
+    http.method == "POST"
+    token.payload.role == "admin"
+    input.parsed_path == ["people"]
+    lower(input.parsed_body.firstname) != base64url.decode(token.payload.sub)
+}
+
+token := {"valid": valid, "payload": payload} if {
+    [_, encoded] := split(http.headers.authorization, " ")
+    [valid, _, payload] := io.jwt.decode_verify(encoded, {"secret": "secret"})
+}
+"""
+
+OBJECT_POLICY = """
+package envoy.authz
+
+import rego.v1
+
+import input.attributes.request.http
+
+default allow := false
+
+allow if {
+    input.parsed_path[0] == "api"
+    input.parsed_query.lang == ["en"]
+}
+
+headers["x-ext-auth-allow"] := "yes"
+headers["x-validated-by"] := "security-checkpoint"
+
+request_headers_to_remove := ["x-internal-token"]
+
+response_headers_to_add["x-policy"] := "opa"
+
+status_code := 200 if allow
+status_code := 401 if { not allow; not http.headers["x-user"] }
+status_code := 403 if { not allow; http.headers["x-user"] }
+
+body := "Authentication Failed" if status_code == 401
+body := "Unauthorized Request" if status_code == 403
+
+result["allowed"] := allow
+result["headers"] := headers
+result["request_headers_to_remove"] := request_headers_to_remove
+result["response_headers_to_add"] := response_headers_to_add
+result["http_status"] := status_code
+result["body"] := body
+result["dynamic_metadata"] := {"checked_by": "opa", "path_len": count(input.parsed_path)}
+"""
+
+
+def token(role: str, sub: str = "YWxpY2U=", valid_for: int = 3600) -> str:
+    now = int(time.time())
+    return "Bearer " + hs256({"role": role, "sub": sub, "nbf": now - 60, "exp": now + valid_for})
+
+
+async def test_boolean_decision_with_jwt_parsed_path_and_body(policy_config, policy_server_factory):
+    running = await policy_server_factory(policy_config(opa_config(inline(TOKEN_POLICY))))
+    stub = authz(running, "tcp")
+
+    guest = await stub.Check(check_request(path="/people/7", headers={"authorization": token("guest")}))
+    assert guest.status.code == Code.OK
+
+    expired = await stub.Check(check_request(path="/people/7",
+                                             headers={"authorization": token("guest", valid_for=-30)}))
+    assert expired.status.code == Code.PERMISSION_DENIED
+    assert expired.denied_response.status.code == 403
+    assert "OPA: denied by envoy/authz/allow" in expired.status.message
+
+    body = json.dumps({"firstname": "Charlie", "lastname": "Opa"})
+    json_headers = {"authorization": token("admin"), "content-type": "application/json",
+                    "content-length": str(len(body))}
+    created = await stub.Check(check_request(method="POST", path="/people?lang=en", body=body, headers=json_headers))
+    assert created.status.code == Code.OK
+    # The body's firstname equals the token's subject (base64url "alice"): the policy refuses.
+    self_body = json.dumps({"firstname": "Alice"})
+    refused = await stub.Check(check_request(method="POST", path="/people", body=self_body,
+                                             headers={**json_headers, "content-length": str(len(self_body))}))
+    assert refused.status.code == Code.PERMISSION_DENIED
+    guest_post = await stub.Check(check_request(method="POST", path="/people", body=body,
+                                                headers={**json_headers, "authorization": token("guest")}))
+    assert guest_post.status.code == Code.PERMISSION_DENIED
+
+
+async def test_object_decision_headers_status_body_metadata(policy_config, policy_server_factory):
+    params = inline(OBJECT_POLICY) + "\ndecision: envoy/authz/result"
+    running = await policy_server_factory(policy_config(opa_config(params)))
+    stub = authz(running, "unix")
+
+    allowed = await stub.Check(check_request(path="/api/books?lang=en", headers={"x-internal-token": "t"}))
+    assert allowed.status.code == Code.OK
+    ok = allowed.ok_response
+    assert headers_of(ok.headers) == {"x-ext-auth-allow": ("yes", OVERWRITE),
+                                      "x-validated-by": ("security-checkpoint", OVERWRITE)}
+    assert list(ok.headers_to_remove) == ["x-internal-token"]
+    assert headers_of(ok.response_headers_to_add) == {"x-policy": ("opa", APPEND)}
+    fields = allowed.dynamic_metadata.fields
+    assert fields["checked_by"].string_value == "opa" and fields["path_len"].number_value == 2
+
+    anonymous = await stub.Check(check_request(path="/api/books?lang=de"))
+    assert anonymous.status.code == Code.PERMISSION_DENIED
+    assert anonymous.denied_response.status.code == 401
+    assert anonymous.denied_response.body == "Authentication Failed"
+    assert headers_of(anonymous.denied_response.headers)["x-ext-auth-allow"] == ("yes", OVERWRITE)
+    assert "OPA: denied by envoy/authz/result" in anonymous.status.message
+
+    known = await stub.Check(check_request(path="/other", headers={"x-user": "bob"}))
+    assert (known.denied_response.status.code, known.denied_response.body) == (403, "Unauthorized Request")
+
+
+async def test_parsed_query_repeated_values_and_form_body(policy_config, policy_server_factory):
+    policy = """
+        package envoy.authz
+        import rego.v1
+        default allow := false
+        allow if {
+            input.parsed_path == ["people"]
+            input.parsed_query.id == ["1", "2"]
+            input.parsed_body.role == ["admin"]
+            input.version.ext_authz == "v3"
+            input.attributes.source.address.socketAddress.address == "10.1.2.3"
+            input.attributes.destination.address.socketAddress.portValue == 8080
+        }
+    """
+    running = await policy_server_factory(policy_config(opa_config(inline(policy))))
+    stub = authz(running, "tcp")
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    ok = await stub.Check(check_request(method="POST", path="/people?id=1&id=2", body="role=admin", headers=form))
+    assert ok.status.code == Code.OK
+    other = await stub.Check(check_request(method="POST", path="/people?id=1", body="role=admin", headers=form))
+    assert other.status.code == Code.PERMISSION_DENIED
+
+
+async def test_a_body_that_is_not_json_fails_closed(policy_config, policy_server_factory):
+    running = await policy_server_factory(policy_config(opa_config(inline(
+        "package envoy.authz\nimport rego.v1\ndefault allow := true"))))
+    response = await authz(running, "tcp").Check(check_request(
+        method="POST", path="/x", body="{not json", headers={"content-type": "application/json"}))
+    assert response.status.code == Code.INVALID_ARGUMENT
+    assert "request body is not valid JSON" in response.status.message
+
+
+async def test_input_from_the_instance_matches_the_transports_document(policy_config, policy_service_factory):
+    """The adapter builds OPA-Envoy's input from the instance; it agrees with policy.servers.envoy_input."""
+    from adapters.opa._input import build_input
+    from policy.servers.envoy_input import envoy_input
+    from policy.servers.ext_authz import request_bag
+
+    service = await policy_service_factory(policy_config(opa_config(inline(
+        "package envoy.authz\nimport rego.v1\ndefault allow := true"))))
+    body = json.dumps({"firstname": "Charlie", "tags": ["a", "b"]})
+    request = check_request(method="POST", path="/people/a%20b?lang=en&id=1&id=2", body=body,
+                            headers={"content-type": "application/json", "x-user": "ann"},
+                            source_principal="spiffe://cluster.local/ns/shop/sa/web", sni="books.shop",
+                            context_extensions={"route": "r1"})
+    instance = service.snapshot.instances["request"].build(request_bag(request))
+    ours, theirs = build_input(instance), envoy_input(request)
+    for member in ("parsed_path", "parsed_query", "parsed_body", "truncated_body", "version"):
+        assert ours[member] == theirs[member], member
+    http_ours, http_theirs = ours["attributes"]["request"]["http"], theirs["attributes"]["request"]["http"]
+    for field in ("method", "path", "host", "scheme", "body", "headers"):
+        assert http_ours[field] == http_theirs[field], field
+    assert ours["attributes"]["destination"]["address"] == theirs["attributes"]["destination"]["address"]
+    # The peer port differs per connection, so requestcontext leaves it out unless an instance asks for it.
+    theirs_source = theirs["attributes"]["source"]["address"]["socketAddress"]
+    assert ours["attributes"]["source"]["address"]["socketAddress"] == {"address": theirs_source["address"]}
+    assert ours["attributes"]["source"]["principal"] == theirs["attributes"]["source"]["principal"]
+    assert ours["attributes"]["contextExtensions"] == theirs["attributes"]["contextExtensions"]
+    assert ours["attributes"]["tlsSession"] == theirs["attributes"]["tlsSession"]
