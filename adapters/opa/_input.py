@@ -13,7 +13,8 @@ for OPA-Envoy run unchanged::
      "parsed_body": {...} | null, "truncated_body": false,
      "version": {"ext_authz": "v3", "encoding": "protojson"}}
 
-Absent values are left out, as protojson leaves out unset fields. ``parsed_body`` is
+Absent and empty values are left out, as protojson leaves out fields with their
+default value (the template gives ``""``, ``0``, ``{}`` or ``0.0.0.0`` for absent attributes). ``parsed_body`` is
 the body parsed as JSON (``application/json``) or as a form
 (``application/x-www-form-urlencoded``, lists of values), else null; a body shorter
 than its ``content-length`` is ``truncated_body`` and not parsed.
@@ -43,9 +44,9 @@ class InputError(ValueError):
 
 def _address(ip: Any, port: int | None) -> dict[str, Any]:
     socket: dict[str, Any] = {}
-    if ip is not None:
+    if ip is not None and not ip.is_unspecified:
         socket["address"] = str(ip)
-    if port is not None:
+    if port:
         socket["portValue"] = port
     return {"address": {"socketAddress": socket}} if socket else {}
 
@@ -79,12 +80,10 @@ def _parsed_body(headers: Mapping[str, str], body: str | None) -> tuple[Any, boo
 def envoy_input(instance: Any) -> dict[str, Any]:
     """OPA-Envoy's input document for a ``requestcontext`` instance (see the module docstring)."""
     headers = dict(instance.request_headers or {})
-    path = instance.request_path
-    if path is None:
-        path = headers.get(":path")
-    url_path = instance.request_url_path
+    path = instance.request_path or headers.get(":path")
+    url_path = instance.request_url_path or None
     query = ""
-    if path is not None:
+    if path:
         head, _, query = path.partition("?")
         query = query.partition("#")[0]
         if url_path is None:
@@ -93,7 +92,7 @@ def envoy_input(instance: Any) -> dict[str, Any]:
     for key, value in (("method", instance.request_method), ("path", path), ("host", instance.request_host),
                        ("scheme", instance.request_scheme), ("protocol", instance.request_protocol),
                        ("id", instance.request_id), ("body", instance.request_body)):
-        if value is not None:
+        if value:  # protojson leaves out empty strings, as the template's defaults give for absent ones
             http[key] = value
     if instance.request_size is not None:
         http["size"] = str(instance.request_size)  # int64 → string in protojson

@@ -144,6 +144,7 @@ class RbacHandler(Handler):
         self.valid_duration = duration.total_seconds()
         self.valid_use_count = params.valid_use_count
         self.providers = _providers(params)
+        self._results: dict[tuple[bool, str], CheckResult] = {}
 
     @property
     def stats(self) -> Mapping[str, int]:
@@ -151,8 +152,16 @@ class RbacHandler(Handler):
         return self.engine.stats
 
     def _result(self, allowed: bool, reason: str, metadata: Mapping[str, Any] | None = None) -> CheckResult:
+        if not metadata:
+            # Results are immutable: one per (outcome, reason) serves every request that gets it.
+            cached = self._results.get((allowed, reason))
+            if cached is not None:
+                return cached
         status = Status(Code.OK, reason) if allowed else Status(Code.PERMISSION_DENIED, reason)
-        return CheckResult(status, self.valid_duration, self.valid_use_count, metadata=metadata or {})
+        result = CheckResult(status, self.valid_duration, self.valid_use_count, metadata=metadata or {})
+        if not metadata and len(self._results) < 65536:
+            self._results[(allowed, reason)] = result
+        return result
 
     def check(self, instance: Any) -> CheckResult:
         """Decide one request (an AuthorizationPolicy or a ServiceRole check, by instance type)."""

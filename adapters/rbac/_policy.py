@@ -87,11 +87,27 @@ class CompiledRule:
         for pred in self.when:
             if not pred(request):
                 return False
+        # Plain loops: this runs for every candidate rule of every request.
         froms = self.froms
-        if froms is not None and not any(all(p(request) for p in alt) for alt in froms):
-            return False
+        if froms is not None:
+            for alternative in froms:
+                for pred in alternative:
+                    if not pred(request):
+                        break
+                else:
+                    break
+            else:
+                return False
         tos = self.tos
-        return tos is None or any(all(p(request) for p in alt) for alt in tos)
+        if tos is None:
+            return True
+        for alternative in tos:
+            for pred in alternative:
+                if not pred(request):
+                    break
+            else:
+                return True
+        return False
 
 
 @dataclass(eq=False)

@@ -8,6 +8,8 @@ Istio matches some fields on derived values, computed here once per request:
   (``<trust domain>/ns/<namespace>/sa/<account>``), as Istio derives them from the
   certificate; without a principal the ``source_namespace`` attribute is used;
 * paths are matched without the query string (Envoy's ``url_path``);
+* empty values stand for absent ones: the template's defaults give ``""``, ``0``, an empty
+  map or the unspecified address ``0.0.0.0`` for an attribute the request lacks;
 * hosts are compared case-insensitively, and a host value without a port also
   matches the request's host with any port;
 * JWT claims come from ``request.auth.raw_claims`` (the payload as JSON, with lists and
@@ -22,6 +24,11 @@ from typing import Any
 
 SPIFFE = "spiffe://"
 _MISSING = object()
+
+
+def _address(ip: Any) -> Any:
+    """An IP address, or None for an absent one (the template's default is the unspecified address)."""
+    return None if ip is None or ip.is_unspecified else ip
 
 
 def _strip_port(host: str) -> str:
@@ -43,28 +50,28 @@ class RequestView:
 
     def __init__(self, instance: Any) -> None:
         self.instance = instance
-        self.source_ip = instance.source_ip
-        self.remote_ip = instance.remote_ip
+        self.source_ip = _address(instance.source_ip)
+        self.remote_ip = _address(instance.remote_ip)
         principal = instance.source_principal or None
         if principal is not None and principal.startswith(SPIFFE):
             principal = principal[len(SPIFFE):]
         self.principal = principal
         self.uri_principal = SPIFFE + principal if principal else None
-        self.namespace = instance.source_namespace
+        self.namespace = instance.source_namespace or None
         self.auth_principal = instance.auth_principal or None
         host = instance.request_host
-        if host is None and instance.request_headers:
+        if not host and instance.request_headers:
             host = instance.request_headers.get(":authority")
         self.host = host.lower() if host else None
         self.host_no_port = _strip_port(self.host) if self.host else None
-        self.method = instance.request_method
-        path = instance.request_url_path
-        if path is None and instance.request_path is not None:
+        self.method = instance.request_method or None
+        path = instance.request_url_path or None
+        if path is None and instance.request_path:
             path = instance.request_path.split("?", 1)[0].split("#", 1)[0]
         self.path = path
-        self.port = instance.destination_port
-        self.destination_ip = instance.destination_ip
-        self.sni = instance.connection_sni
+        self.port = instance.destination_port or None
+        self.destination_ip = _address(instance.destination_ip)
+        self.sni = instance.connection_sni or None
         self.headers = instance.request_headers or {}
         self._claims: Any = _MISSING
 
@@ -76,11 +83,11 @@ class RequestView:
             value = headers.get(name.lower())
         if value is None:
             if name == ":authority":
-                return self.instance.request_host
+                return self.instance.request_host or None
             if name == ":method":
                 return self.method
             if name == ":path":
-                return self.instance.request_path
+                return self.instance.request_path or None
         return value
 
     def claims(self) -> Mapping[str, Any]:
