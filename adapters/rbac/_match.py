@@ -77,7 +77,18 @@ def string_set(values: Iterable[str], *, fold: bool = False) -> StringSet:
             prefixes.append(value[:-1])
         else:
             exact.add(value)
-    return StringSet(frozenset(exact), tuple(prefixes), tuple(suffixes), presence, fold)
+    return StringSet(_intern(frozenset(exact)), tuple(prefixes), tuple(suffixes), presence, fold)
+
+
+# Policies often repeat one list (the principals of a role, the methods GET and HEAD): one
+# shared set per distinct list keeps the rules' working set small enough for the CPU caches.
+_INTERNED: dict[frozenset[str], frozenset[str]] = {}
+
+
+def _intern(values: frozenset[str]) -> frozenset[str]:
+    if len(_INTERNED) > 100_000:
+        _INTERNED.clear()
+    return _INTERNED.setdefault(values, values)
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
+from operator import attrgetter as _get
 from dataclasses import dataclass, field
 from typing import Any
 
 from adapters.rbac._match import (
     MatchError,
+    StringSet,
     bracket_names,
     header_set,
     ip_set,
@@ -137,13 +139,26 @@ def _values(raw: Any, at: str, where: tuple[str, str], issues: PolicyIssues) -> 
     return [str(v) for v in raw]
 
 
+def _exact_values(matcher: Any) -> frozenset[str] | None:
+    """The value set of a matcher that only compares exactly and case-sensitively, else None."""
+    strings = getattr(matcher, "strings", matcher)
+    if isinstance(strings, StringSet) and not strings.fold and getattr(matcher, "only_exact", False):
+        return strings.exact
+    return None
+
+
 def _field(preds: list[Pred], key_out: dict[str, frozenset[Any]], values: list[str],
            not_values: list[str], make: Callable[[list[str]], Callable[[Any], bool]],
            get: Callable[[RequestView], Any], index_as: str | None = None) -> None:
     """Append the predicates of one field (values OR-ed, not-values negated)."""
     if values:
         matcher = make(values)
-        preds.append(lambda r, m=matcher, g=get: m(g(r)))
+        exact = _exact_values(matcher)
+        if exact is not None:
+            # The common case: a set membership test, no matcher call.
+            preds.append(lambda r, s=exact, g=get: g(r) in s)
+        else:
+            preds.append(lambda r, m=matcher, g=get: m(g(r)))
         if index_as is not None and getattr(matcher, "only_exact", False):
             key_out[index_as] = frozenset(values)
     if not_values:
@@ -250,15 +265,15 @@ def _one_name(key: str, attribute: str) -> list[str]:
 
 
 _SIMPLE_CONDITIONS: dict[str, tuple[Callable[[list[str]], Any], Callable[[RequestView], Any]]] = {
-    "source.ip": (ip_set, lambda r: r.source_ip),
-    "remote.ip": (ip_set, lambda r: r.remote_ip),
-    "source.principal": (string_set, lambda r: r.principal),
-    "request.auth.principal": (_request_principal_matcher, lambda r: r.auth_principal),
+    "source.ip": (ip_set, _get("source_ip")),
+    "remote.ip": (ip_set, _get("remote_ip")),
+    "source.principal": (string_set, _get("principal")),
+    "request.auth.principal": (_request_principal_matcher, _get("auth_principal")),
     "request.auth.audiences": (_any_of, lambda r: r.audiences()),
     "request.auth.presenter": (_any_of, lambda r: r.presenter()),
-    "destination.ip": (ip_set, lambda r: r.destination_ip),
-    "destination.port": (port_set, lambda r: r.port),
-    "connection.sni": (string_set, lambda r: r.sni),
+    "destination.ip": (ip_set, _get("destination_ip")),
+    "destination.port": (port_set, _get("port")),
+    "connection.sni": (string_set, _get("sni")),
 }
 
 SUPPORTED_KEYS = (
@@ -313,9 +328,9 @@ def _source(raw: Any, at: str, where: tuple[str, str], policy_ns: str, issues: P
     preds: list[Pred] = []
     try:
         _field(preds, keys, lists["principals"], lists["notPrincipals"], string_set,
-               lambda r: r.principal, "principal")
+               _get("principal"), "principal")
         _field(preds, keys, lists["requestPrincipals"], lists["notRequestPrincipals"],
-               _request_principal_matcher, lambda r: r.auth_principal)
+               _request_principal_matcher, _get("auth_principal"))
         for values, negate in ((lists["namespaces"], False), (lists["notNamespaces"], True)):
             if values:
                 m = _namespace_matcher(values)
@@ -324,9 +339,9 @@ def _source(raw: Any, at: str, where: tuple[str, str], policy_ns: str, issues: P
             if values:
                 m = _service_account_matcher(values, policy_ns)
                 preds.append((lambda r, m=m: not m(r)) if negate else m)
-        _field(preds, keys, lists["ipBlocks"], lists["notIpBlocks"], ip_set, lambda r: r.source_ip)
+        _field(preds, keys, lists["ipBlocks"], lists["notIpBlocks"], ip_set, _get("source_ip"))
         _field(preds, keys, lists["remoteIpBlocks"], lists["notRemoteIpBlocks"], ip_set,
-               lambda r: r.remote_ip)
+               _get("remote_ip"))
     except MatchError as exc:
         issues.add(*where, f"{at}.source", str(exc))
         return None
@@ -362,12 +377,12 @@ def _operation(raw: Any, at: str, where: tuple[str, str], issues: PolicyIssues,
         if not_hosts:
             negated = _host_matcher(not_hosts)
             preds.append(lambda r, m=negated: not m(r))
-        _field(preds, keys, lists["ports"], lists["notPorts"], port_set, lambda r: r.port)
+        _field(preds, keys, lists["ports"], lists["notPorts"], port_set, _get("port"))
         if lists["ports"]:
             keys["port"] = frozenset(int(p) for p in lists["ports"])
         _field(preds, keys, lists["methods"], lists["notMethods"], header_set,
-               lambda r: r.method, "method")
-        _field(preds, keys, lists["paths"], lists["notPaths"], path_set, lambda r: r.path, "path")
+               _get("method"), "method")
+        _field(preds, keys, lists["paths"], lists["notPaths"], path_set, _get("path"), "path")
     except MatchError as exc:
         issues.add(*where, f"{at}.operation", str(exc))
         return None
