@@ -62,8 +62,8 @@ class DataApi:
     every answer; ``status`` makes it fail.
     """
 
-    def __init__(self, policy: str) -> None:
-        self.source = PolicySource(inline=[textwrap.dedent(policy)])
+    def __init__(self, policy: str | PolicySource) -> None:
+        self.source = policy if isinstance(policy, PolicySource) else PolicySource(inline=[textwrap.dedent(policy)])
         self.compiled: dict[str, Any] = {}
         self.delay = 0.0
         self.status = 200
@@ -101,10 +101,10 @@ class DataApi:
 
 @pytest.fixture
 async def data_api() -> AsyncIterator[Callable[..., Any]]:
-    """``await data_api(rego)`` → a started :class:`DataApi` on 127.0.0.1 (stopped after the test)."""
+    """``await data_api(rego or PolicySource)`` → a started :class:`DataApi` on 127.0.0.1 (stopped after the test)."""
     started: list[DataApi] = []
 
-    async def make(policy: str) -> DataApi:
+    async def make(policy: str | PolicySource) -> DataApi:
         api = DataApi(policy)
         await api.start()
         started.append(api)
