@@ -69,6 +69,17 @@ def main() -> None:
 # --- serve -------------------------------------------------------------------
 
 
+def _listen_address(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    from policy.telemetry import parse_listen_address
+
+    if value is not None:
+        try:
+            parse_listen_address(value)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from None
+    return value
+
+
 @main.command()
 @click.option("--config", "config_path", required=True, type=click.Path(exists=True, path_type=Path),
               help="A YAML config file or a directory of them (watched and hot-reloaded).")
@@ -78,27 +89,30 @@ def main() -> None:
               help="Seconds between checks of the config for changes; 0 disables reload.")
 @click.option("--grace", default=5.0, show_default=True, type=float,
               help="Seconds to drain in-flight calls on SIGTERM before stopping.")
-@click.option("--metrics-listen", metavar="HOST:PORT", default=None,
-              help="Serve Prometheus metrics over HTTP here (needs the 'prometheus' extra).")
+@click.option("--metrics-listen", metavar="HOST:PORT", default=None, callback=_listen_address,
+              help="Serve the service's Prometheus metrics over HTTP here, at /metrics (port 0 picks one;"
+                   " needs the 'prometheus' extra).")
+@click.option("--decision-log", is_flag=True,
+              help="Also send every check decision through the report rules (they see"
+                   " context.reporter.kind == \"decision\" and check.*), sensitive headers masked.")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
 @click.option("--no-autoload", is_flag=True, help="Load only built-in adapters (like POLICY_DISABLE_PLUGIN_AUTOLOAD=1).")
 def serve(config_path: Path, listen: tuple[str, ...], watch_interval: float, grace: float,
-          metrics_listen: str | None, log_level: str, no_autoload: bool) -> None:
+          metrics_listen: str | None, decision_log: bool, log_level: str, no_autoload: bool) -> None:
     """Serve the native, Envoy and health gRPC APIs on CONFIG until SIGTERM."""
     from policy.runtime.service import PolicyService
     from policy.sdk import ConfigError
     from policy.servers.app import DEFAULT_LISTEN, PolicyServer, run_until_signal
 
     _setup_logging(log_level)
-    service = PolicyService(config_path, _host(no_autoload), watch_interval=watch_interval)
+    service = PolicyService(config_path, _host(no_autoload), watch_interval=watch_interval,
+                            metrics_listen=metrics_listen, decision_log=decision_log)
     try:
         snapshot = service.load()
     except ConfigError as exc:
         _fail_config(exc)
     server = PolicyServer(service, listen or [DEFAULT_LISTEN])
-    if metrics_listen:
-        server.metrics_listen = metrics_listen
 
     def ready(addresses: list[str]) -> None:
         click.echo(f"policy: loaded {config_path} (generation {snapshot.generation}):"
@@ -109,6 +123,8 @@ def serve(config_path: Path, listen: tuple[str, ...], watch_interval: float, gra
         click.echo(f"policy: serving {', '.join(server.services)}")
         for address in addresses:
             click.echo(f"policy: listening on {address}")
+        if service.telemetry.metrics_address:
+            click.echo(f"policy: metrics on http://{service.telemetry.metrics_address}/metrics")
         sys.stdout.flush()
 
     _use_uvloop()

@@ -89,6 +89,7 @@ STANDARD_ATTRIBUTES: Mapping[str, ValueType] = {
     "check.error_message": S,
     "check.cache_hit": B,
     "check.rules": S,
+    "check.decision_id": S,
     "quota.cache_hit": B,
 }
 

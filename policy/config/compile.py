@@ -44,7 +44,7 @@ def build_snapshot(model: ConfigModel, host: PluginHost, *, generation: int = 1)
     try:
         for name in model.used_handlers:
             spec = model.handlers[name]
-            entry = _build(spec, documents, issues, delegates.setdefault(name, {}))
+            entry = _build(spec, documents, issues, delegates.setdefault(name, {}), host.build_extras)
             if entry is not None:
                 entries[name] = entry
         if issues:
@@ -79,14 +79,14 @@ def build_snapshot(model: ConfigModel, host: PluginHost, *, generation: int = 1)
 
 
 def _build(spec: HandlerSpec, documents: list[dict[str, Any]], issues: list[ConfigIssue],
-           delegates: dict[str, Any]) -> HandlerEntry | None:
+           delegates: dict[str, Any], extras: dict[str, Any]) -> HandlerEntry | None:
     adapter = spec.adapter
     assert adapter is not None, "validated handlers have an adapter"
     context = BuildContext(
         handler=spec.display,
         config_dir=Path(spec.where.file).parent,
         logger=logging.getLogger(f"policy.adapter.{spec.display}"),
-        extras={"documents": list(documents)},
+        extras={**extras, "documents": list(documents)},
         handlers=delegates,
     )
     where = spec.where

@@ -41,7 +41,9 @@ def _error_result(entry: HandlerEntry, status: Status) -> CheckResult:
     return CheckResult(status, valid_duration=0.0)
 
 
-def _failure(entry: HandlerEntry, exc: BaseException, what: str) -> Status:
+def _failure(entry: HandlerEntry, exc: BaseException, what: str, observer: Any = None) -> Status:
+    if observer is not None:
+        observer.handler_failed(entry.name, what, isinstance(exc, TimeoutError))
     if isinstance(exc, AdapterError):
         return Status(exc.code, exc.message)
     if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
@@ -50,18 +52,18 @@ def _failure(entry: HandlerEntry, exc: BaseException, what: str) -> Status:
     return Status(Code.INTERNAL, f"adapter {entry.adapter.name} failed: {type(exc).__name__}: {exc}")
 
 
-async def _call_async_check(entry: HandlerEntry, instance: Any) -> CheckResult:
+async def _call_async_check(entry: HandlerEntry, instance: Any, observer: Any = None) -> CheckResult:
     try:
         return await asyncio.wait_for(entry.handler.check(instance), entry.timeout)
     except Exception as exc:
-        return _error_result(entry, _failure(entry, exc, "check"))
+        return _error_result(entry, _failure(entry, exc, "check", observer))
 
 
-def _call_check(entry: HandlerEntry, instance: Any) -> CheckResult:
+def _call_check(entry: HandlerEntry, instance: Any, observer: Any = None) -> CheckResult:
     try:
         result = entry.handler.check(instance)
     except Exception as exc:
-        return _error_result(entry, _failure(entry, exc, "check"))
+        return _error_result(entry, _failure(entry, exc, "check", observer))
     if not isinstance(result, CheckResult):
         return _error_result(entry, Status(
             Code.INTERNAL, f"adapter {entry.adapter.name} returned {type(result).__name__}, not CheckResult"))
@@ -95,8 +97,10 @@ class _Cached:
 class Dispatcher:
     """Answers checks, quotas and reports for one snapshot."""
 
-    def __init__(self, snapshot: Snapshot, report_sink: Any = None) -> None:
+    def __init__(self, snapshot: Snapshot, report_sink: Any = None, observer: Any = None) -> None:
+        """:param observer: told of handler failures and quota results (``policy.telemetry.Telemetry``)."""
         self.snapshot = snapshot
+        self._observer = observer
         settings = snapshot.cache
         self.cache: DecisionCache | None = (
             DecisionCache(settings.max_entries, settings.max_shapes, types=snapshot.vocabulary)
@@ -147,10 +151,10 @@ class Dispatcher:
                         calls.append(HandlerCall(rule.name, entry.name, builder.name, result))
                         continue
                     if entry.check_is_async:
-                        pending.append((len(calls), _call_async_check(entry, instance)))
+                        pending.append((len(calls), _call_async_check(entry, instance, self._observer)))
                         result = CheckResult()  # replaced below
                     else:
-                        result = _call_check(entry, instance)
+                        result = _call_check(entry, instance, self._observer)
                     calls.append(HandlerCall(rule.name, entry.name, builder.name, result))
         if pending:
             results = await asyncio.gather(*(coro for _, coro in pending))
@@ -223,10 +227,12 @@ class Dispatcher:
             else:
                 result = entry.handler.quota(instance, args)
         except Exception as exc:
-            status = _failure(entry, exc, "quota")
+            status = _failure(entry, exc, "quota", self._observer)
             if entry.fail_mode is FailMode.OPEN:
                 return QuotaResult(granted_amount=args.amount, valid_duration=0.0)
             return QuotaResult(0, 0.0, Status(status.code, f"{entry.name}: {status.message}"))
+        if self._observer is not None:
+            self._observer.quota_result(entry.name, result)
         if not result.ok and result.status.message and not result.status.message.startswith(entry.name):
             result = QuotaResult(result.granted_amount, result.valid_duration,
                                  Status(result.status.code, f"{entry.name}: {result.status.message}"),

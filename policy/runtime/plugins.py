@@ -49,6 +49,8 @@ class PluginHost:
         self._register_templates()
         self._register_adapters()
         self.vocabulary = self._build_vocabulary()
+        #: Put into every handler's ``BuildContext.extras`` (the owning service adds ``metrics_registry``).
+        self.build_extras: dict[str, Any] = {}
 
     # --- registration -------------------------------------------------------
 

@@ -12,18 +12,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from time import perf_counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from policy.attributes import AttributeBag
+from policy.decision_log import DecisionLog
 from policy.runtime.decision import Decision
 from policy.runtime.dispatch import Dispatcher
 from policy.runtime.plugins import PluginHost, build_plugin_host
 from policy.runtime.reports import ReportQueue
 from policy.runtime.snapshot import Snapshot
 from policy.sdk import ConfigError, QuotaArgs
+from policy.telemetry import Telemetry
 
 log = logging.getLogger("policy.service")
 
@@ -47,6 +50,9 @@ class PolicyService:
     :param host: the plugin host (built with defaults when None).
     :param watch_interval: seconds between config checks; 0 disables watching.
     :param retire_grace: seconds a retired snapshot stays open for in-flight requests.
+    :param metrics_listen: ``HOST:PORT`` to serve the service's Prometheus metrics on while started.
+    :param decision_log: send every decision through the report rules (True, or a configured
+        :class:`~policy.decision_log.DecisionLog`); None or False does not.
     """
 
     def __init__(
@@ -57,6 +63,8 @@ class PolicyService:
         watch_interval: float = 1.0,
         retire_grace: float = 2.0,
         reports: ReportQueue | None = None,
+        metrics_listen: str | None = None,
+        decision_log: DecisionLog | bool | None = None,
     ) -> None:
         self.config_path = Path(config_path)
         self.host = host or build_plugin_host()
@@ -68,7 +76,15 @@ class PolicyService:
         self._fingerprint: Any = None
         self._watcher: asyncio.Task | None = None
         self._retiring: set[asyncio.Task] = set()
+        self._retired: set[Snapshot] = set()
         self._started = False
+        self.metrics_listen = metrics_listen
+        self.decision_log = DecisionLog() if decision_log is True else (decision_log or None)
+        self.telemetry = Telemetry(self)
+        try:  # adapters export through the service's registry (BuildContext.extras["metrics_registry"])
+            self.host.build_extras.setdefault("metrics_registry", self.telemetry.registry)
+        except ImportError:
+            pass
 
     # --- loading ------------------------------------------------------------
 
@@ -93,7 +109,7 @@ class PolicyService:
         fingerprint = config_fingerprint(self.config_path)
         snapshot = load_config(self.config_path, self.host, generation=1)
         self._fingerprint = fingerprint
-        self._dispatcher = Dispatcher(snapshot, self.reports)
+        self._dispatcher = Dispatcher(snapshot, self.reports, self.telemetry)
         self.reload_status = ReloadStatus(generation=1, ok=True, at=time.time())
         return snapshot
 
@@ -125,7 +141,7 @@ class PolicyService:
             self._record_failure([f"{type(exc).__name__}: {exc}"])
             return False
         old = self._dispatcher
-        self._dispatcher = Dispatcher(snapshot, self.reports)
+        self._dispatcher = Dispatcher(snapshot, self.reports, self.telemetry)
         status = self.reload_status
         self.reload_status = ReloadStatus(generation, True, time.time(), (), status.reloads + 1, status.failures)
         log.info("config generation %d in force (%d rules, %d handlers)",
@@ -133,6 +149,8 @@ class PolicyService:
         for warning in snapshot.warnings:
             log.warning("config: %s", warning)
         if old is not None:
+            self.telemetry.cache_retired(old.cache)
+            self._retired.add(old.snapshot)
             task = asyncio.get_running_loop().create_task(self._retire(old.snapshot))
             self._retiring.add(task)
             task.add_done_callback(self._retiring.discard)
@@ -149,6 +167,7 @@ class PolicyService:
     async def _retire(self, snapshot: Snapshot, grace: float | None = None) -> None:
         await asyncio.sleep(self.retire_grace if grace is None else grace)
         await self.reports.retire(snapshot.handlers.values())
+        self._retired.discard(snapshot)
         await snapshot.close()
 
     async def _watch(self) -> None:
@@ -173,6 +192,8 @@ class PolicyService:
             await self.snapshot.close()
             raise
         self._started = True
+        if self.metrics_listen and self.telemetry.metrics_address is None:
+            self.telemetry.serve_http(self.metrics_listen)
         await self.host.startup(self)
         await self.host.config_loaded(self, self.snapshot)
         if self.watch_interval > 0:
@@ -186,11 +207,15 @@ class PolicyService:
         for task in list(self._retiring):
             task.cancel()
         await self.reports.close()
+        # Retired snapshots still in their grace period are closed too: handlers flush their buffers.
+        retired, self._retired = list(self._retired), set()
+        await asyncio.gather(*(snapshot.close() for snapshot in retired))
         if self._dispatcher is not None:
             await self._dispatcher.snapshot.close()
         if self._started:
             self._started = False
             await self.host.shutdown(self)
+        self.telemetry.close()
 
     async def __aenter__(self) -> "PolicyService":
         await self.start()
@@ -202,11 +227,26 @@ class PolicyService:
     # --- requests -----------------------------------------------------------
 
     async def check(
-        self, attributes: AttributeBag | Mapping[str, Any], quotas: Mapping[str, QuotaArgs] | None = None
+        self,
+        attributes: AttributeBag | Mapping[str, Any],
+        quotas: Mapping[str, QuotaArgs] | None = None,
+        *,
+        api: str = "inprocess",
     ) -> Decision:
-        """Decide one request on the snapshot now in force."""
+        """Decide one request on the snapshot now in force.
+
+        Transports pass their ``api`` (``native``, ``ext_authz`` ...): the decision is
+        counted and timed under it, logged on ``policy.decisions`` and, with decision
+        logging on, sent through the report rules.
+        """
+        started = perf_counter()
         bag = attributes if isinstance(attributes, AttributeBag) else AttributeBag(attributes)
-        return await self.dispatcher.check(bag, quotas)
+        dispatcher = self.dispatcher
+        decision = await dispatcher.check(bag, quotas)
+        self.telemetry.observe_check(api, perf_counter() - started, decision)
+        if self.decision_log is not None:
+            self.decision_log.send(decision, bag, dispatcher)
+        return decision
 
     def report(self, batch: Sequence[AttributeBag | Mapping[str, Any]]) -> int:
         """Queue report instances for a batch of attribute sets; returns how many were queued."""

@@ -57,6 +57,11 @@ class BuildContext:
     :param config_dir: the directory of the config file, for relative paths in params.
     :param logger: a logger named after the handler.
     :param clock: the clock to read time from (tests inject their own).
+    :param extras: what else the host offers, by well-known key: ``"documents"`` (the
+        config's documents no rule claims, each with ``_source``) and
+        ``"metrics_registry"`` (the serving service's ``prometheus_client.CollectorRegistry``:
+        register collectors there and they are exported on ``--metrics-listen``; absent
+        when no service owns the build, as in ``policy validate``).
     """
 
     handler: str

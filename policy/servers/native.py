@@ -139,7 +139,7 @@ class PolicyServicer:
                     await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                         f"quota {name!r}: amount must not be negative, got {params.amount}")
                 quotas[name] = QuotaArgs(name, params.amount or 1, params.best_effort, request.deduplication_id)
-        decision = await service.dispatcher.check(AttributeBag.trusted(values), quotas)
+        decision = await service.check(AttributeBag.trusted(values), quotas, api="native")
         return encode_response(decision)
 
     async def Report(self, data: bytes, context: grpc.aio.ServicerContext) -> Any:
