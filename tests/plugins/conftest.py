@@ -1,19 +1,32 @@
-"""Third-party adapter packages really installed into the environment, once per session.
+"""Third-party adapter packages really installed into the environment, once for this test package.
 
-The session fixture generates one package per kind with ``policy new-adapter``,
-then installs them and ``examples/adapter-plugin`` with one ``pip install
---no-deps --no-build-isolation -e ...`` (offline: everything they need is already
-in the environment) and uninstalls them at the end. Everything that needs the
-installed packages runs in a subprocess, as a user would run it.
+The fixture generates one package per kind with ``policy new-adapter`` (and the
+tutorial's package), then installs them and ``examples/adapter-plugin`` with one
+``pip install --no-deps --no-build-isolation --no-index ...`` (offline: everything
+they need is already in the environment), and uninstalls them when the last test of
+``tests/plugins`` is done. Everything that needs the installed packages runs in a
+subprocess, as a user would run it.
+
+Two choices keep other test processes sharing the environment safe:
+
+- the install is a regular one, not ``-e``: an editable install is importable only
+  by processes started after it (its path hook is read at start-up), so any running
+  process that autoloads entry points would fail to import these plugins; files in
+  site-packages are importable by every process;
+- a lock file in the environment serialises the install-test-uninstall span of
+  concurrent sessions, so one never uninstalls what another is testing.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import re
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,9 +77,34 @@ class Installed:
         return f"demo-{kind}"
 
 
-@pytest.fixture(scope="session")
+@contextlib.contextmanager
+def environment_lock(timeout: float = 900.0) -> Iterator[None]:
+    """Hold the environment's plugin-test lock (waiting up to ``timeout`` s for another session)."""
+    path = Path(sys.prefix) / ".policy-plugin-tests.lock"
+    with path.open("w") as handle:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"another test session held {path} for {timeout:g}s") from None
+                time.sleep(0.5)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@pytest.fixture(scope="package")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
-    """Generate one package per kind, install them and the JWT example; uninstall at the end."""
+    """Generate one package per kind, install them and the JWT example; uninstall after this test package."""
+    with environment_lock():
+        yield from _installed(tmp_path_factory)
+
+
+def _installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
     base = tmp_path_factory.mktemp("generated")
     generated = {}
     for kind in KINDS:
@@ -84,8 +122,8 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
         (tutorial / name).write_text(text)
     distributions = [f"policy-adapter-demo-{k}" for k in KINDS] + ["policy-adapter-jwt", "policy-adapter-read-only"]
     pip("uninstall", "-y", *distributions)  # leftovers of an interrupted run
-    editable = [arg for path in [*generated.values(), JWT_EXAMPLE, tutorial] for arg in ("-e", str(path))]
-    result = pip("install", "--no-deps", "--no-build-isolation", "--no-index", *editable)
+    sources = [str(path) for path in [*generated.values(), JWT_EXAMPLE, tutorial]]
+    result = pip("install", "--no-deps", "--no-build-isolation", "--no-index", *sources)
     assert result.returncode == 0, result.stdout + result.stderr
     try:
         yield Installed(generated, JWT_EXAMPLE, tutorial)

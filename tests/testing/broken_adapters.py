@@ -15,22 +15,29 @@ from policy import Adapter, BuildContext, CheckResult, FieldError, Handler, Quot
 
 @dataclass(frozen=True)
 class GoodParams:
+    """Params of the good adapter."""
+
     users: list[str] = param(default_factory=list, doc="Users allowed through.")
     valid_duration: dt.timedelta = param(dt.timedelta(seconds=10), doc="How long an answer may be cached.")
 
 
 class GoodHandler(Handler):
+    """Allows the listed users."""
+
     def __init__(self, params: GoodParams) -> None:
         self.users = set(params.users)
         self.ttl = params.valid_duration.total_seconds()
 
     def check(self, instance: Any) -> CheckResult:
+        """Allow listed users, deny the rest (cacheable)."""
         if instance.subject.user in self.users:
             return CheckResult.allow(self.ttl)
         return CheckResult.deny(f"{instance.subject.user!r} is not allowed", valid_duration=self.ttl)
 
 
 class Good(Adapter):
+    """Follows every rule of the contract."""
+
     name = "good"
     description = "Allows listed users."
     templates = ("authorization",)
@@ -49,11 +56,15 @@ class Good(Adapter):
 
 @dataclass(frozen=True)
 class UndocumentedParams:
+    """Params whose fields carry no doc."""
+
     users: list[str] = param(default_factory=list, doc="")
     limit: int = 3
 
 
 class Undocumented(Good):
+    """Declares undocumented params."""
+
     name = "undocumented"
     Params = UndocumentedParams  # type: ignore[assignment]
 
@@ -104,6 +115,7 @@ class LeakyHandler(Handler):
         return CheckResult.allow(1.0)
 
     def release(self) -> None:
+        """Free what the test leaked on purpose."""
         self.task.cancel()
         self.stop.set()
         self.file.close()
@@ -113,6 +125,8 @@ LEAKED: list[LeakyHandler] = []
 
 
 class Leaky(Good):
+    """Builds handlers that leak what they start."""
+
     name = "leaky"
 
     @classmethod
@@ -162,6 +176,8 @@ class Blocking(Good):
 
 @dataclass(frozen=True)
 class LimitParams:
+    """Params of the greedy adapter."""
+
     limit: int = param(2, doc="Most units granted per call.")
 
 
@@ -183,6 +199,8 @@ class Greedy(Adapter):
 
 
 class Nameless(Good):
+    """Breaks the declaration rules."""
+
     name = "Bad Name"
     description = "two\nlines"
     templates = ("authorization", "nosuchtemplate")
