@@ -9,6 +9,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "adapters.listchecker",
     "adapters.memquota",
     "adapters.opa",
+    "adapters.prometheus",
     "adapters.rbac",
     "adapters.redisquota",
     "adapters.requestcontext",
