@@ -13,5 +13,6 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "adapters.rbac",
     "adapters.redisquota",
     "adapters.requestcontext",
+    "adapters.statsd",
     "adapters.stdio",
 )
