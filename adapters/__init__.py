@@ -6,6 +6,7 @@ from __future__ import annotations
 #: Each is also listed under the ``policy.adapters`` entry-point group in setup.cfg.
 BUILTIN_PLUGINS: tuple[str, ...] = (
     "adapters.denier",
+    "adapters.fluentd",
     "adapters.listchecker",
     "adapters.memquota",
     "adapters.opa",

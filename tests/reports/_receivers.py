@@ -164,9 +164,9 @@ class ForwardReceiver:
         self._server: asyncio.Server | None = None
         self.port = 0
 
-    async def start(self) -> "ForwardReceiver":
-        """Listen on a free loopback port."""
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+    async def start(self, port: int = 0) -> "ForwardReceiver":
+        """Listen on ``port`` (default: a free one) on loopback."""
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", port)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 
