@@ -59,16 +59,18 @@ def conforms(value: Any, value_type: ValueType) -> bool:
     """Tell whether ``value`` is a valid Python representation of ``value_type``."""
     if value_type is ValueType.ANY:
         return True
-    if value_type is ValueType.INT64 and isinstance(value, bool):
+    if isinstance(value, bool) and value_type in (ValueType.INT64, ValueType.DOUBLE):
         return False
     return isinstance(value, _PYTHON_TYPES[value_type])
 
 
 def type_name(value: Any) -> str:
     """Name the attribute type a Python value would have, for error messages."""
+    if isinstance(value, bool):
+        return ValueType.BOOL.name
+    if isinstance(value, int):
+        return ValueType.INT64.name
     for value_type, python_types in _PYTHON_TYPES.items():
-        if value_type is ValueType.INT64 and isinstance(value, bool):
-            continue
         if isinstance(value, python_types):
             return value_type.name
     return type(value).__name__
