@@ -1,0 +1,130 @@
+"""The report pipeline: a report adapter that hangs or raises never slows or fails a check; drops are counted."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import textwrap
+import time
+
+from policy.runtime.reports import ReportQueue
+from policy.sdk import Code
+from policy.testing import native_check
+from tests.reports import plugins_for_reports
+from tests.reports._receivers import scrape, wait_until
+from tests.reports.conftest import send_reports
+
+
+def _config(adapter: str, timeout: str = "30s") -> str:
+    return textwrap.dedent(f"""
+        handlers:
+          - {{name: sink, adapter: {adapter}, timeout: {timeout}}}
+          - name: deny
+            adapter: denier
+            params: {{status: {{code: 7, message: blocked}}, validDuration: 60s}}
+        instances:
+          - name: entry
+            template: logentry
+            params: {{severity: '"info"', variables: {{path: request.path | ""}}}}
+          - {{name: nothing, template: checknothing, params: {{}}}}
+        rules:
+          - {{name: log, actions: [{{handler: sink, instances: [entry]}}]}}
+          - name: block-mallory
+            match: request.headers["x-user"] == "mallory"
+            actions: [{{handler: deny, instances: [nothing]}}]
+    """)
+
+
+async def _check_latencies(stub, count: int, user: str = "alice") -> list[float]:
+    samples = []
+    for i in range(count):
+        started = time.perf_counter()
+        response = await native_check(stub, {"request.id": f"r{i}", "request.headers": {"x-user": user}})
+        samples.append(time.perf_counter() - started)
+        assert response.precondition.status.code == (Code.PERMISSION_DENIED if user == "mallory" else Code.OK)
+    return samples
+
+
+async def test_a_blocked_report_adapter_leaves_checks_as_fast(policy_server_factory, policy_config):
+    running = await policy_server_factory(policy_config(_config("blocking")), plugins_for_reports, unix=False)
+    service = running.service
+    stub = running.native()
+    handler = service.snapshot.handlers["sink"].handler
+    await _check_latencies(stub, 50)  # warm up
+    baseline = await _check_latencies(stub, 300)
+
+    await send_reports(running, [[{"request.path": "/a"}] * 20])
+    await wait_until(handler.entered.is_set, what="the adapter to block in report()")
+    reporting = asyncio.create_task(send_reports(running, [[{"request.path": "/b"}] * 20 for _ in range(20)]))
+    blocked = await _check_latencies(stub, 300) + await _check_latencies(stub, 20, user="mallory")
+    await reporting
+
+    # Every check above completed while the adapter sat blocked in report().
+    assert handler.entered.is_set() and not handler.release.is_set() and handler.received == 0
+    assert service.reports.depth()["sink"] > 0
+    ratio = statistics.median(blocked) / statistics.median(baseline)
+    assert ratio < 3.0, f"median check latency x{ratio:.2f} with the report adapter blocked"
+
+    handler.release.set()
+    assert await service.reports.drain(timeout=10)
+    assert handler.received == 20 + 400
+
+
+async def test_a_hanging_async_report_adapter_times_out_and_checks_go_on(policy_server_factory, policy_config):
+    running = await policy_server_factory(policy_config(_config("hanging", timeout="100ms")), plugins_for_reports,
+                                          unix=False, metrics_listen="127.0.0.1:0")
+    service = running.service
+    await send_reports(running, [[{"request.path": "/a"}] * 5, [{"request.path": "/b"}] * 5])
+    responses = await asyncio.gather(*(native_check(running.native(), {"request.id": str(i)}) for i in range(50)))
+    assert all(r.precondition.status.code == Code.OK for r in responses)
+    assert await service.reports.drain(timeout=5)  # every batch ended: timed out, not stuck
+    result = await scrape(service.telemetry.metrics_address)
+    assert result.value("policy_adapter_timeouts_total", handler="sink", call="report") >= 1
+    assert result.value("policy_report_failed_total", handler="sink") == 10
+    assert result.value("policy_report_delivered_total", handler="sink") == 0
+
+
+async def test_a_raising_report_adapter_is_counted_not_felt(policy_server_factory, policy_config, caplog):
+    running = await policy_server_factory(policy_config(_config("raising")), plugins_for_reports, unix=False,
+                                          metrics_listen="127.0.0.1:0")
+    service = running.service
+    await send_reports(running, [[{"request.path": "/a"}] * 3])
+    response = await native_check(running.native(), {"request.headers": {"x-user": "mallory"}})
+    assert response.precondition.status.code == Code.PERMISSION_DENIED  # the check answers as configured
+    assert await service.reports.drain(timeout=5)
+    result = await scrape(service.telemetry.metrics_address)
+    assert result.value("policy_adapter_errors_total", handler="sink", call="report") == 1
+    assert result.value("policy_report_failed_total", handler="sink") == 3
+    assert any("the backend is on fire" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_full_queue_drops_and_exports_the_drops(policy_server_factory, policy_config):
+    running = await policy_server_factory(policy_config(_config("blocking")), plugins_for_reports, unix=False,
+                                          metrics_listen="127.0.0.1:0", reports=ReportQueue(max_queue=10, batch_size=5))
+    service = running.service
+    handler = service.snapshot.handlers["sink"].handler
+    await send_reports(running, [[{"request.path": f"/{i}"} for i in range(50)]])  # one Report: 50 puts at once
+    await wait_until(handler.entered.is_set, what="the first batch to reach the adapter")
+    result = await scrape(service.telemetry.metrics_address)
+    # Ten fit in the queue; the worker had not run yet, so the other forty were dropped, and said so.
+    assert result.value("policy_report_accepted_total", handler="sink") == 10
+    assert result.value("policy_report_dropped_total", handler="sink") == 40
+    assert result.value("policy_report_queue_depth", handler="sink") == 5  # one batch of 5 is in the adapter
+    handler.release.set()
+    assert await service.reports.drain(timeout=10)
+    assert handler.received == 10
+    result = await scrape(service.telemetry.metrics_address)
+    assert result.value("policy_report_delivered_total", handler="sink") == 10
+    assert result.value("policy_report_queue_depth", handler="sink") == 0
+
+
+async def test_a_drain_that_gives_up_counts_what_it_leaves(policy_config, policy_service_factory):
+    queue = ReportQueue(max_queue=100, batch_size=5)
+    service = await policy_service_factory(policy_config(_config("blocking")), plugins_for_reports, reports=queue)
+    handler = service.snapshot.handlers["sink"].handler
+    service.report([{"request.path": f"/{i}"} for i in range(12)])
+    await wait_until(handler.entered.is_set, what="the first batch to reach the adapter")
+    assert not await queue.close(timeout=0.2)  # the adapter is still blocked: give up
+    stats = queue.stats()["sink"]
+    assert (stats.accepted, stats.dropped, stats.delivered) == (12, 12, 0)  # nothing unaccounted for
+    handler.release.set()
