@@ -141,6 +141,15 @@ class Telemetry:
         for rule in rules:
             _bump(self.rule_decisions, (rule, code))
 
+    def observe_rate_limit(self, handler: str, seconds: float, over_limit: bool) -> None:
+        """Record one rate-limit service answer: latency and code under ``ratelimit``, grant or denial by handler."""
+        code = "RESOURCE_EXHAUSTED" if over_limit else "OK"
+        self.observe("ratelimit", seconds, code)
+        if over_limit:
+            _bump(self.quota_denials, (handler, code))
+        else:
+            _bump(self.quota_grants, handler)
+
     def handler_failed(self, handler: str, call: str, timeout: bool) -> None:
         """Record that ``handler``'s ``call`` (check, quota, report) raised or timed out."""
         _bump(self.adapter_timeouts if timeout else self.adapter_errors, (handler, call))

@@ -191,7 +191,7 @@ class AuthorizationServicer:
             dispatcher = self.service.dispatcher
             bindings = dispatcher.snapshot.quota_bindings
             quotas = binding_quotas(bindings, bag, bag.raw.get("request.id", "")) if bindings else None
-            return encode_check_response(await dispatcher.check(bag, quotas))
+            return encode_check_response(await self.service.check(bag, quotas, api="ext_authz"))
         except Exception as exc:  # answered as a gRPC error: Envoy's failure_mode_allow decides
             log.exception("ext_authz check failed")
             failure = f"{type(exc).__name__}: {exc}"

@@ -11,6 +11,7 @@ down (failing closed) UNAVAILABLE — Envoy then applies its own
 from __future__ import annotations
 
 import logging
+from time import perf_counter
 from typing import Any
 
 import grpc
@@ -45,13 +46,19 @@ class RateLimitServicer:
         if handler is None or not hasattr(handler, "rate_limit"):
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
                                 f"handler {config.settings.handler!r} cannot back the rate-limit service")
+        started = perf_counter()
         try:
-            return await should_rate_limit(config, handler, request)
+            response = await should_rate_limit(config, handler, request)
+            self.service.telemetry.observe_rate_limit(config.settings.handler, perf_counter() - started,
+                                                      response.overall_code == rls_pb2.RateLimitResponse.OVER_LIMIT)
+            return response
         except RequestError as exc:
             config.count("invalid_requests")
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         except AdapterError as exc:
             config.count("backend_errors")
+            self.service.telemetry.handler_failed(config.settings.handler, "ratelimit",
+                                                  exc.code == Code.DEADLINE_EXCEEDED)
             code = grpc.StatusCode.UNAVAILABLE if exc.code == Code.UNAVAILABLE else grpc.StatusCode.INTERNAL
             await context.abort(code, f"{config.settings.handler}: {exc.message}")
         except Exception as exc:
