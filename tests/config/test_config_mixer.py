@@ -196,7 +196,9 @@ def test_extra_documents_reach_every_handler_and_warn_once_per_kind(tmp_path, wr
     warnings = [(w.document, w.message) for w in model.warnings if w.document.startswith(("Auth", "Quota"))]
     # The built-in rbac adapter reads AuthorizationPolicy documents: no "unclaimed kind" warning for them.
     assert [d for d, _ in warnings if d.startswith("AuthorizationPolicy")] == []
-    assert "no installed adapter reads it" in warnings[0][1]
+    # QuotaSpecs are read by policy.config.quota_specs: this one only warns that no binding uses it.
+    assert [d for d, _ in warnings] == ["QuotaSpec/request-count"]
+    assert "not bound by any QuotaSpecBinding" in warnings[0][1]
     load_config(tmp_path, host)
     assert len(built) == 2
     for handler in built:
