@@ -77,15 +77,21 @@ async def test_integer_durations_and_sub_second_times(policy_server_factory, pol
 async def test_pushes_full_batches_and_the_rest_on_close(policy_server_factory, policy_config, forward_receiver):
     config = _config(forward_receiver.address, "batchSize: 10, pushInterval: 1h")
     running = await policy_server_factory(policy_config(config), unix=False)
-    await send_reports(running, [[_request(f"/{i}")] for i in range(6)])  # 12 events, one batch of 10 due
-    await wait_until(lambda: len(forward_receiver.events) >= 10, what="the first full batch")
-    assert await running.service.reports.drain(timeout=5)
+    reports = running.service.reports
+    await send_reports(running, [[_request(f"/{i}")] for i in range(4)])  # 8 events: not a batch yet
+    assert await reports.drain(timeout=5)
     await asyncio.sleep(0.2)
-    assert len(forward_receiver.events) == 10  # the other 2 wait for a full batch or the interval
+    assert forward_receiver.events == []
+    await send_reports(running, [[_request(f"/{i}")] for i in range(4, 6)])  # 12 waiting: pushed
+    await wait_until(lambda: len(forward_receiver.events) == 12, what="the full batch")
+    await send_reports(running, [[_request("/6")]])
+    assert await reports.drain(timeout=5)
+    await asyncio.sleep(0.2)
+    assert len(forward_receiver.events) == 12  # 2 wait for a full batch or the interval
     await running.close()
-    await wait_until(lambda: len(forward_receiver.events) == 12, what="the rest, pushed on close")
+    await wait_until(lambda: len(forward_receiver.events) == 14, what="the rest, pushed on close")
     paths = [e.record["path"] for e in forward_receiver.events if e.tag == "accesslog"]
-    assert paths == [f"/{i}" for i in range(6)]
+    assert paths == [f"/{i}" for i in range(7)]
 
 
 async def test_push_interval_sends_a_partial_batch(policy_server_factory, policy_config, forward_receiver):
