@@ -41,8 +41,10 @@ def rfc3339(value: dt.datetime) -> str:
     return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def format_float(value: float) -> str:
+def format_float(value: float | int) -> str:
     """A float without exponent noise: integral values without ``.0`` (``3``), others by ``repr``."""
+    if type(value) is int:
+        return str(value)
     if math.isfinite(value) and value == int(value) and abs(value) < 1e15:
         return str(int(value))
     return repr(value)

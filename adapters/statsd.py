@@ -124,6 +124,33 @@ def _template_errors(name: str, template: str) -> Iterator[FieldError]:
                          f"only {{{{.dimension}}}} placeholders are supported, got {template!r}")
 
 
+class _Name:
+    """A metric's statsd name: fixed, or a template's parts (text, and dimension names to fill in)."""
+
+    __slots__ = ("fixed", "parts")
+
+    def __init__(self, prefix: str, instance: str, template: str) -> None:
+        self.fixed: str | None = None
+        self.parts: list[tuple[str, bool]] = []
+        if not template:
+            self.fixed = _NAME_UNSAFE.sub("_", prefix + instance)
+            return
+        pos = 0
+        for match in _PLACEHOLDER.finditer(template):
+            self.parts.append((_NAME_UNSAFE.sub("_", template[pos:match.start()]), False))
+            self.parts.append((match.group(1), True))
+            pos = match.end()
+        self.parts.append((_NAME_UNSAFE.sub("_", template[pos:]), False))
+        self.parts[0] = (_NAME_UNSAFE.sub("_", prefix) + self.parts[0][0], False)
+
+    def render(self, dimensions: Mapping[str, Any]) -> str:
+        """The name for one instance; KeyError naming a missing dimension."""
+        if self.fixed is not None:
+            return self.fixed
+        return "".join(_NAME_UNSAFE.sub("_", stringify(dimensions[text])) if is_dimension else text
+                       for text, is_dimension in self.parts)
+
+
 def _validate(params: StatsdParams) -> Iterator[FieldError]:
     try:
         parse_address(params.address)
@@ -212,7 +239,8 @@ class StatsdHandler(Handler):
         self.params = params
         self._log = logger
         self._sample = sample
-        self._prefix = f"{params.prefix}." if params.prefix else ""
+        prefix = f"{params.prefix}." if params.prefix else ""
+        self._names = {name: (info, _Name(prefix, name, info.name_template)) for name, info in params.metrics.items()}
         self._flush_every = params.flush_duration.total_seconds()
         self._datagrams = _Datagrams(params.address, params.flush_bytes, logger)
         self._flusher: asyncio.Task | None = None
@@ -243,20 +271,20 @@ class StatsdHandler(Handler):
     def _line(self, instance: Any) -> str | None:
         if not isinstance(instance, Metric):
             return f"not a metric instance ({type(instance).__name__})"
-        info = self.params.metrics.get(instance.name)
-        if info is None:
+        found = self._names.get(instance.name)
+        if found is None:
             return None  # not listed: not exported
-        name = instance.name
-        if info.name_template:
-            try:
-                name = _PLACEHOLDER.sub(lambda m: stringify(instance.dimensions[m.group(1)]), info.name_template)
-            except KeyError as exc:
-                return f"nameTemplate needs dimension {exc.args[0]!r}, which the instance lacks"
-        name = _NAME_UNSAFE.sub("_", self._prefix + name)
+        info, naming = found
         try:
-            value = _statsd_value(instance.value)
-        except ValueError as exc:
-            return str(exc)
+            name = naming.render(instance.dimensions)
+        except KeyError as exc:
+            return f"nameTemplate needs dimension {exc.args[0]!r}, which the instance lacks"
+        value = instance.value
+        if type(value) is not int and type(value) is not float:
+            try:
+                value = _statsd_value(value)
+            except ValueError as exc:
+                return str(exc)
         suffix = self._tags(instance.dimensions)
         if info.type is MetricType.GAUGE:
             for text in self._gauge(value):

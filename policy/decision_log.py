@@ -97,16 +97,21 @@ class DecisionLog:
         """The attribute set a decision is reported as: masked request attributes plus ``check.*``."""
         raw = request.raw if isinstance(request, AttributeBag) else request
         values = dict(raw)
-        for name in self.masked_attributes:
-            if name in values:
+        if not self.masked_attributes.isdisjoint(values):
+            for name in self.masked_attributes.intersection(values):
                 values[name] = MASK
         if self.masked_headers:
             for name in _HEADER_MAPS:
                 headers = values.get(name)
                 if headers:
                     values[name] = self.mask_headers(headers)
-        values["check.error_code"] = int(decision.code)
-        message = decision.message
+        status = decision.status
+        if status.code or decision.quotas:
+            values["check.error_code"] = int(decision.code)
+            message = decision.message
+        else:
+            values["check.error_code"] = 0
+            message = ""
         if message:
             values["check.error_message"] = message
         else:
@@ -120,7 +125,7 @@ class DecisionLog:
     def mask_headers(self, headers: Any) -> Any:
         """``headers`` with the values of masked headers replaced (the same object when none is present)."""
         masked = self.masked_headers
-        if not any(key.lower() in masked for key in headers):
+        if masked.isdisjoint(map(str.lower, headers)):
             return headers
         return {key: MASK if key.lower() in masked else value for key, value in headers.items()}
 

@@ -41,6 +41,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from policy.decision_log import log_decision
+from policy.sdk import Code
 
 if TYPE_CHECKING:
     from policy.runtime.cache import DecisionCache
@@ -82,6 +83,9 @@ class Histogram:
         return out
 
 
+_CODE_NAMES: dict[int, str] = {code: code.name for code in Code}
+
+
 def _le(bound: float) -> str:
     return repr(float(bound))
 
@@ -121,7 +125,8 @@ class Telemetry:
         if histogram is None:
             histogram = self._latency[api] = Histogram()
         histogram.observe(seconds)
-        code = decision.code.name
+        status_code = decision.status.code
+        code = _CODE_NAMES[decision.code if status_code == 0 and decision.quotas else status_code]
         key = (api, code)
         decisions = self.decisions
         decisions[key] = decisions.get(key, 0) + 1
