@@ -1,0 +1,270 @@
+"""Reports: what reporting costs a check, when every check's decision is reported.
+
+"Off" serves the core config (an IP whitelist and two header/path rules) and
+reports nothing. "On, 1 instance" adds ``--decision-log`` and one report rule
+sending each decision to a prometheus counter. "On, 4 instances" sends each
+decision to three handlers: prometheus (a counter and a histogram on the metrics
+endpoint), statsd (UDP to a socket this benchmark drains) and stdio (a JSON line
+per decision in a file). All run as ``policy serve`` processes driven by the same
+h2load load, in alternating rounds; the ratios of their throughputs are the cost.
+The in-process part times the pieces without gRPC around them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+import statistics
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+from benchmarks._grpc_load import LoadResult, run_load
+from benchmarks._procs import free_port, server_process
+from benchmarks._requests import typical_attributes
+from benchmarks._stats import header, summarize_us
+
+CORE = (Path(__file__).parent / "configs" / "core" / "policy.yaml").read_text()
+
+REPORTS = """
+  - name: prom
+    adapter: prometheus
+    params:
+      metrics:
+        - {{instanceName: decisions, kind: COUNTER, name: decisions_total, labelNames: [code, method]}}
+        - {{instanceName: sizes, kind: DISTRIBUTION, name: request_bytes, labelNames: [method],
+           buckets: {{exponentialBuckets: {{numFiniteBuckets: 8, growthFactor: 4, scale: 16}}}}}}
+  - name: stats
+    adapter: statsd
+    params:
+      address: "127.0.0.1:{statsd_port}"
+      prefix: policy
+      metrics: {{decisions: {{type: COUNTER, nameTemplate: "decisions.{{{{.code}}}}"}}}}
+  - name: decision-file
+    adapter: stdio
+    params: {{logStream: FILE, outputPath: "{log}"}}
+"""
+
+REPORT_INSTANCES = """
+  - name: decisions
+    template: metric
+    params:
+      value: "1"
+      dimensions: {code: check.error_code, method: request.method | ""}
+  - name: sizes
+    template: metric
+    params:
+      value: request.size | 0
+      dimensions: {method: request.method | ""}
+  - name: decision-line
+    template: logentry
+    params:
+      severity: 'conditional(check.error_code == 0, "info", "warning")'
+      variables:
+        id: check.decision_id
+        code: check.error_code
+        rules: check.rules
+        path: request.path | ""
+        user: request.headers["x-user"] | ""
+"""
+
+ALL_ACTIONS = ("{handler: prom, instances: [decisions, sizes]}", "{handler: stats, instances: [decisions]}",
+               "{handler: decision-file, instances: [decision-line]}")
+ONE_ACTION = ("{handler: prom, instances: [decisions]}",)
+
+
+def _config_with_reports(statsd_port: int, log: Path, actions: tuple[str, ...] = ALL_ACTIONS) -> str:
+    rules = ('\n  - name: decision-log\n    match: context.reporter.kind == "decision"\n    actions:\n'
+             + "".join(f"      - {action}\n" for action in actions))
+    text = CORE.replace("instances:\n", "instances:" + REPORT_INSTANCES, 1)
+    text = text.replace("rules:\n", "rules:" + rules, 1)
+    return text.replace("handlers:\n", "handlers:" + REPORTS.format(statsd_port=statsd_port, log=log), 1)
+
+
+class _UdpSink:
+    """A UDP socket on loopback, drained by a thread, counting lines."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.lines = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._drain, daemon=True)
+        self._thread.start()
+
+    def _drain(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.lines += self.sock.recv(65536).count(b"\n") + 1
+            except OSError:
+                continue
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self.sock.close()
+
+
+def _report_counts(metrics: str) -> tuple[float, float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://{metrics}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    delivered = dropped = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "policy_report_delivered_total":
+                delivered += sample.value
+            elif sample.name == "policy_report_dropped_total":
+                dropped += sample.value
+    return delivered, dropped
+
+
+def bench_in_process(quick: bool) -> None:
+    """µs per cached in-process check: on the request path alone, and with report delivery included."""
+    from policy.attributes import AttributeBag
+    from policy.runtime.service import PolicyService
+
+    header("reports: in-process",
+           "Cached checks of the same request (new request.id each time), awaited in a loop. Request path: "
+           "Dispatcher.check (no telemetry), PolicyService.check (counted and timed), and with the decision log "
+           "building a masked record and queueing 4 report instances (delivered between rounds, untimed). With "
+           "delivery: wall time of 500 checks plus draining their reports, per check.")
+
+    async def run() -> None:
+        tmp = Path(tempfile.mkdtemp(prefix="bench-reports-"))
+        sink = _UdpSink()
+        configs = {}
+        for label, actions in (("1", ONE_ACTION), ("4", ALL_ACTIONS)):
+            configs[label] = tmp / label
+            configs[label].mkdir()
+            (configs[label] / "policy.yaml").write_text(_config_with_reports(sink.port, tmp / "decisions.jsonl",
+                                                                              actions))
+        count = 3_000 if quick else 30_000
+        bags = [AttributeBag(typical_attributes(f"req-{i}")) for i in range(1000)]
+        perf = time.perf_counter
+        path: dict[str, list[float]] = {"dispatcher": [], "service": [], "service + decision log (4)": []}
+        for label in path:
+            service = PolicyService(configs["4"], watch_interval=0, decision_log=label.endswith("(4)"))
+            await service.start()
+            check = service.dispatcher.check if label == "dispatcher" else service.check
+            await check(bags[0])
+            deadline = time.monotonic() + 20
+            for start in range(0, count, 500):
+                for i in range(start, start + 500):
+                    began = perf()
+                    await check(bags[i % 1000])
+                    path[label].append(perf() - began)
+                await service.reports.drain(timeout=30)
+                if time.monotonic() > deadline:
+                    break
+            await service.stop()
+        base = statistics.median(path["dispatcher"])
+        for label, samples in path.items():
+            print(f"  request path, {label:<27} {summarize_us(samples)}   x{statistics.median(samples) / base:.2f}")
+        delivered: dict[str, list[float]] = {"reports off": [], "1 report per check": [], "4 reports per check": []}
+        for label in delivered:
+            on = not label.endswith("off")
+            service = PolicyService(configs["1" if label.startswith("1") else "4"], watch_interval=0, decision_log=on)
+            await service.start()
+            await service.check(bags[0])
+            deadline = time.monotonic() + 20
+            for _ in range(max(1, count // 500)):
+                began = perf()
+                for i in range(500):
+                    await service.check(bags[i])
+                    if i % 32 == 31:
+                        await asyncio.sleep(0)  # let the report workers run, as a server's loop would
+                await service.reports.drain(timeout=30)
+                delivered[label].append((perf() - began) / 500)
+                if time.monotonic() > deadline:
+                    break
+            await service.stop()
+        base = statistics.median(delivered["reports off"])
+        for label, samples in delivered.items():
+            print(f"  with delivery, {label:<26} {summarize_us(samples)}   x{statistics.median(samples) / base:.2f}"
+                  f"   (+{(statistics.median(samples) - base) * 1e6:.1f} µs per check)")
+        sink.close()
+
+    asyncio.run(run())
+
+
+def _serve_and_load(config: Path, request: bytes, count: int, decision_log: bool,
+                    per_check: int) -> tuple[LoadResult, float, float]:
+    address, metrics = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    args = ["-m", "policy.cli", "serve", "--config", str(config), "--listen", address, "--metrics-listen", metrics,
+            "--log-level", "warning", "--watch-interval", "0"]
+    if decision_log:
+        args.append("--decision-log")
+    with server_process(args, [address, metrics]):
+        run_load(address, "/policy.v1.Policy/Check", request, requests=500, concurrency=16)  # warm up
+        result = run_load(address, "/policy.v1.Policy/Check", request, requests=count, concurrency=64)
+        deadline = time.monotonic() + 30
+        delivered, dropped = _report_counts(metrics)
+        while delivered + dropped < per_check * (count + 500) and time.monotonic() < deadline:
+            time.sleep(0.1)
+            delivered, dropped = _report_counts(metrics)
+    return result, delivered, dropped
+
+
+def bench_grpc(quick: bool) -> None:
+    """Native Check throughput over gRPC with reports off, on with 1 instance, on with 4; alternating rounds."""
+    from policy.servers.native_codec import attributes_to_proto
+    from policy.v1 import policy_pb2
+
+    header("reports: native gRPC Check, reports off vs on",
+           "policy serve on the core config. 'on, 1': --decision-log and a rule sending every decision to a "
+           "prometheus counter. 'on, 4': every decision to prometheus (counter + histogram), statsd (UDP) and stdio "
+           "(a JSON line in a file). h2load, 64 requests in flight on one connection, the same cached request; "
+           "the three servers take turns, round after round; reports are counted on each server's metrics endpoint.")
+    attributes = typical_attributes()
+    attributes["source.ip"] = ipaddress.ip_address("10.1.2.3")
+    request = policy_pb2.CheckRequest(attributes=attributes_to_proto(attributes)).SerializeToString()
+    count = 5_000 if quick else 30_000
+    rounds = 1 if quick else 3
+    tmp = Path(tempfile.mkdtemp(prefix="bench-reports-"))
+    sink = _UdpSink()
+    log = tmp / "decisions.jsonl"
+    variants = {"reports off": (CORE, False, 0),
+                "reports on, 1 per check": (_config_with_reports(sink.port, log, ONE_ACTION), True, 1),
+                "reports on, 4 per check": (_config_with_reports(sink.port, log, ALL_ACTIONS), True, 4)}
+    results: dict[str, list[LoadResult]] = {name: [] for name in variants}
+    try:
+        for name, (text, _, _) in variants.items():
+            (tmp / name.replace(" ", "_").replace(",", "")).mkdir()
+            (tmp / name.replace(" ", "_").replace(",", "") / "policy.yaml").write_text(text)
+        for round_ in range(rounds):
+            for name, (_, decision_log, per_check) in variants.items():
+                config = tmp / name.replace(" ", "_").replace(",", "")
+                result, delivered, dropped = _serve_and_load(config, request, count, decision_log, per_check)
+                results[name].append(result)
+                print("  " + result.line(f"round {round_ + 1}: {name}"))
+                if per_check:
+                    print(f"      reports delivered {delivered:.0f} of {per_check * (count + 500)}, dropped {dropped:.0f}")
+    finally:
+        sink.close()
+    written = log.read_text().count("\n") if log.exists() else 0
+    print(f"  decision lines written by stdio: {written}; statsd lines received: {sink.lines}")
+    off = results["reports off"]
+    for name, runs in results.items():
+        rps = statistics.median(r.rps for r in runs)
+        p50 = statistics.median(r.p50_ms for r in runs)
+        p99 = statistics.median(r.p99_ms for r in runs)
+        line = f"  {name:<26} median {rps:7.0f} req/s, p50 {p50:.3f} ms, p99 {p99:.3f} ms"
+        if runs is not off:
+            ratios = [b.rps / a.rps for a, b in zip(off, runs)]
+            line += (f"; ratio to off per round {', '.join(f'{r:.2f}' for r in ratios)},"
+                     f" median {statistics.median(ratios):.2f}")
+        print(line)
+    print("  (target: reports cost <= 10%, a ratio >= 0.90)")
+
+
+def run(quick: bool = False) -> None:
+    """Run the report benchmarks."""
+    bench_in_process(quick)
+    bench_grpc(quick)
