@@ -230,5 +230,7 @@ def register(server: grpc.aio.Server, service: PolicyService) -> list[str]:
     handler = grpc.stream_unary_rpc_method_handler(
         servicer.StreamAccessLogs, request_deserializer=None,
         response_serializer=als_pb2.StreamAccessLogsResponse.SerializeToString)
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, {"StreamAccessLogs": handler}),))
+    methods = {"StreamAccessLogs": handler}
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, methods),))
+    server.add_registered_method_handlers(SERVICE_NAME, methods)
     return [SERVICE_NAME]

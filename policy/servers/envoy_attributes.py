@@ -49,12 +49,15 @@ from __future__ import annotations
 import datetime as _dt
 import ipaddress
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl
 
 __all__ = [
+    "FULL",
     "JWT_FILTER",
+    "PRODUCED",
+    "Plan",
     "TranslationError",
     "check_request_attributes",
     "claims_strings",
@@ -129,11 +132,23 @@ def split_path(path: str) -> tuple[str, str | None]:
     return path[:query_at], path[query_at + 1:]
 
 
+_queries: dict[str, dict[str, str]] = {}
+
+
 def query_params(query: str) -> dict[str, str]:
-    """A query string as a map, percent-decoded; the first value of a repeated name wins (as Envoy)."""
-    out: dict[str, str] = {}
+    """A query string as a map, percent-decoded; the first value of a repeated name wins (as Envoy).
+
+    Memoized (the same queries come back); the map returned is shared, so it must not be changed.
+    """
+    out = _queries.get(query)
+    if out is not None:
+        return out
+    out = {}
     for name, value in parse_qsl(query, keep_blank_values=True):
         out.setdefault(name, value)
+    if len(_queries) >= _MEMO_LIMIT:
+        _queries.clear()
+    _queries[query] = out
     return out
 
 
@@ -206,6 +221,71 @@ def _auth_attributes(payload_struct: Any, out: dict[str, Any]) -> None:
     out["request.auth.raw_claims"] = json.dumps(payload, separators=(",", ":"), sort_keys=True)
 
 
+# --- what to translate ----------------------------------------------------------------------------
+
+#: Every attribute :func:`check_request_attributes` can produce.
+PRODUCED: frozenset[str] = frozenset({
+    *(f"{side}.{name}" for side in ("source", "destination")
+      for name in ("ip", "port", "principal", "namespace", "serviceAccount", "labels")),
+    "request.method", "request.path", "request.url_path", "request.query_params", "request.host",
+    "request.scheme", "request.headers", "request.id", "request.size", "request.time", "request.useragent",
+    "request.referer", "request.body", "context.protocol", "context.extensions",
+    "connection.requested_server_name", "connection.mtls", "request.auth.principal", "request.auth.audiences",
+    "request.auth.presenter", "request.auth.claims", "request.auth.raw_claims",
+})
+
+
+class Plan:
+    """Which attributes a translation produces: those a config's expressions can read.
+
+    Translating an attribute nobody reads only costs time; an attribute in the plan is
+    translated exactly as always, so its presence or absence (what decisions and the
+    decision cache see) does not depend on the plan. ``header_keys`` None means the whole
+    ``request.headers`` map is read; else only those keys are copied into it.
+    """
+
+    __slots__ = ("names", "header_keys", "source", "source_identity", "source_labels", "destination",
+                 "destination_identity", "destination_labels", "mtls", "time", "http", "url", "headers",
+                 "useragent", "referer", "protocol", "body", "sni", "extensions", "auth")
+
+    def __init__(self, names: frozenset[str], header_keys: tuple[str, ...] | None = None) -> None:
+        self.names, self.header_keys = names, header_keys
+        self.source = any(n.startswith("source.") for n in names) or "connection.mtls" in names
+        self.source_identity = bool(names & {"source.namespace", "source.serviceAccount"})
+        self.source_labels = "source.labels" in names
+        self.destination = any(n.startswith("destination.") for n in names)
+        self.destination_identity = bool(names & {"destination.namespace", "destination.serviceAccount"})
+        self.destination_labels = "destination.labels" in names
+        self.mtls = "connection.mtls" in names
+        self.time = "request.time" in names
+        self.url = bool(names & {"request.url_path", "request.query_params"})
+        self.headers = "request.headers" in names
+        self.useragent, self.referer = "request.useragent" in names, "request.referer" in names
+        self.protocol = "context.protocol" in names
+        self.body = "request.body" in names
+        self.http = any(n.startswith("request.") and not n.startswith("request.auth.") and n != "request.time"
+                        for n in names) or self.protocol
+        self.sni = "connection.requested_server_name" in names
+        self.extensions = "context.extensions" in names
+        self.auth = any(n.startswith("request.auth.") for n in names)
+
+    @classmethod
+    def for_reads(cls, reads: Iterable[tuple[str, str | None]]) -> "Plan":
+        """The plan for expressions that read ``reads`` (``(name, None)`` or ``(map name, key)``)."""
+        reads = set(reads)
+        names = frozenset(name for name, _ in reads) & PRODUCED
+        if ("request.headers", None) in reads:
+            return cls(names)
+        return cls(names, tuple(sorted({key for name, key in reads if name == "request.headers" and key})))
+
+    def __repr__(self) -> str:
+        return f"Plan({sorted(self.names)!r}, header_keys={self.header_keys!r})"
+
+
+#: Translate everything the request carries.
+FULL = Plan(PRODUCED)
+
+
 # --- the translation ------------------------------------------------------------------------------
 
 _SOURCE = ("source.ip", "source.port", "source.principal", "source.namespace", "source.serviceAccount",
@@ -214,54 +294,61 @@ _DESTINATION = ("destination.ip", "destination.port", "destination.principal", "
                 "destination.serviceAccount", "destination.labels", "attributes.destination.address")
 
 
-def _peer(peer: Any, names: tuple[str, ...], out: dict[str, Any]) -> bool:
+def _peer(peer: Any, names: tuple[str, ...], out: dict[str, Any], identity: bool, labels: bool) -> bool:
     """Translate one peer; returns True when it presented a principal or certificate."""
-    if peer.HasField("address"):
-        address = peer.address
-        if address.HasField("socket_address"):
-            socket_address = address.socket_address
-            if socket_address.address:
-                out[names[0]] = ip_address(socket_address.address, names[6] + ".socket_address.address")
-            port = socket_address.port_value
-            if port:
-                out[names[1]] = port
+    # Reading through unset messages gives their defaults (empty, 0): cheaper than HasField twice.
+    socket_address = peer.address.socket_address
+    ip = socket_address.address
+    if ip:
+        out[names[0]] = ip_address(ip, names[6] + ".socket_address.address")
+    port = socket_address.port_value
+    if port:
+        out[names[1]] = port
     principal = peer.principal
     if principal:
         out[names[2]] = principal
-        namespace, account = parse_spiffe(principal)
-        if namespace is not None:
-            out[names[3]] = namespace
-            out[names[4]] = account
-    if peer.labels:
+        if identity:
+            namespace, account = parse_spiffe(principal)
+            if namespace is not None:
+                out[names[3]] = namespace
+                out[names[4]] = account
+    if labels and peer.labels:
         out[names[5]] = dict(peer.labels)
     return bool(principal or peer.certificate)
 
 
-def _headers(http: Any) -> dict[str, str]:
-    headers = dict(http.headers)
-    if headers:
-        # HTTP/2 header names are lower case; lower-case anyway for HTTP/1 proxies (one C-level check).
-        if not "".join(headers).islower():
-            headers = {k.lower(): v for k, v in headers.items()}
+def _header_map(http: Any) -> Mapping[str, str]:
+    """The request's headers to look names up in: Envoy's map, or a dict built from ``header_map``."""
+    headers = http.headers
+    if headers or not http.HasField("header_map"):
         return headers
-    if http.HasField("header_map"):
-        for entry in http.header_map.headers:
-            name = entry.key.lower()
-            value = entry.value or entry.raw_value.decode("utf-8", "replace")
-            headers[name] = f"{headers[name]},{value}" if name in headers else value
-    return headers
+    joined: dict[str, str] = {}
+    for entry in http.header_map.headers:
+        name = entry.key.lower()
+        value = entry.value or entry.raw_value.decode("utf-8", "replace")
+        joined[name] = f"{joined[name]},{value}" if name in joined else value
+    return joined
 
 
-def _http(http: Any, out: dict[str, Any]) -> None:
+def _lowered(headers: Mapping[str, str]) -> Mapping[str, str]:
+    # The API requires lower-case names (HTTP/2 has nothing else); lower-case anyway for other
+    # clients. One C-level check over the joined names.
+    if isinstance(headers, dict) or "".join(headers).islower():
+        return headers
+    return {k.lower(): v for k, v in headers.items()}
+
+
+def _http(http: Any, out: dict[str, Any], plan: Plan) -> None:
     if http.method:
         out["request.method"] = http.method
     path = http.path
     if path:
         out["request.path"] = path
-        url_path, query = split_path(path)
-        out["request.url_path"] = url_path
-        if query is not None:
-            out["request.query_params"] = query_params(query)
+        if plan.url:
+            url_path, query = split_path(path)
+            out["request.url_path"] = url_path
+            if query is not None:
+                out["request.query_params"] = query_params(query)
     if http.host:
         out["request.host"] = http.host
     if http.scheme:
@@ -270,58 +357,69 @@ def _http(http: Any, out: dict[str, Any]) -> None:
         out["request.id"] = http.id
     if http.size >= 0:
         out["request.size"] = http.size
-    headers = _headers(http)
-    protocol = "http"
-    if headers:
-        out["request.headers"] = headers
-        agent = headers.get("user-agent")
+    source = _header_map(http)
+    if plan.headers:
+        keys = plan.header_keys
+        if keys is None:
+            source = headers = dict(_lowered(source))  # a dict: later lookups skip the case check
+        else:
+            headers = {k: source[k] for k in keys if k in source}
+            if len(headers) < len(keys):  # a name may be missing only because a client sent it capitalized
+                source = _lowered(source)
+                headers = {k: source[k] for k in keys if k in source}
+        if headers:
+            out["request.headers"] = headers
+    if plan.useragent or plan.referer or plan.protocol:
+        wanted = ("user-agent", "referer", "content-type")
+        agent, referer, content_type = (source.get(name) for name in wanted)
+        if None in (agent, referer, content_type) and not isinstance(source, dict):
+            source = _lowered(source)
+            agent, referer, content_type = (source.get(name) for name in wanted)
         if agent is not None:
             out["request.useragent"] = agent
-        referer = headers.get("referer")
         if referer is not None:
             out["request.referer"] = referer
-        content_type = headers.get("content-type")
-        if content_type is not None and content_type.startswith("application/grpc"):
-            protocol = "grpc"
-    out["context.protocol"] = protocol
-    if http.body:
-        out["request.body"] = http.body
-    elif http.raw_body:
-        out["request.body"] = http.raw_body.decode("utf-8", "replace")
+        grpc = content_type is not None and content_type.startswith("application/grpc")
+        out["context.protocol"] = "grpc" if grpc else "http"
+    if plan.body:
+        if http.body:
+            out["request.body"] = http.body
+        elif http.raw_body:
+            out["request.body"] = http.raw_body.decode("utf-8", "replace")
 
 
-def check_request_attributes(request: Any) -> dict[str, Any]:
+def check_request_attributes(request: Any, plan: Plan = FULL) -> dict[str, Any]:
     """The attributes of an ext_authz v3 ``CheckRequest``, typed as the vocabulary says.
 
+    :param plan: which attributes to produce (default: all the request carries).
     :raises TranslationError: an address that is not an IP address, a time out of range.
     """
     attrs = request.attributes
     out: dict[str, Any] = {}
-    mtls = False
-    if attrs.HasField("source"):
-        mtls = _peer(attrs.source, _SOURCE, out)
-    if attrs.HasField("destination"):
-        _peer(attrs.destination, _DESTINATION, out)
-    out["connection.mtls"] = mtls
-    if attrs.HasField("request"):
-        req = attrs.request
-        if req.HasField("time"):
-            stamp = req.time
-            try:
-                out["request.time"] = _EPOCH + _timedelta(0, stamp.seconds, stamp.nanos // 1000)
-            except OverflowError:
-                raise TranslationError(f"attributes.request.time: {stamp.seconds}s is out of range") from None
-        if req.HasField("http"):
-            _http(req.http, out)
-        else:
-            out["context.protocol"] = "tcp"
-    else:
+    if plan.source:
+        mtls = attrs.HasField("source") and _peer(attrs.source, _SOURCE, out, plan.source_identity,
+                                                  plan.source_labels)
+        if plan.mtls:
+            out["connection.mtls"] = mtls
+    if plan.destination and attrs.HasField("destination"):
+        _peer(attrs.destination, _DESTINATION, out, plan.destination_identity, plan.destination_labels)
+    req = attrs.request
+    if plan.time and req.HasField("time"):
+        stamp = req.time
+        try:
+            out["request.time"] = _EPOCH + _timedelta(0, stamp.seconds, stamp.nanos // 1000)
+        except OverflowError:
+            raise TranslationError(f"attributes.request.time: {stamp.seconds}s is out of range") from None
+    if req.HasField("http"):
+        if plan.http:
+            _http(req.http, out, plan)
+    elif plan.protocol:
         out["context.protocol"] = "tcp"
-    if attrs.HasField("tls_session") and attrs.tls_session.sni:
+    if plan.sni and attrs.tls_session.sni:
         out["connection.requested_server_name"] = attrs.tls_session.sni
-    if attrs.context_extensions:
+    if plan.extensions and attrs.context_extensions:
         out["context.extensions"] = dict(attrs.context_extensions)
-    if attrs.HasField("metadata_context"):
+    if plan.auth and attrs.HasField("metadata_context"):
         payload = jwt_payload(attrs.metadata_context)
         if payload is not None:
             _auth_attributes(payload, out)

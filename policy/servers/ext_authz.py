@@ -30,6 +30,7 @@ decide. The parsed request rides along in the bag for OPA-style adapters
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
@@ -38,15 +39,16 @@ from envoy.config.core.v3 import base_pb2
 from envoy.service.auth.v3 import external_auth_pb2
 from envoy.type.v3 import http_status_pb2
 from google.protobuf import struct_pb2
+from google.protobuf.message import DecodeError
 from google.rpc import status_pb2
 
 from policy.attributes import AttributeBag
 from policy.config.quota_specs import binding_quotas
 from policy.runtime.decision import Decision
 from policy.runtime.service import PolicyService
+from policy.runtime.snapshot import Snapshot
 from policy.sdk import Code, HeaderOperation, HeaderOperationKind, http_status
-from policy.servers._grpc import decode
-from policy.servers.envoy_attributes import TranslationError, check_request_attributes
+from policy.servers.envoy_attributes import FULL, Plan, TranslationError, check_request_attributes
 from policy.servers.envoy_input import ENVOY_REQUEST_KEY
 
 log = logging.getLogger("policy.servers.ext_authz")
@@ -136,8 +138,16 @@ def _delimited(number: int, payload: bytes) -> bytes:
 _ID_KEY = _delimited(1, b"decision_id")
 
 
+_METADATA_TAG = bytes((_METADATA_FIELD << 3 | 2,))
+
+
 def _id_tail(decision_id: str) -> bytes:
-    entry = _ID_KEY + _delimited(2, _delimited(3, decision_id.encode()))
+    raw = decision_id.encode()
+    size = len(raw)
+    if size < 100:  # every length below fits one varint byte: skip the general encoder
+        entry = _ID_KEY + bytes((0x12, size + 2, 0x1A, size)) + raw
+        return _METADATA_TAG + bytes((len(entry) + 2, 0x0A, len(entry))) + entry
+    entry = _ID_KEY + _delimited(2, _delimited(3, raw))
     return _delimited(_METADATA_FIELD, _delimited(1, entry))
 
 
@@ -159,14 +169,62 @@ def encode_check_response(decision: Decision) -> bytes:
     return prefix + _id_tail(decision.decision_id)
 
 
-def request_bag(request: Any) -> AttributeBag:
+def request_bag(request: Any, plan: Plan = FULL) -> AttributeBag:
     """The attribute bag of a ``CheckRequest``: its attributes, plus the request under ENVOY_REQUEST_KEY.
 
+    :param plan: which attributes to translate (default: every one the request carries).
     :raises TranslationError: a field that does not translate (see :mod:`policy.servers.envoy_attributes`).
     """
-    values = check_request_attributes(request)
+    values = check_request_attributes(request, plan)
     values[ENVOY_REQUEST_KEY] = request
     return AttributeBag.trusted(values)
+
+
+def _reads(snapshot: Snapshot) -> set[tuple[str, str | None]] | None:
+    """Every attribute (and map key) an expression of ``snapshot`` can read; None when unsure."""
+    reads: set[tuple[str, str | None]] = set()
+    if any(rule.namespace != snapshot.root_namespace for rule in snapshot.rules):
+        # Only then does the dispatcher read the namespace a request is for.
+        reads.update((name, None) for name in snapshot.identity_attributes)
+
+    def add(expression: Any) -> bool:
+        if expression is None:
+            return True
+        if isinstance(expression, Mapping):  # an instance's value map or nested group
+            return all(add(e) for e in expression.values())
+        referenced = getattr(expression, "referenced", None)
+        if referenced is None:
+            return False
+        reads.update(referenced)
+        return True
+
+    for rule in snapshot.rules:
+        ok = add(rule.match) and all(add(v) for op in (*rule.request_header_operations,
+                                                       *rule.response_header_operations) for v in op.values)
+        if not ok:
+            return None
+    # Every instance (report rules too: the decision log sends checks through them).
+    if not all(add(builder.fields) for builder in snapshot.instances.values()):
+        return None
+    if not all(add(action_builder.fields) for rule in snapshot.rules
+               for action in (*rule.check_actions, *rule.quota_actions, *rule.report_actions)
+               for action_builder in action.instances):
+        return None
+    if not all(add(binding.match) for binding in snapshot.quota_bindings):
+        return None
+    return reads
+
+
+_plans: weakref.WeakKeyDictionary[Snapshot, Plan] = weakref.WeakKeyDictionary()
+
+
+def plan_for(snapshot: Snapshot) -> Plan:
+    """The translation plan of a snapshot: only what its expressions can read (computed once)."""
+    plan = _plans.get(snapshot)
+    if plan is None:
+        reads = _reads(snapshot)
+        plan = _plans[snapshot] = FULL if reads is None else Plan.for_reads(reads)
+    return plan
 
 
 class AuthorizationServicer:
@@ -175,6 +233,7 @@ class AuthorizationServicer:
     def __init__(self, service: PolicyService, max_request_bytes: int = MAX_REQUEST_BYTES) -> None:
         self.service = service
         self.max_request_bytes = max_request_bytes
+        self._planned: tuple[Snapshot | None, Plan] = (None, FULL)  # the last snapshot's plan
 
     async def Check(self, data: bytes, context: grpc.aio.ServicerContext) -> bytes:  # noqa: N802 - gRPC name
         """Decide one request Envoy asks about; returns the serialized ``CheckResponse``."""
@@ -182,16 +241,27 @@ class AuthorizationServicer:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                 f"CheckRequest of {len(data)} bytes is larger than the {self.max_request_bytes}"
                                 " bytes accepted (lower with_request_body.max_request_bytes)")
-        request = await decode(_CheckRequest, data, context)
         try:
-            bag = request_bag(request)
+            request = _CheckRequest.FromString(data)
+        except (DecodeError, ValueError, RuntimeError) as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                f"request is not a valid {_CheckRequest.DESCRIPTOR.full_name}: {exc}")
+        # No await from here to service.check: the snapshot whose plan translates the request
+        # is the one that decides it, even while a reload swaps snapshots.
+        service = self.service
+        snapshot = service.snapshot
+        last, plan = self._planned
+        if snapshot is not last:
+            plan = plan_for(snapshot)
+            self._planned = (snapshot, plan)
+        try:
+            bag = request_bag(request, plan)
         except TranslationError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         try:
-            dispatcher = self.service.dispatcher
-            bindings = dispatcher.snapshot.quota_bindings
-            quotas = binding_quotas(bindings, bag, bag.raw.get("request.id", "")) if bindings else None
-            return encode_check_response(await self.service.check(bag, quotas, api="ext_authz"))
+            bindings = snapshot.quota_bindings
+            quotas = binding_quotas(bindings, bag, request.attributes.request.http.id) if bindings else None
+            return encode_check_response(await service.check(bag, quotas, api="ext_authz"))
         except Exception as exc:  # answered as a gRPC error: Envoy's failure_mode_allow decides
             log.exception("ext_authz check failed")
             failure = f"{type(exc).__name__}: {exc}"
@@ -204,5 +274,8 @@ def register(server: grpc.aio.Server, service: PolicyService) -> list[str]:
     servicer = AuthorizationServicer(service)
     handler = grpc.unary_unary_rpc_method_handler(servicer.Check, request_deserializer=None,
                                                  response_serializer=None)
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, {"Check": handler}),))
+    methods = {"Check": handler}
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, methods),))
+    # As generated code does: a registered method is matched by grpc's core, not per call in Python.
+    server.add_registered_method_handlers(SERVICE_NAME, methods)
     return [SERVICE_NAME]
