@@ -1,7 +1,8 @@
 """A no-op server on the same stack as ours (grpc.aio, uvloop when installed): the baseline.
 
 ``python -m benchmarks.noop_server --listen ADDR [--listen ADDR ...]`` answers
-``policy.v1.Policy/Check`` with a fixed OK response of the same shape ours sends,
+``policy.v1.Policy/Check`` and ``envoy.service.auth.v3.Authorization/Check`` with a
+fixed OK response of the same shape ours sends,
 and does nothing else, so a ratio against it isolates our own work per request.
 Other APIs register here too (see ``NOOP_REGISTRARS``).
 """
@@ -34,7 +35,30 @@ def _native(server: grpc.aio.Server) -> None:
     policy_pb2_grpc.add_PolicyServicer_to_server(Noop(), server)
 
 
-NOOP_REGISTRARS = [_native]
+def _ext_authz(server: grpc.aio.Server) -> None:
+    from envoy.config.core.v3 import base_pb2
+    from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
+    from google.protobuf import struct_pb2
+    from google.rpc import status_pb2
+
+    # The shape ours answers for an allowed request: one header, the decision id and matched rules.
+    metadata = struct_pb2.Struct()
+    metadata.update({"matched_rules": ["internal-only"], "decision_id": "0-1"})
+    response = external_auth_pb2.CheckResponse(
+        status=status_pb2.Status(code=0),
+        ok_response=external_auth_pb2.OkHttpResponse(headers=[base_pb2.HeaderValueOption(
+            header=base_pb2.HeaderValue(key="x-policy-checked", value="true"),
+            append_action=base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD)]),
+        dynamic_metadata=metadata)
+
+    class Noop(external_auth_pb2_grpc.AuthorizationServicer):
+        async def Check(self, request, context):  # noqa: N802 - gRPC method name
+            return response
+
+    external_auth_pb2_grpc.add_AuthorizationServicer_to_server(Noop(), server)
+
+
+NOOP_REGISTRARS = [_native, _ext_authz]
 
 
 async def serve(listen: list[str]) -> None:
