@@ -87,8 +87,56 @@ class AttributeBag(Mapping[str, Any]):
         return AttributeBag(merged)
 
 
+class RecordedMap(Mapping[str, Any]):
+    """A string map handed out by a :class:`RecordingBag`: it records how it is read.
+
+    Looking up a key (``m[k]``, ``m.get(k)``, ``k in m``) records that key alone, as
+    ``get_key`` does; anything that sees the whole map (iteration, ``len``, truth,
+    ``items()``, equality) records the whole map. So an adapter that takes a whole map
+    in an instance field (``request.headers``) but reads one header keys the decision
+    cache on that header only, and requests differing in other headers (a request id)
+    share the cached decision. An absent map reads as a map without the key. Telling a
+    present map from an absent one by identity alone (``is None``) is not recorded.
+    """
+
+    __slots__ = ("_name", "_map", "_reads")
+
+    def __init__(self, name: str, mapping: Mapping[str, Any], reads: list[Read]) -> None:
+        self._name = name
+        self._map = mapping
+        self._reads = reads
+
+    def __getitem__(self, key: str) -> Any:
+        self._reads.append((self._name, key))
+        return self._map[key]
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        """One key's value (``default`` when absent), recording the read of that key."""
+        self._reads.append((self._name, key))
+        return self._map.get(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        self._reads.append((self._name, key))  # type: ignore[arg-type]
+        return key in self._map
+
+    def __iter__(self) -> Iterator[str]:
+        self._reads.append((self._name, None))
+        return iter(self._map)
+
+    def __len__(self) -> int:
+        self._reads.append((self._name, None))
+        return len(self._map)
+
+    def __repr__(self) -> str:
+        return f"RecordedMap({self._name!r}, {dict(self._map)!r})"
+
+
 class RecordingBag:
-    """Wraps a bag for one evaluation and records every read, present or absent."""
+    """Wraps a bag for one evaluation and records every read, present or absent.
+
+    A string map read whole comes back as a :class:`RecordedMap`, which records the
+    keys later looked up in it rather than the whole map.
+    """
 
     __slots__ = ("_values", "reads")
 
@@ -98,8 +146,11 @@ class RecordingBag:
 
     def get(self, name: str, default: Any = None) -> Any:
         """Return the attribute's value (None when absent) and record the read."""
+        value = self._values.get(name, default)
+        if isinstance(value, Mapping) and value is not default:
+            return RecordedMap(name, value, self.reads)
         self.reads.append((name, None))
-        return self._values.get(name, default)
+        return value
 
     def get_key(self, name: str, key: str) -> str | None:
         """Return one key of a string map (None when absent) and record the read of that key."""
