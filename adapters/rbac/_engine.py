@@ -122,20 +122,22 @@ class Scope:
 
     def __init__(self, groups: Iterable[Group]) -> None:
         self.unselected: list[Group] = []
-        self.by_label: dict[tuple[str, str], list[Group]] = {}
+        # label name → label value → groups whose selector's first label that is.
+        self.by_label: dict[str, dict[str, list[Group]]] = {}
         for group in groups:
             if not group.selector:
                 self.unselected.append(group)
             else:
-                first = min(group.selector.items())
-                self.by_label.setdefault(first, []).append(group)
+                key, value = min(group.selector.items())
+                self.by_label.setdefault(key, {}).setdefault(value, []).append(group)
 
     def applicable(self, labels: Mapping[str, str], out: list[Group]) -> None:
-        """Append the groups whose selector the labels satisfy."""
+        """Append the groups whose selector the labels satisfy (reading labels by name only)."""
         out.extend(self.unselected)
-        if self.by_label and labels:
-            for item in labels.items():
-                for group in self.by_label.get(item, ()):
+        for key, by_value in self.by_label.items():
+            value = labels.get(key)
+            if value is not None:
+                for group in by_value.get(value, ()):
                     if group.applies_to(labels):
                         out.append(group)
 
@@ -185,7 +187,9 @@ class Engine:
     def groups_for(self, request: RequestView) -> list[Group]:
         """The groups that apply to the request's destination workload."""
         out: list[Group] = []
-        labels = request.instance.destination_labels or {}
+        labels = request.instance.destination_labels
+        if labels is None:
+            labels = {}
         root = self.scopes.get(self.root_namespace)
         if root is not None:
             root.applicable(labels, out)

@@ -24,6 +24,7 @@ from typing import Any
 
 SPIFFE = "spiffe://"
 _MISSING = object()
+_EMPTY: Mapping[str, str] = {}
 
 
 def _address(ip: Any) -> Any:
@@ -59,9 +60,13 @@ class RequestView:
         self.uri_principal = SPIFFE + principal if principal else None
         self.namespace = instance.source_namespace or None
         self.auth_principal = instance.auth_principal or None
+        # Maps are read by key, never tested for truth: the host records which keys a
+        # decision read, and a whole-map read would key the cache on every header.
+        headers = instance.request_headers
+        self.headers = headers if headers is not None else _EMPTY
         host = instance.request_host
-        if not host and instance.request_headers:
-            host = instance.request_headers.get(":authority")
+        if not host:
+            host = self.headers.get(":authority")
         self.host = host.lower() if host else None
         self.host_no_port = _strip_port(self.host) if self.host else None
         self.method = instance.request_method or None
@@ -72,14 +77,13 @@ class RequestView:
         self.port = instance.destination_port or None
         self.destination_ip = _address(instance.destination_ip)
         self.sni = instance.connection_sni or None
-        self.headers = instance.request_headers or {}
         self._claims: Any = _MISSING
 
     def header(self, name: str) -> str | None:
         """A request header by (case-insensitive) name; ``:authority``/``:method``/``:path`` too."""
         headers = self.headers
         value = headers.get(name)
-        if value is None and headers:
+        if value is None and name != name.lower():
             value = headers.get(name.lower())
         if value is None:
             if name == ":authority":
@@ -101,7 +105,8 @@ class RequestView:
                 except ValueError:
                     parsed = None
             if not isinstance(parsed, Mapping):
-                parsed = dict(self.instance.auth_claims or {})
+                claims = self.instance.auth_claims
+                parsed = claims if claims is not None else _EMPTY
             self._claims = parsed
         return self._claims
 

@@ -96,3 +96,25 @@ spec: {{action: DENY, rules: [{{to: [{{operation: {{methods: [GET]}}}}]}}]}}
     else:
         assert response.status.code == Code.PERMISSION_DENIED
         assert "istio_dry_run_deny_shadow_engine_result" not in fields
+
+
+async def test_requests_differing_in_unread_headers_share_a_cached_decision(policy_config, policy_server_factory):
+    """Envoy sends a new x-request-id each time; rbac reads only the headers its policies name."""
+    policy = """
+apiVersion: security.istio.io/v1beta1
+kind: AuthorizationPolicy
+metadata: {name: users, namespace: istio-system}
+spec:
+  rules: [{when: [{key: 'request.headers[x-user]', values: [alice]}]}]
+"""
+    running = await policy_server_factory(policy_config(config_text(policy)))
+    stub = authz(running, "tcp")
+    cache = running.service.dispatcher.cache
+    first = await stub.Check(check_request(request_id="r1", headers={"x-user": "alice", "x-trace": "a"}))
+    second = await stub.Check(check_request(request_id="r2", headers={"x-user": "alice", "x-trace": "b"}))
+    other = await stub.Check(check_request(request_id="r3", headers={"x-user": "bob"}))
+    assert (first.status.code, second.status.code, other.status.code) == (Code.OK, Code.OK, Code.PERMISSION_DENIED)
+    assert cache.stats.hits == 1
+    decision = await running.service.check({"request.headers": {"x-user": "alice", "x-other": "1"}})
+    headers_read = {r.map_key for r in decision.referenced if r.name == "request.headers"}
+    assert "x-user" in headers_read and None not in headers_read and "x-other" not in headers_read
