@@ -20,10 +20,11 @@ What it is
 Cacheability
     The host caches a decision on the values of the attributes the instance's
     expressions read, so an adapter deciding on this instance alone stays correctly
-    cached. Maps are read whole: requests that differ in any header (for example
-    Envoy's ``x-request-id``) do not share a cache entry. An instance that sets
-    ``request_headers`` to a narrower map (``request_headers: 'emptyStringMap()'``)
-    shares more, at the price of policies no longer seeing the headers.
+    cached. Map fields (headers, labels, claims, context extensions) record the keys
+    the adapter looks up, not the whole map: rbac keys its decisions on the headers
+    its policies name, so requests differing in other headers (Envoy's
+    ``x-request-id``) share a cached decision; opa hands the whole map to the policy,
+    so its decisions depend on every header.
 
 Limits
     ``request_id``, ``request_size`` and ``source_port`` have no default: they differ

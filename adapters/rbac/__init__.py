@@ -22,7 +22,9 @@ Params
     ``rootNamespace``     namespace whose policies apply mesh-wide (default ``istio-system``).
     ``configDocuments``   read policies from the config's own documents (default true).
     ``policyFiles``       more YAML files or directories of policies (relative to the config
-                          file), read when the handler is built.
+                          file); checked every ``reloadInterval`` (default ``1s``) while checks come
+                          in and recompiled when they change (a change that does not compile is
+                          logged, kept in ``last_error``, and the last good policies stay in force).
     ``providers``         CUSTOM provider name → ``{handler, failOpen, timeout}`` (or just the
                           handler name): the check handler of this config a matching CUSTOM
                           policy sends the request (the same instance) to.
@@ -51,7 +53,8 @@ Limits
     and trust-domain aliases are not supported. ``namespaces`` and
     ``source.namespace`` fall back to the ``source.namespace`` attribute when the
     request has no peer principal (Istio would never match then). Policy files named
-    in params are read at build; edits to them take effect on the next config reload.
+    in params are polled only while checks come in; a decision cached before a reload
+    stays valid until it expires (``validDuration``).
 """
 
 from __future__ import annotations
@@ -110,27 +113,85 @@ class RbacParams:
     valid_use_count: int = param(10000, doc="How many requests may reuse a cached decision.")
     cache_duration: dt.timedelta | None = param(None, doc="Mixer's name for validDuration.")
     config_store_url: str = param("", doc="Mixer's param: '', k8s:// (this config) or fs://<dir>.")
+    reload_interval: dt.timedelta = param(
+        dt.timedelta(seconds=1), doc="How often policyFiles are checked for changes (0s: never).")
 
 
 def _providers(params: RbacParams) -> dict[str, ProviderParams]:
     return {name: ProviderParams(p) if isinstance(p, str) else p for name, p in params.providers.items()}
 
 
-def _read_files(paths: list[str], base: Path, issues: list[ConfigIssue]) -> list[dict[str, Any]]:
+def _policy_paths(params: RbacParams, base: Path) -> list[Path]:
+    """The files and directories named by ``policyFiles`` and an ``fs://`` configStoreUrl."""
+    texts = list(params.policy_files)
+    if params.config_store_url.startswith("fs://"):
+        texts.append(params.config_store_url[len("fs://"):])
+    return [Path(t) if Path(t).is_absolute() else base / t for t in texts]
+
+
+def _files(paths: list[Path]) -> list[Path]:
+    out: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            out.extend(sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml", ".json")))
+        else:
+            out.append(path)
+    return out
+
+
+def _fingerprint(paths: list[Path]) -> tuple[tuple[str, int, int], ...]:
+    out = []
+    for file in _files(paths):
+        try:
+            stat = file.stat()
+            out.append((str(file), stat.st_mtime_ns, stat.st_size))
+        except OSError:
+            out.append((str(file), -1, -1))
+    return tuple(out)
+
+
+def _read_files(paths: list[Path], issues: list[ConfigIssue]) -> list[dict[str, Any]]:
     docs: list[dict[str, Any]] = []
-    for text in paths:
-        path = Path(text)
-        path = path if path.is_absolute() else base / path
-        files = sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml", ".json")) \
-            if path.is_dir() else [path]
-        for file in files:
-            try:
-                for doc in yaml.safe_load_all(file.read_text(encoding="utf-8")):
-                    if isinstance(doc, dict):
-                        docs.append({**doc, "_source": str(file)})
-            except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-                issues.append(ConfigIssue("", "", "policyFiles", f"{file}: cannot read policies: {exc}"))
+    for file in _files(paths):
+        try:
+            for doc in yaml.safe_load_all(file.read_text(encoding="utf-8")):
+                if isinstance(doc, dict):
+                    docs.append({**doc, "_source": str(file)})
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            issues.append(ConfigIssue("", "", "policyFiles", f"{file}: cannot read policies: {exc}"))
     return docs
+
+
+def load_policies(params: RbacParams, context: BuildContext) -> tuple[Engine, MixerRbac]:
+    """Read and compile every policy the params name; raise ConfigError naming every bad document."""
+    problems: list[ConfigIssue] = []
+    documents: list[dict[str, Any]] = []
+    if params.config_documents:
+        documents.extend(d for d in context.extras.get("documents", ()) if isinstance(d, dict))
+    documents.extend(_read_files(_policy_paths(params, context.config_dir), problems))
+    issues = PolicyIssues()
+    policies = []
+    ordinal = 0
+    for doc in documents:
+        if is_authorization_policy(doc):
+            policy = parse_policy(doc, ordinal, issues, context.logger)
+            if policy is not None:
+                policies.append(policy)
+                ordinal += max(len(policy.rules), 1)
+    mixer = MixerRbac([d for d in documents if is_mixer_rbac(d)], issues)
+    providers = _providers(params)
+    for policy in policies:
+        if policy.action == "CUSTOM" and policy.provider not in providers:
+            issues.add(policy.source, f"AuthorizationPolicy/{policy.name}.{policy.namespace}",
+                       "spec.provider.name",
+                       f"provider {policy.provider!r} is not configured in handler {context.handler}'s"
+                       f" providers (configured: {', '.join(sorted(providers)) or 'none'})")
+    # The host reports issues at the handler's document; name the policy's own file and field.
+    problems.extend(ConfigIssue("", "", "", f"{file}: {document}: {at}: {message}")
+                    for file, document, at, message in issues.errors)
+    if problems:
+        raise ConfigError(problems)
+    return Engine(policies, params.root_namespace), mixer
 
 
 class RbacHandler(Handler):
@@ -140,11 +201,51 @@ class RbacHandler(Handler):
         self.engine = engine
         self.mixer = mixer
         self.context = context
+        self.params = params
+        self._paths = _policy_paths(params, context.config_dir)
+        self.fingerprint = _fingerprint(self._paths)
+        self.reload_interval = params.reload_interval.total_seconds()
+        self._watch = bool(self._paths) and self.reload_interval > 0
+        self._next_poll = context.clock.monotonic() + self.reload_interval
+        self.last_error: str | None = None
+        self.reloads = 0
         duration = params.cache_duration if params.cache_duration is not None else params.valid_duration
         self.valid_duration = duration.total_seconds()
         self.valid_use_count = params.valid_use_count
         self.providers = _providers(params)
         self._results: dict[tuple[bool, str], CheckResult] = {}
+
+    def reload_if_changed(self) -> bool:
+        """Recompile when a policy file changed; True when new policies are in force.
+
+        Policies that fail to compile leave the last good ones in force; the reason is
+        logged and kept in ``last_error``.
+        """
+        fingerprint = _fingerprint(self._paths)
+        if fingerprint == self.fingerprint:
+            return False
+        self.fingerprint = fingerprint
+        try:
+            engine, mixer = load_policies(self.params, self.context)
+        except ConfigError as exc:
+            self.last_error = "; ".join(issue.message for issue in exc.issues)
+            self.context.logger.error("handler %s: policy change rejected, the last good policies stay in"
+                                      " force: %s", self.context.handler, self.last_error)
+            return False
+        engine.stats.update(self.engine.stats)
+        self.engine, self.mixer = engine, mixer
+        self._results.clear()
+        self.last_error = None
+        self.reloads += 1
+        self.context.logger.info("handler %s: policies reloaded (%d AuthorizationPolicies, %d ServiceRoles)",
+                                 self.context.handler, len(engine.policies), mixer.count)
+        return True
+
+    def _poll(self) -> None:
+        now = self.context.clock.monotonic()
+        if now >= self._next_poll:
+            self._next_poll = now + self.reload_interval
+            self.reload_if_changed()
 
     @property
     def stats(self) -> Mapping[str, int]:
@@ -165,6 +266,8 @@ class RbacHandler(Handler):
 
     def check(self, instance: Any) -> CheckResult:
         """Decide one request (an AuthorizationPolicy or a ServiceRole check, by instance type)."""
+        if self._watch:
+            self._poll()
         if type(instance) is not RequestContext:
             allowed, reason = self.mixer.decide(instance)
             return self._result(allowed, reason)
@@ -182,6 +285,8 @@ class CustomRbacHandler(RbacHandler):
         """Ask the CUSTOM provider first when a CUSTOM policy matches, then decide as usual."""
         if type(instance) is not RequestContext:
             return RbacHandler.check(self, instance)
+        if self._watch:
+            self._poll()
         request = RequestView(instance)
         engine = self.engine
         groups = engine.groups_for(request)
@@ -289,40 +394,11 @@ class RbacAdapter(Adapter):
     @classmethod
     def build(cls, params: RbacParams, context: BuildContext) -> Handler:
         """Read and compile the policies; raise ConfigError naming every bad document."""
-        problems: list[ConfigIssue] = []
-        documents: list[dict[str, Any]] = []
-        if params.config_documents:
-            documents.extend(d for d in context.extras.get("documents", ()) if isinstance(d, dict))
-        files = list(params.policy_files)
-        if params.config_store_url.startswith("fs://"):
-            files.append(params.config_store_url[len("fs://"):])
-        documents.extend(_read_files(files, context.config_dir, problems))
-        issues = PolicyIssues()
-        policies = []
-        ordinal = 0
-        for doc in documents:
-            if is_authorization_policy(doc):
-                policy = parse_policy(doc, ordinal, issues, context.logger)
-                if policy is not None:
-                    policies.append(policy)
-                    ordinal += max(len(policy.rules), 1)
-        mixer = MixerRbac([d for d in documents if is_mixer_rbac(d)], issues)
-        providers = _providers(params)
-        for policy in policies:
-            if policy.action == "CUSTOM" and policy.provider not in providers:
-                issues.add(policy.source, f"AuthorizationPolicy/{policy.name}.{policy.namespace}",
-                           "spec.provider.name",
-                           f"provider {policy.provider!r} is not configured in handler {context.handler}'s"
-                           f" providers (configured: {', '.join(sorted(providers)) or 'none'})")
-        # The host reports issues at the handler's document; name the policy's own file and field.
-        problems.extend(ConfigIssue("", "", "", f"{file}: {document}: {at}: {message}")
-                        for file, document, at, message in issues.errors)
-        if problems:
-            raise ConfigError(problems)
-        engine = Engine(policies, params.root_namespace)
-        handler_class = CustomRbacHandler if engine.has_custom else RbacHandler
+        engine, mixer = load_policies(params, context)
+        # With CUSTOM providers the handler awaits them; without, it answers synchronously.
+        handler_class = CustomRbacHandler if params.providers else RbacHandler
         context.logger.info("handler %s: %d AuthorizationPolicies, %d ServiceRoles", context.handler,
-                            len(policies), mixer.count)
+                            len(engine.policies), mixer.count)
         return handler_class(engine, mixer, params, context)
 
 

@@ -21,25 +21,23 @@ field, and the whole config is rejected (the last good one keeps serving).
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Mapping
-from operator import attrgetter as _get
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from operator import attrgetter as _get
 from typing import Any
 
-from adapters.rbac._match import (
-    MatchError,
-    StringSet,
-    bracket_names,
-    header_set,
-    ip_set,
-    path_set,
-    port_set,
-    string_set,
+from adapters.rbac._match import MatchError, header_set, ip_set, path_set, port_set, string_set
+from adapters.rbac._predicates import (
+    SUPPORTED_KEYS,
+    Pred,
+    add_field,
+    condition,
+    host_matcher,
+    namespace_matcher,
+    request_principal_matcher,
+    service_account_matcher,
 )
 from adapters.rbac._request import RequestView
-
-Pred = Callable[[RequestView], bool]
 
 ACTIONS = ("ALLOW", "DENY", "AUDIT", "CUSTOM")
 API_GROUP = "security.istio.io/"
@@ -139,168 +137,6 @@ def _values(raw: Any, at: str, where: tuple[str, str], issues: PolicyIssues) -> 
     return [str(v) for v in raw]
 
 
-def _exact_values(matcher: Any) -> frozenset[str] | None:
-    """The value set of a matcher that only compares exactly and case-sensitively, else None."""
-    strings = getattr(matcher, "strings", matcher)
-    if isinstance(strings, StringSet) and not strings.fold and getattr(matcher, "only_exact", False):
-        return strings.exact
-    return None
-
-
-def _field(preds: list[Pred], key_out: dict[str, frozenset[Any]], values: list[str],
-           not_values: list[str], make: Callable[[list[str]], Callable[[Any], bool]],
-           get: Callable[[RequestView], Any], index_as: str | None = None) -> None:
-    """Append the predicates of one field (values OR-ed, not-values negated)."""
-    if values:
-        matcher = make(values)
-        exact = _exact_values(matcher)
-        if exact is not None:
-            # The common case: a set membership test, no matcher call.
-            preds.append(lambda r, s=exact, g=get: g(r) in s)
-        else:
-            preds.append(lambda r, m=matcher, g=get: m(g(r)))
-        if index_as is not None and getattr(matcher, "only_exact", False):
-            key_out[index_as] = frozenset(values)
-    if not_values:
-        not_matcher = make(not_values)
-        preds.append(lambda r, m=not_matcher, g=get: not m(g(r)))
-
-
-def _namespace_matcher(values: list[str]) -> Callable[[RequestView], bool]:
-    # Istio matches namespaces on the peer principal: ".*/ns/<value, * → .*>/.*".
-    regexes = [re.compile(".*/ns/" + ".*".join(re.escape(p) for p in v.split("*")) + "/.*") for v in values]
-    fallback = string_set(values)
-
-    def match(r: RequestView) -> bool:
-        if r.principal:
-            return any(x.fullmatch(r.principal) for x in regexes)
-        return fallback(r.namespace)
-
-    return match
-
-
-def _service_account_matcher(values: list[str], default_ns: str) -> Callable[[RequestView], bool]:
-    regexes = []
-    for value in values:
-        ns, sep, sa = value.partition("/")
-        if not sep:
-            ns, sa = default_ns, value
-        regexes.append(re.compile(f"spiffe://.+/ns/{re.escape(ns)}/(.+/|)sa/{re.escape(sa)}(/.+)?"))
-
-    def match(r: RequestView) -> bool:
-        return r.uri_principal is not None and any(x.fullmatch(r.uri_principal) for x in regexes)
-
-    return match
-
-
-def _request_principal_matcher(values: list[str]) -> Callable[[str | None], bool]:
-    """Istio's ``iss/sub`` matching: split at the last ``/``; ``*`` halves mean any non-empty value."""
-    pairs = []
-    for value in values:
-        idx = value.rfind("/")
-        found = idx >= 0
-        iss, sub = (value[:idx], value[idx + 1:]) if found else (value, "")
-        if value == "*":
-            pairs.append((string_set(["*"]), string_set(["*"])))
-        elif value.startswith("*"):
-            if found:
-                pairs.append((string_set(["*" if iss == "*" else iss]), string_set([sub])))
-            else:
-                pairs.append((string_set(["*"]), string_set([value])))
-        elif value.endswith("*"):
-            if found:
-                pairs.append((string_set([iss]), string_set(["*" if sub == "*" else sub])))
-            else:
-                pairs.append((string_set([value]), string_set(["*"])))
-        else:
-            pairs.append((string_set([iss]), string_set([sub])))
-
-    def match(principal: str | None) -> bool:
-        if not principal:
-            return False
-        idx = principal.rfind("/")
-        iss, sub = (principal[:idx], principal[idx + 1:]) if idx >= 0 else (principal, "")
-        return any(mi(iss) and ms(sub) for mi, ms in pairs)
-
-    return match
-
-
-def _any_of(values: list[str]) -> Callable[[list[str]], bool]:
-    matcher = string_set(values)
-    return lambda found: any(matcher(v) for v in found)
-
-
-def _condition(key: str, values: list[str], not_values: list[str], policy_ns: str,
-               preds: list[Pred]) -> None:
-    """Compile one ``when`` condition; raise MatchError for an unknown or malformed key."""
-    ignore: dict[str, frozenset[Any]] = {}
-    if key.startswith("request.headers"):
-        (name,) = _one_name(key, "request.headers")
-        _field(preds, ignore, values, not_values, header_set, lambda r, n=name: r.header(n))
-    elif key.startswith("request.auth.claims"):
-        path = bracket_names(key[len("request.auth.claims"):], key)
-        _field(preds, ignore, values, not_values, _any_of, lambda r, p=path: r.claim_strings(p))
-    elif key in _SIMPLE_CONDITIONS:
-        make, get = _SIMPLE_CONDITIONS[key]
-        _field(preds, ignore, values, not_values, make, get)
-    elif key in ("source.namespace", "source.serviceAccount"):
-        if key == "source.namespace":
-            make_ns: Callable[[list[str]], Pred] = _namespace_matcher
-        else:
-            make_ns = lambda v: _service_account_matcher(v, policy_ns)  # noqa: E731
-        if values:
-            preds.append(make_ns(values))
-        if not_values:
-            negated = make_ns(not_values)
-            preds.append(lambda r, m=negated: not m(r))
-    else:
-        raise MatchError(f"unknown attribute {key!r} (supported: {', '.join(SUPPORTED_KEYS)})")
-
-
-def _one_name(key: str, attribute: str) -> list[str]:
-    names = bracket_names(key[len(attribute):], key)
-    if len(names) != 1:
-        raise MatchError(f"{key!r}: expected exactly one [name]")
-    return names
-
-
-_SIMPLE_CONDITIONS: dict[str, tuple[Callable[[list[str]], Any], Callable[[RequestView], Any]]] = {
-    "source.ip": (ip_set, _get("source_ip")),
-    "remote.ip": (ip_set, _get("remote_ip")),
-    "source.principal": (string_set, _get("principal")),
-    "request.auth.principal": (_request_principal_matcher, _get("auth_principal")),
-    "request.auth.audiences": (_any_of, lambda r: r.audiences()),
-    "request.auth.presenter": (_any_of, lambda r: r.presenter()),
-    "destination.ip": (ip_set, _get("destination_ip")),
-    "destination.port": (port_set, _get("port")),
-    "connection.sni": (string_set, _get("sni")),
-}
-
-SUPPORTED_KEYS = (
-    "request.headers[<name>]", "source.ip", "remote.ip", "source.namespace", "source.principal",
-    "source.serviceAccount", "request.auth.principal", "request.auth.audiences",
-    "request.auth.presenter", "request.auth.claims[<name>]...", "destination.ip", "destination.port",
-    "connection.sni",
-)
-
-
-def _has_port(value: str) -> bool:
-    return ":" in value.rsplit("]", 1)[-1]
-
-
-def _host_matcher(values: list[str]) -> Callable[[RequestView], bool]:
-    """Hosts compare case-insensitively; a value without a port matches the host with any port."""
-    exact = string_set(values, fold=True)
-    portless = string_set([v for v in values if not _has_port(v)], fold=True)
-
-    def match(r: RequestView) -> bool:
-        if exact(r.host):
-            return True
-        return r.host_no_port != r.host and portless(r.host_no_port)
-
-    return match
-
-
 def _source(raw: Any, at: str, where: tuple[str, str], policy_ns: str, issues: PolicyIssues,
             keys: dict[str, frozenset[Any]]) -> tuple[Pred, ...] | None:
     if not isinstance(raw, Mapping) or set(raw) - {"source"}:
@@ -327,20 +163,20 @@ def _source(raw: Any, at: str, where: tuple[str, str], policy_ns: str, issues: P
         return None
     preds: list[Pred] = []
     try:
-        _field(preds, keys, lists["principals"], lists["notPrincipals"], string_set,
+        add_field(preds, keys, lists["principals"], lists["notPrincipals"], string_set,
                _get("principal"), "principal")
-        _field(preds, keys, lists["requestPrincipals"], lists["notRequestPrincipals"],
-               _request_principal_matcher, _get("auth_principal"))
+        add_field(preds, keys, lists["requestPrincipals"], lists["notRequestPrincipals"],
+               request_principal_matcher, _get("auth_principal"))
         for values, negate in ((lists["namespaces"], False), (lists["notNamespaces"], True)):
             if values:
-                m = _namespace_matcher(values)
+                m = namespace_matcher(values)
                 preds.append((lambda r, m=m: not m(r)) if negate else m)
         for values, negate in ((lists["serviceAccounts"], False), (lists["notServiceAccounts"], True)):
             if values:
-                m = _service_account_matcher(values, policy_ns)
+                m = service_account_matcher(values, policy_ns)
                 preds.append((lambda r, m=m: not m(r)) if negate else m)
-        _field(preds, keys, lists["ipBlocks"], lists["notIpBlocks"], ip_set, _get("source_ip"))
-        _field(preds, keys, lists["remoteIpBlocks"], lists["notRemoteIpBlocks"], ip_set,
+        add_field(preds, keys, lists["ipBlocks"], lists["notIpBlocks"], ip_set, _get("source_ip"))
+        add_field(preds, keys, lists["remoteIpBlocks"], lists["notRemoteIpBlocks"], ip_set,
                _get("remote_ip"))
     except MatchError as exc:
         issues.add(*where, f"{at}.source", str(exc))
@@ -371,18 +207,18 @@ def _operation(raw: Any, at: str, where: tuple[str, str], issues: PolicyIssues,
     try:
         hosts, not_hosts = lists["hosts"], lists["notHosts"]
         if hosts:
-            preds.append(_host_matcher(hosts))
+            preds.append(host_matcher(hosts))
             if all("*" not in h for h in hosts):
                 keys["host"] = frozenset(h.lower() for h in hosts)
         if not_hosts:
-            negated = _host_matcher(not_hosts)
+            negated = host_matcher(not_hosts)
             preds.append(lambda r, m=negated: not m(r))
-        _field(preds, keys, lists["ports"], lists["notPorts"], port_set, _get("port"))
+        add_field(preds, keys, lists["ports"], lists["notPorts"], port_set, _get("port"))
         if lists["ports"]:
             keys["port"] = frozenset(int(p) for p in lists["ports"])
-        _field(preds, keys, lists["methods"], lists["notMethods"], header_set,
+        add_field(preds, keys, lists["methods"], lists["notMethods"], header_set,
                _get("method"), "method")
-        _field(preds, keys, lists["paths"], lists["notPaths"], path_set, _get("path"), "path")
+        add_field(preds, keys, lists["paths"], lists["notPaths"], path_set, _get("path"), "path")
     except MatchError as exc:
         issues.add(*where, f"{at}.operation", str(exc))
         return None
@@ -406,7 +242,7 @@ def _when(raw: Any, at: str, where: tuple[str, str], policy_ns: str, issues: Pol
         return None
     preds: list[Pred] = []
     try:
-        _condition(key, values, not_values, policy_ns, preds)
+        condition(key, values, not_values, policy_ns, preds)
     except MatchError as exc:
         issues.add(*where, f"{at}.key", str(exc))
         return None

@@ -96,3 +96,29 @@ async def test_reload_with_a_bad_policy_keeps_the_last_good_one(policy_config, p
     await asyncio.sleep(0)
     assert await service.reload(force=True) is True
     assert (await service.check(attrs())).allowed
+
+
+async def test_policy_files_are_reloaded_when_they_change(tmp_path, policy_config, policy_service_factory, caplog):
+    import os
+
+    def write(text: str) -> None:
+        target = tmp_path / "policies.yaml"
+        target.write_text(text)
+        stat = target.stat()  # move the mtime on, whatever the filesystem's resolution
+        os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10_000_000))
+
+    write(policy("{action: DENY, rules: [{to: [{operation: {methods: [DELETE]}}]}]}"))
+    directory = policy_config(config_text("", params=f"{{policyFiles: ['{tmp_path / 'policies.yaml'}'],"
+                                                     " reloadInterval: 1us}"))
+    service = await policy_service_factory(directory)
+    handler = service.snapshot.handlers["authz"].handler
+    assert not (await service.check(attrs(request__method="DELETE"))).allowed
+    write(policy("{action: DENY, rules: [{to: [{operation: {methods: [PUT]}}]}]}"))
+    assert not (await service.check(attrs(request__method="PUT"))).allowed
+    assert (await service.check(attrs(request__method="DELETE", request__path="/new"))).allowed
+    assert handler.reloads == 1
+    write(policy("{action: DENY, rules: [{to: [{operation: {ports: [http]}}]}]}"))
+    still = await service.check(attrs(request__method="PUT", request__path="/other"))
+    assert not still.allowed
+    assert "'http' is not a port number" in handler.last_error
+    assert "the last good policies stay in force" in caplog.text

@@ -1,0 +1,198 @@
+"""Predicates over a request: what each field of a rule and each ``when`` key compiles to.
+
+A predicate takes a :class:`~adapters.rbac._request.RequestView` and answers True or
+False. Istio's generator (``pilot/pkg/security/authz/model/generator.go``) decides
+how each field matches: principals compare with the ``spiffe://`` prefix, namespaces
+and service accounts match the peer principal by pattern, request principals split
+``iss/sub`` at the last ``/``, audiences, presenter and claims match any element of a
+list claim, headers use Envoy's header matcher (``*`` is presence), hosts compare
+case-insensitively. Values are OR-ed and ``not`` values negated (:func:`add_field`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from operator import attrgetter as _get
+from typing import Any
+
+from adapters.rbac._match import (
+    MatchError,
+    StringSet,
+    bracket_names,
+    header_set,
+    ip_set,
+    port_set,
+    string_set,
+)
+from adapters.rbac._request import RequestView
+
+Pred = Callable[[RequestView], bool]
+
+
+def exact_values(matcher: Any) -> frozenset[str] | None:
+    """The value set of a matcher that only compares exactly and case-sensitively, else None."""
+    strings = getattr(matcher, "strings", matcher)
+    if isinstance(strings, StringSet) and not strings.fold and getattr(matcher, "only_exact", False):
+        return strings.exact
+    return None
+
+
+def add_field(preds: list[Pred], key_out: dict[str, frozenset[Any]], values: list[str],
+           not_values: list[str], make: Callable[[list[str]], Callable[[Any], bool]],
+           get: Callable[[RequestView], Any], index_as: str | None = None) -> None:
+    """Append the predicates of one field (values OR-ed, not-values negated)."""
+    if values:
+        matcher = make(values)
+        exact = exact_values(matcher)
+        if exact is not None:
+            # The common case: a set membership test, no matcher call.
+            preds.append(lambda r, s=exact, g=get: g(r) in s)
+        else:
+            preds.append(lambda r, m=matcher, g=get: m(g(r)))
+        if index_as is not None and getattr(matcher, "only_exact", False):
+            key_out[index_as] = frozenset(values)
+    if not_values:
+        not_matcher = make(not_values)
+        preds.append(lambda r, m=not_matcher, g=get: not m(g(r)))
+
+
+def namespace_matcher(values: list[str]) -> Callable[[RequestView], bool]:
+    # Istio matches namespaces on the peer principal: ".*/ns/<value, * → .*>/.*".
+    regexes = [re.compile(".*/ns/" + ".*".join(re.escape(p) for p in v.split("*")) + "/.*") for v in values]
+    fallback = string_set(values)
+
+    def match(r: RequestView) -> bool:
+        if r.principal:
+            return any(x.fullmatch(r.principal) for x in regexes)
+        return fallback(r.namespace)
+
+    return match
+
+
+def service_account_matcher(values: list[str], default_ns: str) -> Callable[[RequestView], bool]:
+    regexes = []
+    for value in values:
+        ns, sep, sa = value.partition("/")
+        if not sep:
+            ns, sa = default_ns, value
+        regexes.append(re.compile(f"spiffe://.+/ns/{re.escape(ns)}/(.+/|)sa/{re.escape(sa)}(/.+)?"))
+
+    def match(r: RequestView) -> bool:
+        return r.uri_principal is not None and any(x.fullmatch(r.uri_principal) for x in regexes)
+
+    return match
+
+
+def request_principal_matcher(values: list[str]) -> Callable[[str | None], bool]:
+    """Istio's ``iss/sub`` matching: split at the last ``/``; ``*`` halves mean any non-empty value."""
+    pairs = []
+    for value in values:
+        idx = value.rfind("/")
+        found = idx >= 0
+        iss, sub = (value[:idx], value[idx + 1:]) if found else (value, "")
+        if value == "*":
+            pairs.append((string_set(["*"]), string_set(["*"])))
+        elif value.startswith("*"):
+            if found:
+                pairs.append((string_set(["*" if iss == "*" else iss]), string_set([sub])))
+            else:
+                pairs.append((string_set(["*"]), string_set([value])))
+        elif value.endswith("*"):
+            if found:
+                pairs.append((string_set([iss]), string_set(["*" if sub == "*" else sub])))
+            else:
+                pairs.append((string_set([value]), string_set(["*"])))
+        else:
+            pairs.append((string_set([iss]), string_set([sub])))
+
+    def match(principal: str | None) -> bool:
+        if not principal:
+            return False
+        idx = principal.rfind("/")
+        iss, sub = (principal[:idx], principal[idx + 1:]) if idx >= 0 else (principal, "")
+        return any(mi(iss) and ms(sub) for mi, ms in pairs)
+
+    return match
+
+
+def any_of(values: list[str]) -> Callable[[list[str]], bool]:
+    matcher = string_set(values)
+    return lambda found: any(matcher(v) for v in found)
+
+
+def condition(key: str, values: list[str], not_values: list[str], policy_ns: str,
+               preds: list[Pred]) -> None:
+    """Compile one ``when`` condition; raise MatchError for an unknown or malformed key."""
+    ignore: dict[str, frozenset[Any]] = {}
+    if key.startswith("request.headers"):
+        (name,) = _one_name(key, "request.headers")
+        add_field(preds, ignore, values, not_values, header_set, lambda r, n=name: r.header(n))
+    elif key.startswith("request.auth.claims"):
+        path = bracket_names(key[len("request.auth.claims"):], key)
+        add_field(preds, ignore, values, not_values, any_of, lambda r, p=path: r.claim_strings(p))
+    elif key in _SIMPLE_CONDITIONS:
+        make, get = _SIMPLE_CONDITIONS[key]
+        add_field(preds, ignore, values, not_values, make, get)
+    elif key in ("source.namespace", "source.serviceAccount"):
+        if key == "source.namespace":
+            make_ns: Callable[[list[str]], Pred] = namespace_matcher
+        else:
+            make_ns = lambda v: service_account_matcher(v, policy_ns)  # noqa: E731
+        if values:
+            preds.append(make_ns(values))
+        if not_values:
+            negated = make_ns(not_values)
+            preds.append(lambda r, m=negated: not m(r))
+    else:
+        raise MatchError(f"unknown attribute {key!r} (supported: {', '.join(SUPPORTED_KEYS)})")
+
+
+def _one_name(key: str, attribute: str) -> list[str]:
+    names = bracket_names(key[len(attribute):], key)
+    if len(names) != 1:
+        raise MatchError(f"{key!r}: expected exactly one [name]")
+    return names
+
+
+_SIMPLE_CONDITIONS: dict[str, tuple[Callable[[list[str]], Any], Callable[[RequestView], Any]]] = {
+    "source.ip": (ip_set, _get("source_ip")),
+    "remote.ip": (ip_set, _get("remote_ip")),
+    "source.principal": (string_set, _get("principal")),
+    "request.auth.principal": (request_principal_matcher, _get("auth_principal")),
+    "request.auth.audiences": (any_of, lambda r: r.audiences()),
+    "request.auth.presenter": (any_of, lambda r: r.presenter()),
+    "destination.ip": (ip_set, _get("destination_ip")),
+    "destination.port": (port_set, _get("port")),
+    "connection.sni": (string_set, _get("sni")),
+}
+
+SUPPORTED_KEYS = (
+    "request.headers[<name>]", "source.ip", "remote.ip", "source.namespace", "source.principal",
+    "source.serviceAccount", "request.auth.principal", "request.auth.audiences",
+    "request.auth.presenter", "request.auth.claims[<name>]...", "destination.ip", "destination.port",
+    "connection.sni",
+)
+
+
+def _has_port(value: str) -> bool:
+    return ":" in value.rsplit("]", 1)[-1]
+
+
+def host_matcher(values: list[str]) -> Callable[[RequestView], bool]:
+    """Hosts compare case-insensitively; a value without a port matches the host with any port."""
+    exact = string_set(values, fold=True)
+    portless = string_set([v for v in values if not _has_port(v)], fold=True)
+
+    def match(r: RequestView) -> bool:
+        if exact(r.host):
+            return True
+        return r.host_no_port != r.host and portless(r.host_no_port)
+
+    return match
+
+
+__all__ = [
+    "Pred", "SUPPORTED_KEYS", "add_field", "any_of", "condition", "exact_values", "host_matcher",
+    "namespace_matcher", "request_principal_matcher", "service_account_matcher",
+]
