@@ -20,6 +20,11 @@ Quotas: the QuotaSpecs bound to the request (:mod:`policy.config.quota_specs`) a
 charged with ``request.id`` as deduplication id; an exhausted quota answers
 RESOURCE_EXHAUSTED / 429.
 
+Translation follows a per-snapshot plan (:func:`plan_for`): only the attributes (and
+header keys) some expression of the config can read are translated. An attribute in the
+plan is translated exactly as without one, so no decision or cache key can tell the
+difference; the others would only cost time.
+
 Errors: a request that does not decode, is larger than :data:`MAX_REQUEST_BYTES` or
 has an address that is not an IP answers INVALID_ARGUMENT; a failure inside the
 service answers INTERNAL, so Envoy's ``failure_mode_allow`` / ``status_on_error``
