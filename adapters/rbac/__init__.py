@@ -339,10 +339,8 @@ class CustomRbacHandler(RbacHandler):
 
 
 def _delegate(context: BuildContext, name: str) -> Handler | None:
-    handlers = getattr(context, "handlers", None)
-    if handlers is None:
-        handlers = context.extras.get("handlers", {})
-    return handlers.get(name)
+    # The host fills context.handlers with the handlers named by handler_references().
+    return context.handlers.get(name)
 
 
 def _merge(result: CheckResult, provided: CheckResult) -> CheckResult:
