@@ -35,6 +35,7 @@ logged; the rest of the entry is still reported.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as _dt
 import logging
 from typing import Any
@@ -53,6 +54,8 @@ log = logging.getLogger("policy.servers.accesslog")
 SERVICE_NAME = als_pb2.DESCRIPTOR.services_by_name["AccessLogService"].full_name
 
 _Message = als_pb2.StreamAccessLogsMessage
+#: Entries queued between two yields to the event loop.
+_CHUNK = 64
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
 _METHODS = {v: k for k, v in base_pb2.RequestMethod.items() if v}
 
@@ -217,8 +220,10 @@ class AccessLogServicer:
                 log_name = message.identifier.log_name
             bags = message_bags(message)
             self.entries += len(bags)
-            if bags:
-                self.queued += self.service.report(bags)
+            for start in range(0, len(bags), _CHUNK):
+                if start:
+                    await asyncio.sleep(0)  # a huge message must not hold checks up while it is queued
+                self.queued += self.service.report(bags[start:start + _CHUNK])
             index += 1
         log.debug("access log stream %r ended after %d message(s)", log_name, index)
         return als_pb2.StreamAccessLogsResponse()

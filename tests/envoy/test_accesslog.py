@@ -247,3 +247,12 @@ async def test_a_slow_report_adapter_never_holds_up_a_check(held, via):
 
 async def _one(message):
     yield message
+
+
+async def test_a_large_message_is_queued_in_order_in_chunks(server):
+    async def messages():
+        yield http_message(*(http_entry(f"big{i}") for i in range(300)))
+
+    await accesslog(server, "tcp").StreamAccessLogs(messages())
+    got = await delivered(server, 300)
+    assert [v["request_id"] for v in got] == [f"big{i}" for i in range(300)]
