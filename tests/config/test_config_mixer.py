@@ -304,12 +304,12 @@ def test_mixer_kinds_not_read_are_explained(write, host):
         spec: {{attributes: {{}}}}
         ---
         {API}
-        kind: prometheus
+        kind: stackdriver
         metadata: {{name: handler, namespace: istio-system}}
     """)
     model = parse_config(path, host)
     assert [(w.document, w.message.split(":")[0]) for w in model.warnings] == [
         ("attributemanifest/istioproxy.istio-system", "kind 'attributemanifest' is not read"),
-        ("prometheus/handler.istio-system", "kind 'prometheus' is neither an installed adapter (adapters"),
+        ("stackdriver/handler.istio-system", "kind 'stackdriver' is neither an installed adapter (adapters"),
     ]
     assert "the attribute vocabulary comes from plugins" in model.warnings[0].message
