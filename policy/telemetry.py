@@ -10,26 +10,24 @@ and the tests do not collide). Counters that live in per-snapshot objects (the
 decision cache) are carried over when a snapshot is retired, so they only grow.
 
 Transports report each answered check with :meth:`Telemetry.observe_check`
-(``PolicyService.check(..., api=...)`` does it for them). The metrics:
+(``PolicyService.check(..., api=...)`` does it for them; ``api`` is ``native``,
+``ext_authz``, ``ratelimit`` or ``inprocess``) and other answers with
+:meth:`Telemetry.observe` / :meth:`Telemetry.observe_rate_limit`. The metrics:
 
-====================================================  =================================
-``policy_check_duration_seconds{api}``                 histogram of check latency
-``policy_decisions_total{api,code}``                   decisions by gRPC code name
-``policy_rule_decisions_total{rule,code}``             decisions each matched rule took part in
-``policy_decision_cache_{hits,misses,evictions}_total``  decision cache counters
-``policy_decision_cache_entries``                      entries in the current cache
-``policy_quota_grants_total{handler}``                 quota calls granted (amount > 0)
-``policy_quota_granted_amount_total{handler}``         units granted
-``policy_quota_denials_total{handler,code}``           quota calls refused
-``policy_adapter_errors_total{handler,call}``          a handler raised (call: check/quota/report)
-``policy_adapter_timeouts_total{handler,call}``        a handler exceeded its timeout
-``policy_report_queue_depth{handler}``                 report instances waiting
-``policy_report_{accepted,delivered,dropped,failed}_total{handler}``  the report pipeline
-``policy_config_generation``                           config generation in force
-``policy_config_last_reload_success``                  1 when the last (re)load succeeded
-``policy_config_last_reload_timestamp_seconds``        when it happened
-``policy_config_reloads_total`` / ``..._failures_total``  reloads applied / rejected
-====================================================  =================================
+- ``policy_check_duration_seconds{api}``: histogram of check latency.
+- ``policy_decisions_total{api,code}``: decisions by gRPC code name.
+- ``policy_rule_decisions_total{rule,code}``: decisions each matched rule took part in.
+- ``policy_decision_cache_{hits,misses,evictions}_total``, ``policy_decision_cache_entries``.
+- ``policy_quota_grants_total{handler}``, ``policy_quota_granted_amount_total{handler}``,
+  ``policy_quota_denials_total{handler,code}``: quota calls an adapter answered (and the
+  rate-limit service's answers, by its backing handler).
+- ``policy_adapter_errors_total{handler,call}`` and ``policy_adapter_timeouts_total{handler,call}``:
+  a handler raised or exceeded its timeout (``call``: check, quota, report, ratelimit).
+- ``policy_report_queue_depth{handler}``: report instances waiting.
+- ``policy_report_{accepted,delivered,dropped,failed}_total{handler}``: the report pipeline.
+- ``policy_config_generation``, ``policy_config_last_reload_success`` (1 or 0),
+  ``policy_config_last_reload_timestamp_seconds``, ``policy_config_reloads_total``,
+  ``policy_config_reload_failures_total``.
 """
 
 from __future__ import annotations

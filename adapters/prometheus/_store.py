@@ -11,7 +11,7 @@ are dropped once older than their family's expiry, checked at most every expiry
 check interval, when reporting and before each scrape.
 
 Handlers update the store from the event loop, scrapes read it from the HTTP
-server's thread: one lock guards both.
+server's thread: one lock guards both, and a scrape holds it only to copy values.
 """
 
 from __future__ import annotations
@@ -77,27 +77,32 @@ class Family:
         """True when an expiry sweep is due."""
         return self.expiry is not None and now - self.last_sweep >= self.check_interval
 
-    def export(self) -> Any:
-        """This family as a prometheus-client metric family."""
-        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+    def rows(self) -> list[tuple[tuple[str, ...], float, list[int]]]:
+        """A copy of every series (labels, value or sum, bucket counts), cheap enough to take under the lock."""
+        return [(labels, s.value, s.counts[:]) for labels, s in self.series.items()]
 
-        d = self.definition
-        labels = list(d.label_names)
-        if d.kind is Kind.DISTRIBUTION:
-            histogram = HistogramMetricFamily(d.name, d.documentation, labels=labels)
-            bounds = [*(repr(float(b)) for b in d.buckets), "+Inf"]
-            for values, s in self.series.items():
-                running, buckets = 0, []
-                for bound, count in zip(bounds, s.counts):
-                    running += count
-                    buckets.append((bound, running))
-                histogram.add_metric(list(values), buckets, s.value)
-            return histogram
-        family_type = CounterMetricFamily if d.kind is Kind.COUNTER else GaugeMetricFamily
-        family = family_type(d.name, d.documentation, labels=labels)
-        for values, s in self.series.items():
-            family.add_metric(list(values), s.value)
-        return family
+
+def export(definition: Definition, rows: list[tuple[tuple[str, ...], float, list[int]]]) -> Any:
+    """One family's copied series as a prometheus-client metric family (built outside the lock)."""
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
+    d = definition
+    labels = list(d.label_names)
+    if d.kind is Kind.DISTRIBUTION:
+        histogram = HistogramMetricFamily(d.name, d.documentation, labels=labels)
+        bounds = [*(repr(float(b)) for b in d.buckets), "+Inf"]
+        for values, total, counts in rows:
+            running, buckets = 0, []
+            for bound, count in zip(bounds, counts):
+                running += count
+                buckets.append((bound, running))
+            histogram.add_metric(list(values), buckets, total)
+        return histogram
+    family_type = CounterMetricFamily if d.kind is Kind.COUNTER else GaugeMetricFamily
+    family = family_type(d.name, d.documentation, labels=labels)
+    for values, value, _ in rows:
+        family.add_metric(list(values), value)
+    return family
 
 
 class MetricStore:
@@ -137,15 +142,21 @@ class MetricStore:
                     del self.families[name]
 
     def collect(self) -> Iterator[Any]:
-        """Every family, after dropping expired series (prometheus-client calls this on scrape)."""
+        """Every family, after dropping expired series (prometheus-client calls this on scrape).
+
+        Only the copying happens under the lock the event loop's handlers take; the
+        metric families are built after it is released, so a scrape of many series
+        holds a report (and so the loop) for as short a time as it can.
+        """
         with self.lock:
             now = self.clock()
-            exported = []
+            copied = []
             for family in self.families.values():
                 if family.expiry is not None:
                     family.sweep(now)
-                exported.append(family.export())
-        yield from exported
+                copied.append((family.definition, family.rows()))
+        for definition, rows in copied:
+            yield export(definition, rows)
 
 
 _stores: weakref.WeakKeyDictionary[Any, MetricStore] = weakref.WeakKeyDictionary()

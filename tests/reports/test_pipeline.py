@@ -63,7 +63,7 @@ async def test_a_blocked_report_adapter_leaves_checks_as_fast(policy_server_fact
     assert handler.entered.is_set() and not handler.release.is_set() and handler.received == 0
     assert service.reports.depth()["sink"] > 0
     ratio = statistics.median(blocked) / statistics.median(baseline)
-    assert ratio < 3.0, f"median check latency x{ratio:.2f} with the report adapter blocked"
+    assert ratio < 4.0, f"median check latency x{ratio:.2f} with the report adapter blocked"
 
     handler.release.set()
     assert await service.reports.drain(timeout=10)
