@@ -128,3 +128,18 @@ async def test_a_drain_that_gives_up_counts_what_it_leaves(policy_config, policy
     stats = queue.stats()["sink"]
     assert (stats.accepted, stats.dropped, stats.delivered) == (12, 12, 0)  # nothing unaccounted for
     handler.release.set()
+
+
+async def test_report_counters_keep_growing_across_a_reload(policy_config, policy_service_factory, tmp_path):
+    params = f'params: {{logStream: FILE, outputPath: "{tmp_path / "r.log"}"}}'
+    config = policy_config(_config("stdio").replace("adapter: stdio, timeout: 30s", f"adapter: stdio, {params}"))
+    service = await policy_service_factory(config, retire_grace=0.05)
+    service.report([{"request.path": "/a"}] * 3)
+    assert await service.reports.drain(timeout=5)
+    assert await service.reload(force=True)
+    service.report([{"request.path": "/b"}] * 2)
+    assert await service.reports.drain(timeout=5)
+    await wait_until(lambda: not service._retiring, what="the old snapshot to retire")
+    stats = service.reports.stats()["sink"]
+    assert (stats.accepted, stats.delivered) == (5, 5)  # one handler name, one set of counters
+    assert (tmp_path / "r.log").read_text().count("\n") == 5
