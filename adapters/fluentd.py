@@ -108,16 +108,18 @@ def _value(value: Any, integer_duration: bool) -> Any:
 
 
 class FluentdHandler(Handler):
-    """Buffers log entries and pushes them to fluentd from a worker thread."""
+    """Buffers log entries and pushes them to fluentd from a worker thread.
 
-    def __init__(self, params: FluentdParams, clock: Clock, logger: logging.Logger) -> None:
-        from fluent.sender import FluentSender
+    :param sender_type: fluent-logger's ``FluentSender`` (imported by ``build``, so a
+        missing fluent-logger is a clear build error rather than an import error).
+    """
 
+    def __init__(self, params: FluentdParams, clock: Clock, logger: logging.Logger, sender_type: Any) -> None:
         host, port = _host_port(params.address)
         self.params = params
         self._clock = clock
         self._log = logger
-        self._sender = FluentSender(params.tag_prefix, host=host, port=port, bufmax=params.buffer_bytes,
+        self._sender = sender_type(params.tag_prefix, host=host, port=port, bufmax=params.buffer_bytes,
                                     timeout=params.push_timeout.total_seconds(),
                                     nanosecond_precision=params.sub_second_precision,
                                     buffer_overflow_handler=self._overflowed)
@@ -272,10 +274,10 @@ class Fluentd(Adapter):
     def build(cls, params: FluentdParams, context: BuildContext) -> FluentdHandler:
         """Make the sender (it connects on the first push, not here)."""
         try:
-            import fluent.sender  # noqa: F401
+            from fluent import sender
         except ImportError as exc:
             raise RuntimeError("the fluentd adapter needs fluent-logger: pip install 'sidecar-policy[fluentd]'") from exc
-        return FluentdHandler(params, context.clock, context.logger)
+        return FluentdHandler(params, context.clock, context.logger, sender.FluentSender)
 
 
 @hookimpl

@@ -10,7 +10,7 @@ import textwrap
 import pytest
 
 from policy import ConfigError
-from tests.reports._receivers import scrape, wait_until
+from tests.reports._receivers import scrape
 from tests.reports.conftest import send_reports
 
 METRICS = """
