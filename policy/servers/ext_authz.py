@@ -150,8 +150,8 @@ def _id_tail(decision_id: str) -> bytes:
     raw = decision_id.encode()
     size = len(raw)
     if size < 100:  # every length below fits one varint byte: skip the general encoder
-        entry = _ID_KEY + bytes((0x12, size + 2, 0x1A, size)) + raw
-        return _METADATA_TAG + bytes((len(entry) + 2, 0x0A, len(entry))) + entry
+        entry = size + len(_ID_KEY) + 4  # key field, value field tag and length, Value tag and length, id
+        return b"%b%c\x0a%c%b\x12%c\x1a%c%b" % (_METADATA_TAG, entry + 2, entry, _ID_KEY, size + 2, size, raw)
     entry = _ID_KEY + _delimited(2, _delimited(3, raw))
     return _delimited(_METADATA_FIELD, _delimited(1, entry))
 
