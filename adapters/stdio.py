@@ -57,6 +57,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from adapters._reportvalues import go_duration, rfc3339
 from policy import (
     Adapter,
     BuildContext,
@@ -118,32 +119,6 @@ class StdioParams:
 
 
 # --- encoding ------------------------------------------------------------------
-
-
-def rfc3339(value: dt.datetime) -> str:
-    """``2024-05-01T12:00:00.000000Z``: UTC with microseconds (a naive datetime is taken as UTC)."""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.timezone.utc)
-    return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def go_duration(value: dt.timedelta) -> str:
-    """A duration as Go prints it: ``250ms``, ``1.5s``, ``2m30s``, ``1h0m0s``."""
-    total = value.total_seconds()
-    sign, total = ("-", -total) if total < 0 else ("", total)
-    if total == 0:
-        return "0s"
-    if total < 1:
-        return f"{sign}{_trim(total * 1000)}ms"
-    hours, rest = divmod(total, 3600)
-    minutes, seconds = divmod(rest, 60)
-    out = f"{int(hours)}h" if hours else ""
-    out += f"{int(minutes)}m" if hours or minutes else ""
-    return f"{sign}{out}{_trim(seconds)}s"
-
-
-def _trim(number: float) -> str:
-    return f"{number:.6f}".rstrip("0").rstrip(".")
 
 
 def _json_default(value: Any) -> Any:
