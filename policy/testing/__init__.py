@@ -16,6 +16,8 @@ Installing ``sidecar-policy`` makes these fixtures available in every pytest run
     ready gRPC stubs (``.native()``, ``.ext_authz()``).
 ``policy_hook_recorder`` / ``policy_call_recorder``
     a :class:`HookRecorder` / :class:`CallRecorder` to pass as a plugin.
+``policy_fake_clock``
+    a :class:`FakeClock`; pass ``.clock`` to ``BuildContext(clock=...)``.
 
 Helpers: :func:`assert_scenarios` (scenario tables), :func:`check_adapter_conformance`
 (the adapter contract), :func:`native_check`, :func:`ext_authz_request`,
@@ -24,13 +26,14 @@ Helpers: :func:`assert_scenarios` (scenario tables), :func:`check_adapter_confor
 
 from __future__ import annotations
 
+from policy.testing.clock import FakeClock
 from policy.testing.conformance import STEPS, ConformanceReport, check_adapter_conformance, sample_instance
 from policy.testing.harness import RunningServer, ext_authz_request, free_port, native_check, write_config
 from policy.testing.recorder import CallRecorder, HandlerCallRecord, HookCall, HookRecorder, RecordingHandler
 from policy.testing.scenarios import Outcome, Scenario, assert_scenarios, run_scenarios
 
 __all__ = [
-    "STEPS", "CallRecorder", "ConformanceReport", "HandlerCallRecord", "HookCall", "HookRecorder",
+    "STEPS", "CallRecorder", "ConformanceReport", "FakeClock", "HandlerCallRecord", "HookCall", "HookRecorder",
     "Outcome", "RecordingHandler", "RunningServer", "Scenario", "assert_scenarios",
     "check_adapter_conformance", "ext_authz_request", "free_port", "native_check", "run_scenarios",
     "sample_instance", "write_config",
@@ -39,6 +42,7 @@ __all__ = [
 from policy.testing.fixtures import (  # noqa: E402,F401  (pytest collects fixtures from the plugin module)
     policy_call_recorder,
     policy_config,
+    policy_fake_clock,
     policy_host_factory,
     policy_hook_recorder,
     policy_server_factory,

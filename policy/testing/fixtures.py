@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from policy.testing.clock import FakeClock
 from policy.testing.harness import RunningServer, free_port, write_config
 from policy.testing.recorder import CallRecorder, HookRecorder
 
@@ -103,3 +104,9 @@ def policy_hook_recorder() -> HookRecorder:
 def policy_call_recorder() -> CallRecorder:
     """A :class:`~policy.testing.CallRecorder`: pass it as a plugin to record every handler call."""
     return CallRecorder()
+
+
+@pytest.fixture
+def policy_fake_clock() -> FakeClock:
+    """A :class:`~policy.testing.FakeClock` at a fixed time; ``.advance(seconds)`` moves it."""
+    return FakeClock()

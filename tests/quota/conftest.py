@@ -13,28 +13,12 @@ from typing import Any
 
 import pytest
 
+from policy.testing import FakeClock
+
 from policy import BuildContext, Clock, Handler, parse_params
 from tests.quota.redis_procs import RedisCluster, RedisServer
 
 _names = itertools.count()
-
-
-class FakeClock:
-    """A clock that moves only when told to (wall and monotonic together)."""
-
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.wall = now
-        self.mono = 1000.0
-
-    def advance(self, seconds: float) -> None:
-        """Move both clocks forward."""
-        self.wall += seconds
-        self.mono += seconds
-
-    @property
-    def clock(self) -> Clock:
-        """The SDK clock reading this fake."""
-        return Clock(now=lambda: self.wall, monotonic=lambda: self.mono)
 
 
 @pytest.fixture
