@@ -246,13 +246,15 @@ class Plan:
 
     __slots__ = ("names", "header_keys", "source", "source_identity", "source_labels", "destination",
                  "destination_identity", "destination_labels", "mtls", "time", "http", "url", "headers",
-                 "useragent", "referer", "protocol", "body", "sni", "extensions", "auth")
+                 "useragent", "referer", "protocol", "body", "sni", "extensions", "auth", "method", "path",
+                 "host", "scheme", "id", "size", "source_port")
 
     def __init__(self, names: frozenset[str], header_keys: tuple[str, ...] | None = None) -> None:
         self.names, self.header_keys = names, header_keys
         self.source = any(n.startswith("source.") for n in names) or "connection.mtls" in names
         self.source_identity = bool(names & {"source.namespace", "source.serviceAccount"})
         self.source_labels = "source.labels" in names
+        self.source_port = "source.port" in names
         self.destination = any(n.startswith("destination.") for n in names)
         self.destination_identity = bool(names & {"destination.namespace", "destination.serviceAccount"})
         self.destination_labels = "destination.labels" in names
@@ -263,6 +265,9 @@ class Plan:
         self.useragent, self.referer = "request.useragent" in names, "request.referer" in names
         self.protocol = "context.protocol" in names
         self.body = "request.body" in names
+        self.method, self.path = "request.method" in names, "request.path" in names
+        self.host, self.scheme = "request.host" in names, "request.scheme" in names
+        self.id, self.size = "request.id" in names, "request.size" in names
         self.http = any(n.startswith("request.") and not n.startswith("request.auth.") and n != "request.time"
                         for n in names) or self.protocol
         self.sni = "connection.requested_server_name" in names
@@ -294,16 +299,18 @@ _DESTINATION = ("destination.ip", "destination.port", "destination.principal", "
                 "destination.serviceAccount", "destination.labels", "attributes.destination.address")
 
 
-def _peer(peer: Any, names: tuple[str, ...], out: dict[str, Any], identity: bool, labels: bool) -> bool:
+def _peer(peer: Any, names: tuple[str, ...], out: dict[str, Any], identity: bool, labels: bool,
+          port_too: bool = True) -> bool:
     """Translate one peer; returns True when it presented a principal or certificate."""
     # Reading through unset messages gives their defaults (empty, 0): cheaper than HasField twice.
     socket_address = peer.address.socket_address
     ip = socket_address.address
     if ip:
         out[names[0]] = ip_address(ip, names[6] + ".socket_address.address")
-    port = socket_address.port_value
-    if port:
-        out[names[1]] = port
+    if port_too:
+        port = socket_address.port_value
+        if port:
+            out[names[1]] = port
     principal = peer.principal
     if principal:
         out[names[2]] = principal
@@ -339,24 +346,36 @@ def _lowered(headers: Mapping[str, str]) -> Mapping[str, str]:
 
 
 def _http(http: Any, out: dict[str, Any], plan: Plan) -> None:
-    if http.method:
-        out["request.method"] = http.method
-    path = http.path
-    if path:
-        out["request.path"] = path
-        if plan.url:
-            url_path, query = split_path(path)
-            out["request.url_path"] = url_path
-            if query is not None:
-                out["request.query_params"] = query_params(query)
-    if http.host:
-        out["request.host"] = http.host
-    if http.scheme:
-        out["request.scheme"] = http.scheme
-    if http.id:
-        out["request.id"] = http.id
-    if http.size >= 0:
-        out["request.size"] = http.size
+    # Each field read makes a Python object: read only the planned ones.
+    if plan.method:
+        method = http.method
+        if method:
+            out["request.method"] = method
+    if plan.path or plan.url:
+        path = http.path
+        if path:
+            out["request.path"] = path
+            if plan.url:
+                url_path, query = split_path(path)
+                out["request.url_path"] = url_path
+                if query is not None:
+                    out["request.query_params"] = query_params(query)
+    if plan.host:
+        host = http.host
+        if host:
+            out["request.host"] = host
+    if plan.scheme:
+        scheme = http.scheme
+        if scheme:
+            out["request.scheme"] = scheme
+    if plan.id:
+        request_id = http.id
+        if request_id:
+            out["request.id"] = request_id
+    if plan.size:
+        size = http.size
+        if size >= 0:
+            out["request.size"] = size
     source = _header_map(http)
     if plan.headers:
         keys = plan.header_keys
@@ -398,7 +417,7 @@ def check_request_attributes(request: Any, plan: Plan = FULL) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if plan.source:
         mtls = attrs.HasField("source") and _peer(attrs.source, _SOURCE, out, plan.source_identity,
-                                                  plan.source_labels)
+                                                  plan.source_labels, plan.source_port)
         if plan.mtls:
             out["connection.mtls"] = mtls
     if plan.destination and attrs.HasField("destination"):
