@@ -23,19 +23,27 @@ async def decode(message_type: type[Message], data: bytes, context: grpc.aio.Ser
                             f"request is not a valid {message_type.DESCRIPTOR.full_name}: {exc}")
 
 
-def unary_handlers(
-    service: str,
-    methods: Mapping[str, tuple[Callable[[bytes, grpc.aio.ServicerContext], Awaitable[Any]], type[Message] | None]],
-) -> grpc.GenericRpcHandler:
-    """A generic handler for ``service`` whose unary methods receive raw request bytes.
+Methods = Mapping[str, tuple[Callable[[bytes, grpc.aio.ServicerContext], Awaitable[Any]], "type[Message] | None"]]
 
-    :param methods: method name → (coroutine taking (bytes, context), response message
-        type; None when the coroutine returns already serialized bytes).
-    """
-    handlers = {
+
+def _method_handlers(methods: Methods) -> dict[str, grpc.RpcMethodHandler]:
+    return {
         name: grpc.unary_unary_rpc_method_handler(
             fn, request_deserializer=None,
             response_serializer=response_type.SerializeToString if response_type else None)
         for name, (fn, response_type) in methods.items()
     }
-    return grpc.method_handlers_generic_handler(service, handlers)
+
+
+def add_unary_handlers(server: grpc.aio.Server, service: str, methods: Methods) -> None:
+    """Register unary methods of ``service`` on ``server``; each receives the raw request bytes.
+
+    :param methods: method name → (coroutine taking (bytes, context), response message
+        type; None when the coroutine returns already serialized bytes).
+
+    Like generated code, the methods are also added as *registered* methods, which
+    grpc's core matches without a per-call lookup in Python.
+    """
+    handlers = _method_handlers(methods)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, handlers),))
+    server.add_registered_method_handlers(service, handlers)

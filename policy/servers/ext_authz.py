@@ -53,6 +53,7 @@ from policy.runtime.decision import Decision
 from policy.runtime.service import PolicyService
 from policy.runtime.snapshot import Snapshot
 from policy.sdk import Code, HeaderOperation, HeaderOperationKind, http_status
+from policy.servers._grpc import add_unary_handlers
 from policy.servers.envoy_attributes import FULL, Plan, TranslationError, check_request_attributes
 from policy.servers.envoy_input import ENVOY_REQUEST_KEY
 
@@ -277,10 +278,5 @@ class AuthorizationServicer:
 def register(server: grpc.aio.Server, service: PolicyService) -> list[str]:
     """Add the ext_authz v3 API to ``server``; returns the service names registered."""
     servicer = AuthorizationServicer(service)
-    handler = grpc.unary_unary_rpc_method_handler(servicer.Check, request_deserializer=None,
-                                                 response_serializer=None)
-    methods = {"Check": handler}
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, methods),))
-    # As generated code does: a registered method is matched by grpc's core, not per call in Python.
-    server.add_registered_method_handlers(SERVICE_NAME, methods)
+    add_unary_handlers(server, SERVICE_NAME, {"Check": (servicer.Check, None)})
     return [SERVICE_NAME]

@@ -15,7 +15,7 @@ from policy.attributes import AttributeBag, Presence
 from policy.runtime.decision import Decision
 from policy.runtime.service import PolicyService
 from policy.sdk import HeaderOperationKind, QuotaArgs
-from policy.servers._grpc import decode, unary_handlers
+from policy.servers._grpc import add_unary_handlers, decode
 from policy.servers.native_codec import CodecError, attributes_from_proto, duration_to_proto, status_to_proto
 from policy.v1 import policy_pb2
 
@@ -159,8 +159,8 @@ class PolicyServicer:
 def register(server: grpc.aio.Server, service: PolicyService) -> list[str]:
     """Add the native API to ``server``; returns the service names registered."""
     servicer = PolicyServicer(service)
-    server.add_generic_rpc_handlers((unary_handlers(SERVICE_NAME, {
+    add_unary_handlers(server, SERVICE_NAME, {
         "Check": (servicer.Check, None),
         "Report": (servicer.Report, policy_pb2.ReportResponse),
-    }),))
+    })
     return [SERVICE_NAME]

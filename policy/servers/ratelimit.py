@@ -20,7 +20,7 @@ from envoy.service.ratelimit.v3 import rls_pb2
 from policy.ratelimit.service import RequestError, should_rate_limit
 from policy.runtime.service import PolicyService
 from policy.sdk import AdapterError, Code
-from policy.servers._grpc import decode, unary_handlers
+from policy.servers._grpc import add_unary_handlers, decode
 
 log = logging.getLogger("policy.servers.ratelimit")
 
@@ -70,7 +70,7 @@ class RateLimitServicer:
 def register(server: grpc.aio.Server, service: PolicyService) -> list[str]:
     """Add the rate-limit API to ``server``; returns the service names registered."""
     servicer = RateLimitServicer(service)
-    server.add_generic_rpc_handlers((unary_handlers(SERVICE_NAME, {
+    add_unary_handlers(server, SERVICE_NAME, {
         "ShouldRateLimit": (servicer.ShouldRateLimit, rls_pb2.RateLimitResponse),
-    }),))
+    })
     return [SERVICE_NAME]
