@@ -122,13 +122,15 @@ class PolicyServicer:
 
     def __init__(self, service: PolicyService) -> None:
         self.service = service
+        # A plain dict: Vocabulary is a Mapping whose lookups run Python code, once per attribute.
+        self._types = dict(service.host.vocabulary)
 
     async def Check(self, data: bytes, context: grpc.aio.ServicerContext) -> Any:
         """Decide one request (and charge its quotas when the precondition allows)."""
         request = await decode(policy_pb2.CheckRequest, data, context)
         service = self.service
         try:
-            values = attributes_from_proto(request.attributes, service.host.vocabulary)
+            values = attributes_from_proto(request.attributes, self._types)
         except CodecError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         quotas = None
@@ -145,7 +147,7 @@ class PolicyServicer:
     async def Report(self, data: bytes, context: grpc.aio.ServicerContext) -> Any:
         """Queue report instances for a batch of attribute sets; never waits for adapters."""
         request = await decode(policy_pb2.ReportRequest, data, context)
-        vocabulary = self.service.host.vocabulary
+        vocabulary = self._types
         bags = []
         for index, attributes in enumerate(request.attributes):
             try:
