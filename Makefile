@@ -32,6 +32,11 @@ test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(VENV)/.installed-bench
+	@# h2load (Debian's nghttp2-client) drives gRPC load from C; without it the benchmarks fall back
+	@# to a Python client, which saturates first. Installed when we may (root with apt), else said.
+	@command -v h2load >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	  && (apt-get install -y -qq nghttp2-client >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq nghttp2-client)) \
+	  || echo "note: h2load not installed (apt-get install nghttp2-client); using the Python load client"; }
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
 # Regenerate policy/v1 from proto/; `make proto PROTO_ARGS=--check` only reports stale files.
