@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from policy.servers.native_codec import attributes_to_proto
 from policy.testing import free_port
 from policy.v1 import policy_pb2, policy_pb2_grpc
 from tests.reports._receivers import scrape_text
+from tests.serve_process import read_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,22 +34,6 @@ def _install_plugin(site: Path) -> None:
     dist.mkdir(parents=True)
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: policy-test-reports\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text("[policy.adapters]\ntestreports = tests.reports.plugins_for_reports\n")
-
-
-def _read_until(proc: subprocess.Popen, marker: str, timeout: float = 20.0) -> list[str]:
-    lines: list[str] = []
-    done = threading.Event()
-
-    def read() -> None:
-        for line in proc.stdout:  # type: ignore[union-attr]
-            lines.append(line)
-            if marker in line:
-                break
-        done.set()
-
-    threading.Thread(target=read, daemon=True).start()
-    assert done.wait(timeout), f"no {marker!r} line within {timeout}s; got {lines}"
-    return lines
 
 
 def _queue_depth(address: str) -> float:
@@ -81,7 +65,7 @@ def test_sigterm_delivers_every_accepted_report_to_a_slow_adapter(tmp_path):
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     total = 600
     try:
-        lines = _read_until(proc, "metrics on http://")
+        lines = read_until(proc, "metrics on http://")
         metrics = lines[-1].strip().split("http://", 1)[1].removesuffix("/metrics")
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             stub = policy_pb2_grpc.PolicyStub(channel)

@@ -16,6 +16,7 @@ import grpc
 from policy.servers.native_codec import attributes_to_proto
 from policy.testing import free_port
 from policy.v1 import policy_pb2, policy_pb2_grpc
+from tests.serve_process import read_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -40,13 +41,7 @@ def test_sigterm_delivers_every_accepted_report(tmp_path):
          "--listen", f"unix:{sock}", "--log-level", "warning"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        lines = []
-        while not any("listening on unix" in line for line in lines) and len(lines) < 20:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            lines.append(line)
-        text = "".join(lines)
+        text = "".join(read_until(proc, "listening on unix"))
         assert f"listening on 127.0.0.1:{port}" in text
         assert f"listening on unix:{sock}" in text
         assert "policy.v1.Policy" in text

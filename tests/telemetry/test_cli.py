@@ -8,7 +8,6 @@ import socket
 import subprocess
 import sys
 import textwrap
-import threading
 from pathlib import Path
 
 import grpc
@@ -18,6 +17,7 @@ from policy.servers.native_codec import attributes_to_proto
 from policy.testing import free_port
 from policy.v1 import policy_pb2, policy_pb2_grpc
 from tests.reports._receivers import scrape_text
+from tests.serve_process import read_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -41,29 +41,13 @@ def _serve(config: Path, *args: str) -> subprocess.Popen:
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def _first_lines(proc: subprocess.Popen, marker: str, timeout: float = 20.0) -> list[str]:
-    lines: list[str] = []
-    done = threading.Event()
-
-    def read() -> None:
-        for line in proc.stdout:  # type: ignore[union-attr]
-            lines.append(line)
-            if marker in line:
-                break
-        done.set()
-
-    threading.Thread(target=read, daemon=True).start()
-    assert done.wait(timeout), f"no {marker!r} within {timeout}s: {lines}"
-    return lines
-
-
 def test_serve_exports_metrics_and_logs_decisions_as_json(tmp_path):
     config = tmp_path / "policy.yaml"
     config.write_text(textwrap.dedent(CONFIG))
     port = free_port()
     proc = _serve(config, "--listen", f"127.0.0.1:{port}", "--metrics-listen", "127.0.0.1:0")
     try:
-        lines = _first_lines(proc, "metrics on http://")
+        lines = read_until(proc, "metrics on http://")
         address = lines[-1].strip().split("http://", 1)[1].removesuffix("/metrics")
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             stub = policy_pb2_grpc.PolicyStub(channel)
