@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks._grpc_load import LoadResult, grpc_frame, run_load
+from benchmarks._grpc_load import LoadResult, run_load
 from benchmarks._procs import free_port, noop_server, policy_server
 from benchmarks._stats import header, percentile, summarize_us, time_calls
 

@@ -106,17 +106,6 @@ def _add_quotas(response: policy_pb2.CheckResponse, decision: Decision) -> None:
             entry.valid_duration.CopyFrom(duration_to_proto(quota.valid_duration))
 
 
-def decision_to_proto(decision: Decision) -> policy_pb2.CheckResponse:
-    """Translate a decision into a ``CheckResponse``."""
-    response = policy_pb2.CheckResponse(
-        precondition=_precondition(decision),
-        matched_rules=decision.rules,
-        decision_id=decision.decision_id,
-    )
-    _add_quotas(response, decision)
-    return response
-
-
 class PolicyServicer:
     """Serves ``policy.v1.Policy`` from a :class:`PolicyService` (requests arrive as raw bytes)."""
 
