@@ -107,10 +107,13 @@ class VocabularyError(ValueError):
 class Vocabulary(Mapping[str, ValueType]):
     """An immutable mapping of attribute name to :class:`ValueType`."""
 
-    __slots__ = ("_types",)
+    __slots__ = ("_types", "get")
 
     def __init__(self, types: Mapping[str, ValueType] | None = None) -> None:
         self._types: dict[str, ValueType] = dict(types or {})
+        # Transports look a type up per attribute per request: answer with the dict's own
+        # C-level get rather than Mapping.get, which runs __getitem__ in Python.
+        self.get = self._types.get  # type: ignore[method-assign]
 
     def __getitem__(self, name: str) -> ValueType:
         return self._types[name]

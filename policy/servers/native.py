@@ -111,15 +111,13 @@ class PolicyServicer:
 
     def __init__(self, service: PolicyService) -> None:
         self.service = service
-        # A plain dict: Vocabulary is a Mapping whose lookups run Python code, once per attribute.
-        self._types = dict(service.host.vocabulary)
 
     async def Check(self, data: bytes, context: grpc.aio.ServicerContext) -> Any:
         """Decide one request (and charge its quotas when the precondition allows)."""
         request = await decode(policy_pb2.CheckRequest, data, context)
         service = self.service
         try:
-            values = attributes_from_proto(request.attributes, self._types)
+            values = attributes_from_proto(request.attributes, service.host.vocabulary)
         except CodecError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         quotas = None
@@ -136,7 +134,7 @@ class PolicyServicer:
     async def Report(self, data: bytes, context: grpc.aio.ServicerContext) -> Any:
         """Queue report instances for a batch of attribute sets; never waits for adapters."""
         request = await decode(policy_pb2.ReportRequest, data, context)
-        vocabulary = self._types
+        vocabulary = self.service.host.vocabulary
         bags = []
         for index, attributes in enumerate(request.attributes):
             try:
