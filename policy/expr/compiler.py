@@ -233,14 +233,26 @@ class _Generator:
         if not nullable and const_key in self.known:  # a strict "" is no value for ``|``
             return self.known[const_key], False
         value = self.temp()
-        if isinstance(node.target, Attr):
+        if isinstance(node.target, Attr) and isinstance(node.key, Literal):
             name = repr(node.target.name)
-            key, key_none = self.expr(node.key, nullable)
-            read = f"bag.get_key({name}, {key})" if nullable else f"bag.lookup({name}, {key})"
-            self.emit(f"{value} = None if {key} is None else {read}" if key_none else
-                      f"{value} = {read}")
+            key = self.const(node.key.value)
+            self.emit(f"{value} = bag.get_key({name}, {key})" if nullable else
+                      f"{value} = bag.lookup({name}, {key})")
             if not nullable:
                 self.absent_check(value, name)
+        elif isinstance(node.target, Attr):  # the map first, then the key, as Mixer's IL
+            target, _ = self.attr(node.target, nullable)
+            if nullable:
+                lines, key, key_none = self.nested(node.key, nullable)
+                self.emit(f"if {target} is None:")
+                self.emit(f"{value} = None", 1)
+                self.emit("else:")
+                self.lines += lines
+                self.emit(f"{value} = None if {key} is None else {target}.get({key})" if key_none
+                          else f"{value} = {target}.get({key})", 1)
+            else:
+                key, _ = self.expr(node.key)
+                self.emit(f"{value} = {target}.get({key}, '')")
         else:  # a computed map: (a | b)["k"], emptyStringMap()["k"]; it has a value or failed
             target, target_none = self.expr(node.target, nullable)
             key, key_none = self.expr(node.key, nullable)
