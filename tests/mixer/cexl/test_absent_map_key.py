@@ -12,6 +12,7 @@ from __future__ import annotations
 import pytest
 
 from policy.sdk import Code
+from tests.envoy.conftest import authz, check_request, envoy_server  # noqa: F401 (fixture)
 
 API = "apiVersion: config.istio.io/v1alpha2"
 
@@ -81,3 +82,16 @@ async def test_cached_decisions_keep_absent_map_and_absent_key_apart(service, or
         assert decision.allowed == (values is MISSING_MAP), values
         hits.append(decision.cache_hit)
     assert hits == [False, True, False, True, True]
+
+
+async def test_envoy_request_without_the_header_is_denied(envoy_server):  # noqa: F811
+    # ext_authz translates only the header keys a config reads; the map is there whenever
+    # Envoy sent headers, so the missing key still reads as "" and the denier fires.
+    server = await envoy_server(CONFIG)
+    stub = authz(server, "tcp")
+    without = await stub.Check(check_request(headers={"user-agent": "curl"}))
+    assert without.status.code == Code.PERMISSION_DENIED
+    again = await stub.Check(check_request(headers={"user-agent": "curl", "x-request-id": "2"}))
+    assert again.status.code == Code.PERMISSION_DENIED
+    allowed = await stub.Check(check_request(headers={"x-api-key": "secret"}))
+    assert allowed.status.code == Code.OK
