@@ -213,3 +213,10 @@ def test_repeated_reads_are_made_once(evaluate):
                              {"request.size": 10})
     assert result is True
     assert reads == [("request.size", None)]
+
+
+def test_a_missing_key_is_empty_yet_still_absent_for_a_default(value):
+    # The same key read plainly ("") and under `|` (absent: the default), in one expression.
+    text = 'request.headers["k"] == "" && (request.headers["k"] | "x") == "x"'
+    assert value(text, {"request.headers": {}}) is True
+    assert value(text, {"request.headers": {"k": "v"}}) is False
