@@ -80,6 +80,13 @@ class AttributeBag(Mapping[str, Any]):
             return None
         return mapping.get(key)
 
+    def lookup(self, name: str, key: str) -> str | None:
+        """Mixer's map index ``name[key]``: "" for a key absent from a present map, None for an absent map."""
+        mapping = self._values.get(name)
+        if mapping is None:
+            return None
+        return mapping.get(key, "")
+
     def with_values(self, extra: Mapping[str, Any]) -> "AttributeBag":
         """Return a new bag with ``extra`` added (None values are dropped)."""
         merged = dict(self._values)
@@ -159,6 +166,19 @@ class RecordingBag:
         if mapping is None:
             return None
         return mapping.get(key)
+
+    def lookup(self, name: str, key: str) -> str | None:
+        """Mixer's map index: "" for an absent key, None for an absent map; records the read.
+
+        A present map records ``(name, key)``; an absent one records ``(name, None)``, the
+        read of the whole (absent) attribute, as Mixer does.
+        """
+        mapping = self._values.get(name)
+        if mapping is None:
+            self.reads.append((name, None))
+            return None
+        self.reads.append((name, key))
+        return mapping.get(key, "")
 
     def shape(self) -> frozenset[Read]:
         """The distinct reads made so far."""

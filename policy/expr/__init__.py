@@ -9,8 +9,10 @@
 
 Syntax is Go's expression syntax as Mixer accepts it (``|`` binds like ``+``,
 tighter than ``==``), with ``!`` and single-quoted strings from CEL. Reading an
-absent attribute fails the evaluation (:class:`AttributeNotFound`) unless a
-``|`` supplies a default. See ``checker.FUNCTIONS`` for the functions.
+absent attribute or indexing an absent map fails the evaluation
+(:class:`AttributeNotFound`) unless a ``|`` supplies a default; a key missing
+from a present map reads as ``""``, as in Mixer. See ``checker.FUNCTIONS`` for
+the functions.
 """
 
 from __future__ import annotations

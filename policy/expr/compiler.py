@@ -1,11 +1,16 @@
 """Compilation: a checked tree → one small generated Python function per expression.
 
-The function reads the bag through ``bag.get(name)`` and ``bag.get_key(name, key)``
-only, so a :class:`~policy.attributes.RecordingBag` sees every read. Absence is a
-None check, not an exception, except where Mixer's rule needs one: a read with
-no ``|`` default raises :class:`AttributeNotFound`, and a ``|`` whose left side is
-more than an attribute or map lookup catches it. Constant arguments were folded
-by the checker; constant glob and regex patterns are specialised here.
+The function reads the bag through ``bag.get(name)``, ``bag.lookup(name, key)`` and
+``bag.get_key(name, key)`` only, so a :class:`~policy.attributes.RecordingBag` sees
+every read. The semantics are those of Mixer's IL compiler and interpreter
+(``mixer/pkg/lang/compiler``, ``mixer/pkg/il/interpreter``): reading an absent
+attribute raises :class:`AttributeNotFound`; indexing a present map with an absent
+key gives "" (only an absent map fails); on the left of ``|`` an attribute, a map
+lookup (absent map or absent key) or a nested ``|`` falls through to the right
+side, while any other left side (a call, an operator, ``conditional``) is evaluated
+as usual: it always has a value, or fails. Absence is a None check, not an
+exception. Constant arguments were folded by the checker; constant glob and regex
+patterns are specialised here.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ class Bag(Protocol):
     """What an expression reads from: ``AttributeBag`` or ``RecordingBag``."""
 
     def get(self, name: str) -> Any: ...  # noqa: D102
+    def lookup(self, name: str, key: str) -> str | None: ...  # noqa: D102
     def get_key(self, name: str, key: str) -> str | None: ...  # noqa: D102
 
 
@@ -122,10 +128,6 @@ def _references(node: Node) -> frozenset[tuple[str, str | None]]:
     return frozenset(out)
 
 
-def _reads_bag(node: Node) -> bool:
-    return any(isinstance(n, Attr) for n in walk(node))
-
-
 class _Generator:
     """Emits the body of ``_evaluate(bag)`` as (depth, line) pairs."""
 
@@ -140,7 +142,6 @@ class _Generator:
         self.known: dict[tuple[str, str | None], str] = {}
         self.namespace: dict[str, Any] = {
             "_absent": lambda name, key=None: AttributeNotFound(text, name, key),
-            "_AttributeNotFound": AttributeNotFound,
             "_EvaluationError": EvaluationError,
             "_FunctionError": fn.FunctionError,
             "_text": text,
@@ -207,8 +208,6 @@ class _Generator:
             return self.index(node, nullable)
         if isinstance(node, Binary) and node.op == "|":
             return self.default(node, nullable)
-        if nullable and _reads_bag(node):
-            return self.guarded(node)
         if isinstance(node, Binary):
             return self.binary(node), False
         if isinstance(node, Unary):
@@ -227,29 +226,42 @@ class _Generator:
         return value, nullable
 
     def index(self, node: Index, nullable: bool) -> tuple[str, bool]:
+        """``map[key]``: strict, an absent map fails and an absent key is ""; nullable
+        (left of ``|``), either absence yields None."""
         const_key = (node.target.name, node.key.value) if isinstance(node.target, Attr) and \
             isinstance(node.key, Literal) else None
-        if const_key in self.known:
+        if not nullable and const_key in self.known:  # a strict "" is no value for ``|``
             return self.known[const_key], False
         value = self.temp()
-        if isinstance(node.target, Attr):
+        if isinstance(node.target, Attr) and isinstance(node.key, Literal):
             name = repr(node.target.name)
-            key, key_none = self.expr(node.key, nullable)
-            read = f"bag.get_key({name}, {key})"
-            self.emit(f"{value} = None if {key} is None else {read}" if key_none else
-                      f"{value} = {read}")
-        else:  # a computed map: (a | b)["k"], emptyStringMap()["k"]
+            key = self.const(node.key.value)
+            self.emit(f"{value} = bag.get_key({name}, {key})" if nullable else
+                      f"{value} = bag.lookup({name}, {key})")
+            if not nullable:
+                self.absent_check(value, name)
+        elif isinstance(node.target, Attr):  # the map first, then the key, as Mixer's IL
+            target, _ = self.attr(node.target, nullable)
+            if nullable:
+                lines, key, key_none = self.nested(node.key, nullable)
+                self.emit(f"if {target} is None:")
+                self.emit(f"{value} = None", 1)
+                self.emit("else:")
+                self.lines += lines
+                self.emit(f"{value} = None if {key} is None else {target}.get({key})" if key_none
+                          else f"{value} = {target}.get({key})", 1)
+            else:
+                key, _ = self.expr(node.key)
+                self.emit(f"{value} = {target}.get({key}, '')")
+        else:  # a computed map: (a | b)["k"], emptyStringMap()["k"]; it has a value or failed
             target, target_none = self.expr(node.target, nullable)
             key, key_none = self.expr(node.key, nullable)
-            name = repr(self.text[node.target.start - 1:node.col - 1].strip())
             maybe = [f"{c} is None" for c, flag in ((target, target_none), (key, key_none)) if flag]
-            read = f"{target}.get({key})"
+            read = f"{target}.get({key})" if nullable else f"{target}.get({key}, '')"
             self.emit(f"{value} = None if {' or '.join(maybe)} else {read}" if maybe else
                       f"{value} = {read}")
-        if not nullable:
-            self.absent_check(value, name, key)
-            if const_key is not None:
-                self.known[const_key] = value
+        if not nullable and const_key is not None:
+            self.known[const_key] = value
         return value, nullable
 
     def default(self, node: Binary, nullable: bool) -> tuple[str, bool]:
@@ -267,17 +279,6 @@ class _Generator:
         self.lines += lines
         self.emit(f"{left} = {right}", 1)
         return left, right_none
-
-    def guarded(self, node: Node) -> tuple[str, bool]:
-        """Evaluate a general left side of ``|``: any absence inside makes it None."""
-        value = self.temp()
-        lines, code, _ = self.nested(node)
-        self.emit("try:")
-        self.lines += lines
-        self.emit(f"{value} = {code}", 1)
-        self.emit("except _AttributeNotFound:")
-        self.emit(f"{value} = None", 1)
-        return value, True
 
     def branch(self, test: str, then: tuple[list, str], otherwise: tuple[list, str]) -> str:
         """``then if test else otherwise``, as an expression when neither side has statements."""

@@ -4,7 +4,7 @@
      └── ExpressionError        compile time: syntax, unknown name, arity, type, expected type
     Exception
      └── EvaluationError        run time: a function rejected its input (regex, dnsName, ...)
-          └── AttributeNotFound an absent attribute or map key was read with no ``|`` default
+          └── AttributeNotFound an absent attribute (or map) was read with no ``|`` default
 
 Every message names the expression, so a log line is enough to find the rule.
 """

@@ -45,6 +45,20 @@ _PLAIN_TYPES = frozenset({ValueType.STRING, ValueType.INT64, ValueType.DOUBLE, V
                           ValueType.TIMESTAMP, ValueType.DURATION, ValueType.BYTES})
 
 
+class _AbsentMap:
+    """Stands in for an absent map in a cache key: every key reads as None."""
+
+    __slots__ = ()
+
+    def get(self, key: Any, default: Any = None) -> None:
+        """None, whatever the key."""
+        return None
+
+
+_ABSENT_MAP = _AbsentMap()
+_ABSENT_KEY = ("<absent map key>",)
+
+
 def _key_function(shape: tuple[Read, ...], types: Mapping[str, ValueType]) -> Callable[[dict[str, Any]], tuple]:
     """Compile a function that extracts the key for ``shape`` from a raw attribute dict.
 
@@ -65,8 +79,11 @@ def _key_function(shape: tuple[Read, ...], types: Mapping[str, ValueType]) -> Ca
                 parts.append(f"_freeze(v.get(n{index}))")
         else:
             namespace[f"k{index}"] = key
-            parts.append(f"(v.get(n{index}) or _E).get(k{index})")
-    namespace["_E"] = {}
+            # Three values: map absent (None), key absent from a present map (_K), or the value.
+            # Mixer reads the first as an error and the second as "", so they key apart.
+            parts.append(f"v.get(n{index}, _E).get(k{index}, _K)")
+    namespace["_E"] = _ABSENT_MAP
+    namespace["_K"] = _ABSENT_KEY
     source = f"def key(v):\n    return ({', '.join(parts)}{',' if len(parts) == 1 else ''})\n"
     exec(compile(source, f"<cache key {len(shape)} reads>", "exec"), namespace)
     return namespace["key"]

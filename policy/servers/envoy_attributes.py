@@ -386,7 +386,7 @@ def _http(http: Any, out: dict[str, Any], plan: Plan) -> None:
             if len(headers) < len(keys):  # a name may be missing only because a client sent it capitalized
                 source = _lowered(source)
                 headers = {k: source[k] for k in keys if k in source}
-        if headers:
+        if source:  # present as in the full translation: a key the map lacks reads as "" (Mixer)
             out["request.headers"] = headers
     if plan.useragent or plan.referer or plan.protocol:
         wanted = ("user-agent", "referer", "content-type")

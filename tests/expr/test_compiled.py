@@ -49,9 +49,14 @@ def test_evaluation_error_names_the_expression(vocabulary):
 
 
 def test_default_does_not_swallow_function_errors(vocabulary):
-    # `|` supplies a value for an absent attribute, not for input a function rejects.
+    # `|` supplies a value for an absent attribute or map entry only. A call on its left
+    # always has a value or fails, absent arguments included, as Mixer's compiler emits it
+    # (mixer/pkg/lang/compiler/compiler.go generateFunction: "The call will either succeed
+    # or error out").
     compiled = compile_expression('dnsName(request.host) | dnsName("x")', vocabulary)
-    assert compiled.evaluate(AttributeBag({})) == "x"
+    with pytest.raises(AttributeNotFound, match="request.host"):
+        compiled.evaluate(AttributeBag({}))
+    assert compiled.evaluate(AttributeBag({"request.host": "a.b"})) == "a.b"
     with pytest.raises(EvaluationError, match="dns name"):
         compiled.evaluate(AttributeBag({"request.host": "-bad"}))
 

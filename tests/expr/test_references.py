@@ -68,9 +68,9 @@ def test_reads_feed_the_reference_report(vocabulary):
                    ("source.principal", None, Presence.ABSENT)}
 
 
-def test_evaluate_uses_only_get_and_get_key(vocabulary):
+def test_evaluate_uses_only_get_lookup_and_get_key(vocabulary):
     class Minimal:
-        """A bag with nothing but the two methods the contract allows."""
+        """A bag with nothing but the three methods the contract allows."""
 
         def __init__(self):
             self.calls = []
@@ -83,7 +83,13 @@ def test_evaluate_uses_only_get_and_get_key(vocabulary):
             self.calls.append(("get_key", name, key))
             return {"app": "a"}.get(key) if name == "source.labels" else None
 
+        def lookup(self, name, key):
+            self.calls.append(("lookup", name, key))
+            return {"app": "a"}.get(key, "") if name == "source.labels" else None
+
     bag = Minimal()
-    compiled = compile_expression('request.size > 1 && source.labels["app"] == "a"', vocabulary)
+    compiled = compile_expression('request.size > 1 && source.labels["app"] == "a" && '
+                                  '(source.labels["x"] | "y") == "y"', vocabulary)
     assert compiled.evaluate(bag) is True
-    assert bag.calls == [("get", "request.size"), ("get_key", "source.labels", "app")]
+    assert bag.calls == [("get", "request.size"), ("lookup", "source.labels", "app"),
+                         ("get_key", "source.labels", "x")]

@@ -1,0 +1,3 @@
+module istio.io/api
+
+go 1.19
