@@ -13,12 +13,23 @@ loop, so while it runs the interpreter's switch interval is lowered to
 :data:`COMPILE_SWITCH_INTERVAL`: the loop waits at most that long for the GIL each
 time it needs it, and checks keep being answered (at a lower rate) throughout.
 Only the swap, the new snapshot's ``start`` and the hooks run on the loop.
+
+CPython's cyclic garbage collector stops every thread while it runs, and a full
+collection scans the whole heap (about 70 ms for 1,000 policies, 600 ms for 10,000).
+So automatic collection is paused while a compile runs (the compile would otherwise
+trigger full collections in the middle of it), and the objects alive at the swap are
+frozen (:func:`gc.freeze`): the new snapshot never makes the collector run, nor
+lengthens the collections that the steady traffic triggers. When the retired
+snapshot has been closed the frozen objects are handed back to the collector
+(:func:`gc.unfreeze`), so the old config's reference cycles are reclaimed by the
+next full collection CPython makes on its own; no reload forces one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import gc
 import logging
 import sys
 import threading
@@ -48,15 +59,19 @@ COMPILE_SWITCH_INTERVAL = 0.001
 _switch_lock = threading.Lock()
 _compiles_running = 0
 _saved_switch_interval = 0.005
+_gc_was_enabled = True
 
 
 def _run_compile(fn: Any, *args: Any, **kwargs: Any) -> Any:
-    """Run ``fn`` (on the compile thread) with the GIL switch interval lowered while it runs."""
-    global _compiles_running, _saved_switch_interval
+    """Run ``fn`` (on the compile thread) with the GIL switch interval lowered and automatic
+    garbage collection paused while it runs (see the module docstring)."""
+    global _compiles_running, _saved_switch_interval, _gc_was_enabled
     with _switch_lock:
         if _compiles_running == 0:
             _saved_switch_interval = sys.getswitchinterval()
             sys.setswitchinterval(min(_saved_switch_interval, COMPILE_SWITCH_INTERVAL))
+            _gc_was_enabled = gc.isenabled()
+            gc.disable()
         _compiles_running += 1
     try:
         return fn(*args, **kwargs)
@@ -65,6 +80,11 @@ def _run_compile(fn: Any, *args: Any, **kwargs: Any) -> Any:
             _compiles_running -= 1
             if _compiles_running == 0:
                 sys.setswitchinterval(_saved_switch_interval)
+                # What the compile built is long-lived: frozen before collection resumes, else the
+                # first young collection would scan all of it at once.
+                gc.freeze()
+                if _gc_was_enabled:
+                    gc.enable()
 
 
 def _close_abandoned(future: asyncio.Future) -> None:
@@ -220,6 +240,7 @@ class PolicyService:
             return False
         old = self._dispatcher
         self._dispatcher = Dispatcher(snapshot, self.reports, self.telemetry)
+        gc.freeze()  # the new config is long-lived: out of the collector's way (module docstring)
         status = self.reload_status
         self.reload_status = ReloadStatus(generation, True, time.time(), (), status.reloads + 1, status.failures)
         log.info("config generation %d in force (%d rules, %d handlers)",
@@ -236,6 +257,7 @@ class PolicyService:
         return True
 
     def _record_failure(self, errors: list[str]) -> None:
+        gc.unfreeze()  # what the rejected compile built (frozen with it) is garbage
         status = self.reload_status
         self.reload_status = ReloadStatus(status.generation, False, time.time(), tuple(errors),
                                           status.reloads, status.failures + 1)
@@ -247,6 +269,8 @@ class PolicyService:
         await self.reports.retire(snapshot.handlers.values())
         self._retired.discard(snapshot)
         await snapshot.close()
+        del snapshot
+        gc.unfreeze()  # the old config's cycles go to the next full collection CPython makes
 
     async def _watch(self) -> None:
         while True:
