@@ -185,16 +185,18 @@ class PolicyService:
         self.reload_status = ReloadStatus(generation=1, ok=True, at=time.time())
         return snapshot
 
-    async def _off_loop(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    async def _off_loop(self, fn: Any, *args: Any, compile: bool = False, **kwargs: Any) -> Any:
         """Run ``fn`` on the compile thread; the loop goes on serving until it returns.
 
-        If the caller is cancelled meanwhile, the call still finishes on its thread and a
-        snapshot it built is closed, never leaked.
+        ``compile`` runs it as a config compile (switch interval lowered, GC paused, the
+        result frozen: see the module docstring). If the caller is cancelled meanwhile, the
+        call still finishes on its thread and a snapshot it built is closed, never leaked.
         """
         if self._compiler is None:
             self._compiler = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="config-compile")
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._compiler, lambda: _run_compile(fn, *args, **kwargs))
+        call = (lambda: _run_compile(fn, *args, **kwargs)) if compile else (lambda: fn(*args, **kwargs))
+        future = loop.run_in_executor(self._compiler, call)
         try:
             return await asyncio.shield(future)
         except asyncio.CancelledError:
@@ -225,7 +227,8 @@ class PolicyService:
         self._fingerprint = fingerprint
         generation = self.reload_status.generation + 1
         try:
-            snapshot = await self._off_loop(load_config, self.config_path, self.host, generation=generation)
+            snapshot = await self._off_loop(load_config, self.config_path, self.host, generation=generation,
+                                            compile=True)
             try:
                 await snapshot.start()
             except BaseException:

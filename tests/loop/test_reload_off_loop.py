@@ -75,3 +75,15 @@ async def test_a_reload_cancelled_mid_compile_closes_what_it_built(policy_config
     # The next reload is not blocked by the cancelled one, and takes the new config.
     assert await service.reload(force=True)
     assert service.reload_status.generation == 2
+
+
+async def test_an_unchanged_config_check_leaves_the_collector_alone(policy_config, policy_service_factory):
+    # The watcher fingerprints the config every interval (on the compile thread): that must not
+    # freeze the young objects of the traffic, or their cycles would never be collected.
+    import gc
+
+    service = await policy_service_factory(policy_config(DENY_ALL))
+    frozen = gc.get_freeze_count()
+    for _ in range(3):
+        assert not await service.reload()
+    assert gc.get_freeze_count() <= frozen and gc.isenabled()  # (frozen objects may be freed)
