@@ -320,6 +320,7 @@ class PolicyService:
         if self._compiler is not None:
             self._compiler.shutdown(wait=False)
             self._compiler = None
+        gc.unfreeze()  # what reloads froze goes back to the collector
         if self._started:
             self._started = False
             await self.host.shutdown(self)
