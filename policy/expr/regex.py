@@ -15,7 +15,6 @@ different match.
 
 from __future__ import annotations
 
-import functools
 from typing import Protocol
 
 import re2
@@ -45,9 +44,27 @@ class Regex(Protocol):
         """A match at the start of ``text``, or None."""
 
 
-@functools.lru_cache(maxsize=1024)
+#: Patterns up to this many characters are memoized (at most ``_MEMO_ENTRIES`` of them), so
+#: the memo stays small however long the patterns a config (or a list provider) sends.
+_MEMO_PATTERN_LIMIT = 4096
+_MEMO_ENTRIES = 1024
+_memo: dict[str, Regex] = {}
+
+
 def compile_regex(pattern: str) -> Regex:
-    """Compile ``pattern`` with RE2 (memoized); raise :class:`RegexError` when RE2 rejects it."""
+    """Compile ``pattern`` with RE2 (short ones memoized); raise :class:`RegexError` when RE2 rejects it."""
+    compiled = _memo.get(pattern)
+    if compiled is not None:
+        return compiled
+    compiled = _compile(pattern)
+    if len(pattern) <= _MEMO_PATTERN_LIMIT:
+        if len(_memo) >= _MEMO_ENTRIES:
+            _memo.clear()
+        _memo[pattern] = compiled
+    return compiled
+
+
+def _compile(pattern: str) -> Regex:
     if not isinstance(pattern, str):
         raise RegexError(f"a regular expression must be a string, got {type(pattern).__name__}")
     try:
