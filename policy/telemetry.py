@@ -17,7 +17,8 @@ Transports report each answered check with :meth:`Telemetry.observe_check`
 - ``policy_check_duration_seconds{api}``: histogram of check latency.
 - ``policy_decisions_total{api,code}``: decisions by gRPC code name.
 - ``policy_rule_decisions_total{rule,code}``: decisions each matched rule took part in.
-- ``policy_decision_cache_{hits,misses,evictions}_total``, ``policy_decision_cache_entries``.
+- ``policy_decision_cache_{hits,misses,evictions}_total``, ``policy_decision_cache_entries``,
+  ``policy_decision_cache_bytes`` (approximate, keys included) and ``policy_decision_cache_max_bytes``.
 - ``policy_quota_grants_total{handler}``, ``policy_quota_granted_amount_total{handler}``,
   ``policy_quota_denials_total{handler,code}``: quota calls an adapter answered (and the
   rate-limit service's answers, by its backing handler).
@@ -308,6 +309,11 @@ class _ServiceCollector:
             yield CounterMetricFamily(f"policy_decision_cache_{field}", f"Decision cache {field}.", value=value)
         yield GaugeMetricFamily("policy_decision_cache_entries", "Decisions in the current cache.",
                                 value=len(cache) if cache is not None else 0)
+        yield GaugeMetricFamily("policy_decision_cache_bytes",
+                                "Approximate bytes the current cache holds, keys (request values) included.",
+                                value=cache.bytes if cache is not None else 0)
+        yield GaugeMetricFamily("policy_decision_cache_max_bytes", "The current cache's byte budget.",
+                                value=cache.max_bytes if cache is not None else 0)
 
     def _config(self) -> Iterator[Any]:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily

@@ -41,8 +41,9 @@ Cacheability
     ``cachingUseCount``.
 
 Limits
-    REGEX entries use Python's ``re`` syntax, not RE2 (close, but not identical),
-    and match anywhere in the value (use ``^...$`` to anchor). Entries of a failed
+    REGEX entries are RE2 patterns, as Mixer's (Go's ``regexp``), matched in linear
+    time; one RE2 cannot compile (a backreference, lookaround) is a config error. They
+    match anywhere in the value (use ``^...$`` to anchor). Entries of a failed
     fetch are not partially applied. The refresh task runs on the event loop of the
     first check; ``ttl`` is measured with the injected clock, the refresh interval
     with the loop's clock. Mixer's bug of reading a bare IPv6 address as a /32 is not

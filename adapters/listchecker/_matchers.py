@@ -16,6 +16,8 @@ from typing import Union
 
 import yaml
 
+from policy import RegexError, compile_regex
+
 IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 
 
@@ -64,9 +66,9 @@ def entry_error(entry_type: EntryType, entry: str) -> str | None:
             return str(exc)
     elif entry_type is EntryType.REGEX:
         try:
-            re.compile(entry)
-        except re.error as exc:
-            return f"{entry!r} is not a valid regular expression: {exc}"
+            compile_regex(entry)
+        except RegexError as exc:
+            return f"{entry!r} is not a valid regular expression (RE2 syntax, as Mixer's): {exc}"
     return None
 
 
@@ -173,16 +175,17 @@ class RegexMatcher:
         compiled = []
         for entry in entries:
             try:
-                compiled.append(re.compile(entry))
-            except re.error as exc:
-                raise ListFormatError(f"{entry!r} is not a valid regular expression: {exc}") from None
+                compiled.append(compile_regex(entry))
+            except RegexError as exc:
+                raise ListFormatError(f"{entry!r} is not a valid regular expression (RE2 syntax, as Mixer's): "
+                                      f"{exc}") from None
         self._count = len(compiled)
         self._searches = [p.search for p in compiled]
         if compiled and not any(_GROUP_REFERENCE.search(p.pattern) for p in compiled):
             try:
-                joined = re.compile("|".join(f"(?:{p.pattern})" for p in compiled))
+                joined = compile_regex("|".join(f"(?:{p.pattern})" for p in compiled))
                 self._searches = [joined.search]
-            except re.error:
+            except RegexError:
                 pass  # e.g. inline global flags or a repeated group name: keep one search per pattern
 
     def __contains__(self, value: str) -> bool:

@@ -11,10 +11,11 @@ list into sets and tuples so matching one request costs one or two C-level calls
 from __future__ import annotations
 
 import ipaddress
-import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
+
+from policy import Regex, compile_regex, regex_escape
 
 #: Characters Envoy's URI template accepts in a path segment (RFC 3986 pchar, minus ``/``).
 _SEGMENT = r"[A-Za-z0-9\-._~%!$&'()*+,;:@=]"
@@ -120,7 +121,7 @@ def is_path_template(value: str) -> bool:
     return MATCH_ONE in value or MATCH_ANY in value
 
 
-def path_template(value: str) -> re.Pattern[str]:
+def path_template(value: str) -> Regex:
     """Compile a path template into a full-match regex; raise MatchError for a malformed one."""
     if not value.startswith("/"):
         raise MatchError(f"path template {value!r} must start with '/'")
@@ -136,8 +137,8 @@ def path_template(value: str) -> re.Pattern[str]:
         elif "{" in segment or "}" in segment:
             raise MatchError(f"path template {value!r}: {{*}} and {{**}} must be a whole path segment")
         else:
-            parts.append(re.escape(segment))
-    return re.compile("/" + "/".join(parts))
+            parts.append(regex_escape(segment))
+    return compile_regex("/" + "/".join(parts))
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +146,7 @@ class PathSet:
     """Compiled path patterns: Istio string forms plus URI templates."""
 
     strings: StringSet
-    templates: tuple[re.Pattern[str], ...] = ()
+    templates: tuple[Regex, ...] = ()
 
     def __call__(self, value: str | None) -> bool:
         if self.strings(value):

@@ -11,10 +11,11 @@ case-insensitively. Values are OR-ed and ``not`` values negated (:func:`add_fiel
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from operator import attrgetter as _get
 from typing import Any
+
+from policy import compile_regex, regex_escape
 
 from adapters.rbac._match import (
     MatchError,
@@ -59,7 +60,7 @@ def add_field(preds: list[Pred], key_out: dict[str, frozenset[Any]], values: lis
 
 def namespace_matcher(values: list[str]) -> Callable[[RequestView], bool]:
     # Istio matches namespaces on the peer principal: ".*/ns/<value, * → .*>/.*".
-    regexes = [re.compile(".*/ns/" + ".*".join(re.escape(p) for p in v.split("*")) + "/.*") for v in values]
+    regexes = [compile_regex(".*/ns/" + ".*".join(regex_escape(p) for p in v.split("*")) + "/.*") for v in values]
     fallback = string_set(values)
 
     def match(r: RequestView) -> bool:
@@ -76,7 +77,7 @@ def service_account_matcher(values: list[str], default_ns: str) -> Callable[[Req
         ns, sep, sa = value.partition("/")
         if not sep:
             ns, sa = default_ns, value
-        regexes.append(re.compile(f"spiffe://.+/ns/{re.escape(ns)}/(.+/|)sa/{re.escape(sa)}(/.+)?"))
+        regexes.append(compile_regex(f"spiffe://.+/ns/{regex_escape(ns)}/(.+/|)sa/{regex_escape(sa)}(/.+)?"))
 
     def match(r: RequestView) -> bool:
         return r.uri_principal is not None and any(x.fullmatch(r.uri_principal) for x in regexes)

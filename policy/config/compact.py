@@ -90,7 +90,7 @@ def _settings(params: SettingsParams, at: Where, reporter: Reporter, vocabulary:
                            f"attribute {name!r} is {value_type.name}; a namespace attribute must be STRING")
     cache = params.cache
     for key, value in (("maxEntries", cache.max_entries), ("defaultValidUseCount", cache.default_valid_use_count),
-                       ("maxShapes", cache.max_shapes)):
+                       ("maxShapes", cache.max_shapes), ("maxBytes", cache.max_bytes)):
         if value <= 0:
             reporter.error(at.at("cache", key), f"must be positive, got {value}")
     return Settings(
@@ -99,6 +99,7 @@ def _settings(params: SettingsParams, at: Where, reporter: Reporter, vocabulary:
         cache=CacheSettings(
             enabled=cache.enabled,
             max_entries=cache.max_entries,
+            max_bytes=cache.max_bytes,
             default_valid_duration=cache.default_valid_duration.total_seconds(),
             default_valid_use_count=cache.default_valid_use_count,
             max_shapes=cache.max_shapes,

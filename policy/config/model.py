@@ -45,6 +45,9 @@ class CacheParams:
 
     enabled: bool = param(True, doc="Cache check decisions.")
     max_entries: int = param(10_000, doc="Most decisions kept.")
+    max_bytes: int = param(64 * 1024 * 1024, doc=(
+        "Most bytes the kept decisions may hold, keys (the request values read) included; "
+        "least recently used go first."))
     default_valid_duration: _dt.timedelta = param(
         _dt.timedelta(seconds=60), doc="How long a decision no adapter contributed to is kept.")
     default_valid_use_count: int = param(10_000, doc="How often such a decision is reused.")

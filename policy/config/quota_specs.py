@@ -19,7 +19,9 @@ Semantics, following Mixer's client and Istio's pilot (``QuotaSpecByDestination`
 
 * A rule matches when its ``match`` list is empty or **any** of its clauses matches; a clause
   matches when **all** its conditions do. ``exact`` compares, ``prefix`` is a prefix test and
-  ``regex`` must match the whole value (ECMAScript regex, evaluated by Python's ``re``). A
+  ``regex`` must match the whole value (Envoy's client used ECMAScript regexes; here RE2, in
+  linear time: a pattern RE2 cannot compile, such as a backreference or lookahead, is a
+  config error, never a different match). A
   condition on an absent attribute does not match. Conditions name STRING attributes of the
   vocabulary (Mixer's old ``request.http_method`` is read as ``request.method``).
 * A binding applies a spec to a request when one of its ``services`` matches the request's
@@ -41,7 +43,6 @@ request's ``request.id`` as deduplication id, so a retried check is not charged 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -50,6 +51,8 @@ from policy.attributes import ValueType, Vocabulary
 from policy.config.model import ExtraDocument
 from policy.config.shape import Reporter, Where, describe, key_part, mapping, name_text, sequence
 from policy.expr import AttributeNotFound, CompiledExpression, ExpressionError, compile_expression
+from policy.expr.regex import RegexError, compile_regex
+from policy.expr.regex import escape as regex_escape
 from policy.runtime.snapshot import QuotaBinding
 from policy.sdk import QuotaArgs
 
@@ -160,9 +163,9 @@ def _condition(attribute: Any, match: Any, at: Where, vocabulary: Vocabulary, re
     if kind == "prefix":
         return f"{name}.startsWith({_quote(value)})"
     try:
-        re.compile(value)
-    except re.error as exc:
-        reporter.error(at.at(kind), f"not a valid regular expression: {exc}")
+        compile_regex(value)
+    except RegexError as exc:
+        reporter.error(at.at(kind), f"not a valid regular expression (RE2 syntax): {exc}")
         return None
     return f"{_quote(f'^(?:{value})$')}.matches({name})"
 
@@ -215,17 +218,17 @@ def _service_condition(service: Mapping[str, Any], at: Where, binding_ns: str, r
         if fqdn == "*":
             return ""
         if fqdn.startswith("*") and fqdn.endswith("*") and len(fqdn) > 2:
-            return rf"{re.escape(fqdn[1:-1].rstrip('.'))}(\.|:|$)"
+            return rf"{regex_escape(fqdn[1:-1].rstrip('.'))}(\.|:|$)"
         if "*" in fqdn:
             reporter.error(at.at("service"), f"only '*' and '*.<namespace>.*' wildcards are allowed, got {fqdn!r}")
             return None
-        return rf"^{re.escape(fqdn)}(:[0-9]+)?$"
+        return rf"^{regex_escape(fqdn)}(:[0-9]+)?$"
     name = name_text(service.get("name"), at.at("name"), reporter, what="a service name (or service)")
     if name is None:
         return None
     namespace = service.get("namespace") or binding_ns
     domain = service.get("domain") or "cluster.local"
-    return (rf"^{re.escape(name)}\.{re.escape(str(namespace))}(\.svc(\.{re.escape(str(domain))})?)?"
+    return (rf"^{regex_escape(name)}\.{regex_escape(str(namespace))}(\.svc(\.{regex_escape(str(domain))})?)?"
             r"(:[0-9]+)?$")
 
 

@@ -241,7 +241,12 @@ class Checker:
         spec = self.resolve(node, args)
         out = Call(node.start, node.col, name=node.name, args=args, spec=spec)
         out.kind = spec.result
-        if spec.name == "matches" and isinstance(args[0], Literal):
+        if spec.name == "matches":
+            if not isinstance(args[0], Literal):
+                # A pattern taken from the request would let a client choose the regex (and its
+                # cost): only a constant pattern, compiled and checked here, is accepted.
+                raise self.error(args[0].start, 'the pattern of matches must be a constant string: '
+                                                'write "regex".matches(value)')
             try:  # a constant pattern is compiled (and rejected) now, not per request
                 fn.compile_regex(args[0].value)
             except fn.FunctionError as e:

@@ -17,6 +17,7 @@ import unicodedata
 from collections.abc import Mapping
 
 from policy.expr._uri import parse_uri
+from policy.expr.regex import Regex, RegexError, compile_regex as _compile_re2
 
 
 class FunctionError(Exception):
@@ -252,13 +253,12 @@ def match(text: str, pattern: str) -> bool:
     return text == pattern
 
 
-@functools.lru_cache(maxsize=256)
-def compile_regex(pattern: str) -> re.Pattern:
-    """Compile a ``matches`` pattern (Python's ``re`` stands in for Go's RE2)."""
+def compile_regex(pattern: str) -> Regex:
+    """Compile a ``matches`` pattern with RE2, as Go's ``regexp`` (see :mod:`policy.expr.regex`)."""
     try:
-        return re.compile(pattern)
-    except re.error as e:
-        raise FunctionError(f"error parsing regexp {pattern!r}: {e}") from None
+        return _compile_re2(pattern)
+    except RegexError as e:
+        raise FunctionError(str(e)) from None
 
 
 def matches(pattern: str, text: str) -> bool:

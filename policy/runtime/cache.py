@@ -8,12 +8,19 @@ request on every read attribute would take the same path to the same decision:
 requests differing only in unread attributes (a request id) share one entry.
 
 Entries expire by their decision's valid duration and use count, and the cache is
-bounded (cachetools' TLRU: least recently used goes first when full). One cache
-belongs to one config snapshot; a reload starts empty.
+bounded twice (cachetools' TLRU: least recently used goes first when full): by
+entry count and by bytes. A key holds the request's own values, which a client
+chooses (3,000 distinct 64 KiB headers are 191 MiB), so each entry is charged the
+approximate size of its key values and of its decision (see :func:`entry_size`)
+and the sum never exceeds ``max_bytes``; an entry larger than the whole budget is
+not cached. Keys are the values themselves, never a digest of them, so two
+different requests can never share a decision. One cache belongs to one config
+snapshot; a reload starts empty.
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -89,11 +96,57 @@ def _key_function(shape: tuple[Read, ...], types: Mapping[str, ValueType]) -> Ca
     return namespace["key"]
 
 
+#: Bytes charged per entry besides its key values and decision: the key tuple, the entry
+#: record and the cache's own bookkeeping (a link and a timer node per entry).
+ENTRY_OVERHEAD = 512
+#: Bytes charged for a decision besides its strings (the dataclass, its status, tuples).
+DECISION_OVERHEAD = 1024
+
+_getsizeof = sys.getsizeof
+_SMALL = (type(None), bool, int, float)
+
+
+def value_size(value: Any) -> int:
+    """Approximate bytes a key value holds (strings and bytes by their length; maps and tuples summed)."""
+    if isinstance(value, (str, bytes)):
+        return _getsizeof(value)
+    if isinstance(value, tuple):
+        return _getsizeof(value) + sum(value_size(v) for v in value)
+    if isinstance(value, _SMALL):
+        return 32
+    if isinstance(value, Mapping):
+        return _getsizeof(value) + sum(value_size(k) + value_size(v) for k, v in value.items())
+    return _getsizeof(value)
+
+
+def decision_size(value: Any) -> int:
+    """Approximate bytes a cached decision holds, counting the transports' encodings of it.
+
+    The request-dependent strings (status message, body, header operations) are counted
+    three times: once in the decision and once per transport encoding kept in its memo.
+    """
+    strings = 0
+    status = getattr(value, "status", None)
+    if status is not None:
+        strings += len(getattr(status, "message", "") or "")
+    strings += len(getattr(value, "body", None) or "")
+    for ops in (getattr(value, "request_headers", ()), getattr(value, "response_headers", ())):
+        for op in ops:
+            strings += len(op.name) + len(op.value)
+    return DECISION_OVERHEAD + 3 * strings
+
+
+def entry_size(key_values: tuple, value: Any) -> int:
+    """The bytes one cache entry is charged: its key values, its decision and a fixed overhead."""
+    return ENTRY_OVERHEAD + value_size(key_values) + decision_size(value)
+
+
 @dataclass
 class _Entry:
     value: Any
     expires_at: float
     uses_left: float
+    size: int = 0
 
 
 @dataclass
@@ -107,11 +160,16 @@ class CacheStats:
     uncacheable: int = 0
     shapes: int = 0
     size: int = 0
+    bytes: int = 0  # approximate bytes the entries hold (see entry_size)
+    too_large: int = 0  # decisions not cached because one entry would exceed max_bytes
 
 
 class _CountingTLRU(TLRUCache):
-    def __init__(self, maxsize: int, timer: Callable[[], float], stats: CacheStats) -> None:
-        super().__init__(maxsize, ttu=lambda _k, entry, _now: entry.expires_at, timer=timer)
+    """A TLRU whose size is in bytes (each entry's ``size``), counting evictions."""
+
+    def __init__(self, max_bytes: int, timer: Callable[[], float], stats: CacheStats) -> None:
+        super().__init__(max_bytes, ttu=lambda _k, entry, _now: entry.expires_at, timer=timer,
+                         getsizeof=lambda entry: entry.size)
         self._stats = stats
 
     def popitem(self) -> Any:
@@ -129,11 +187,14 @@ class DecisionCache:
         max_shapes: int = 64,
         timer: Callable[[], float] = time.monotonic,
         types: Mapping[str, ValueType] | None = None,
+        max_bytes: int = 64 * 1024 * 1024,
     ) -> None:
         self.stats = CacheStats()
         self._types = types or {}
         self._timer = timer
-        self._entries = _CountingTLRU(max_entries, timer, self.stats)
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self._entries = _CountingTLRU(max_bytes, timer, self.stats)
         self._max_shapes = max_shapes
         self._shapes: dict[frozenset[Read], int] = {}
         self._keyers: list[Callable[[dict[str, Any]], tuple]] = []
@@ -178,18 +239,35 @@ class DecisionCache:
             self._shapes[shape] = index
             self._keyers.append(_key_function(tuple(sorted(shape, key=lambda r: (r[0], r[1] or ""))), self._types))
             self.stats.shapes = len(self._keyers)
-        key = (index, self._keyers[index](values))
+        key_values = self._keyers[index](values)
+        key = (index, key_values)
+        size = entry_size(key_values, value)
+        if size > self.max_bytes:
+            self.stats.too_large += 1
+            self.stats.uncacheable += 1
+            return False
         uses = float("inf") if valid_use_count is None else valid_use_count
-        self._entries[key] = _Entry(value, self._timer() + valid_duration, uses)
+        entries = self._entries
+        if key not in entries and len(entries) >= self.max_entries:
+            entries.expire()
+            while len(entries) >= self.max_entries:
+                entries.popitem()  # least recently used (expired ones go first); counted as evictions
+        entries[key] = _Entry(value, self._timer() + valid_duration, uses, size)
         return True
 
     def __len__(self) -> int:
         return len(self._entries)
 
+    @property
+    def bytes(self) -> int:
+        """Approximate bytes the entries hold now (at most ``max_bytes``)."""
+        return self._entries.currsize
+
     def snapshot_stats(self) -> CacheStats:
         """A copy of the counters, with the current size."""
         stats = CacheStats(**{k: getattr(self.stats, k) for k in self.stats.__dataclass_fields__})
         stats.size = len(self._entries)
+        stats.bytes = self._entries.currsize
         return stats
 
     def clear(self) -> None:

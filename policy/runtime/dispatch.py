@@ -103,7 +103,8 @@ class Dispatcher:
         self._observer = observer
         settings = snapshot.cache
         self.cache: DecisionCache | None = (
-            DecisionCache(settings.max_entries, settings.max_shapes, types=snapshot.vocabulary)
+            DecisionCache(settings.max_entries, settings.max_shapes, types=snapshot.vocabulary,
+                          max_bytes=settings.max_bytes)
             if settings.enabled else None
         )
         self._report_sink = report_sink

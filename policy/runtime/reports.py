@@ -10,6 +10,12 @@ takes threads from other handlers, and never keeps the process from exiting.
 ``drain`` waits until every accepted instance was handed to its adapter (used on
 reload and graceful shutdown); what a drain gives up on is counted as dropped.
 
+A plain handler's call that times out cannot be stopped (it is a thread): the lane
+keeps one call in flight and waits for it to return before handing over the next
+batch, so what arrives meanwhile waits in the bounded queue (and beyond
+``max_queue`` is dropped and counted); a hung adapter costs one thread and at most
+``max_queue`` instances, never unbounded memory.
+
 Counters are kept per handler *name*, so they keep growing across config reloads.
 """
 
@@ -41,6 +47,7 @@ class ReportStats:
     batches: int = 0
     failed_batches: int = 0
     timed_out_batches: int = 0
+    stalls: int = 0  # times the worker waited for a timed-out call still running on the lane's thread
 
 
 class _Thread:
@@ -78,7 +85,7 @@ class _Thread:
 class _Lane:
     """One handler's waiting instances, its worker task, and the counts that tell when it is idle."""
 
-    __slots__ = ("items", "stats", "pending", "wakeup", "idle", "worker", "thread")
+    __slots__ = ("items", "stats", "pending", "wakeup", "idle", "worker", "thread", "in_flight")
 
     def __init__(self, stats: ReportStats) -> None:
         self.items: deque[Any] = deque()
@@ -89,6 +96,7 @@ class _Lane:
         self.idle.set()
         self.worker: asyncio.Task | None = None
         self.thread: _Thread | None = None
+        self.in_flight: concurrent.futures.Future | None = None  # the thread's latest call
 
 
 class ReportQueue:
@@ -144,6 +152,14 @@ class ReportQueue:
                 await lane.wakeup
             if self.linger > 0 and len(items) < self.batch_size and not self._closed:
                 await asyncio.sleep(self.linger)
+            stuck = lane.in_flight
+            if stuck is not None and not stuck.done():
+                # A timed-out call still runs on the lane's thread. One call in flight per lane:
+                # later instances wait in the bounded queue (overflow dropped and counted by
+                # ``put``) rather than as batches piling up behind the hung call.
+                lane.stats.stalls += 1
+                await asyncio.wait([asyncio.wrap_future(stuck)])
+                continue
             batch = [items.popleft() for _ in range(min(self.batch_size, len(items)))]
             try:
                 await self._deliver(entry, lane, batch)
@@ -174,7 +190,8 @@ class ReportQueue:
                 return
             if lane.thread is None:
                 lane.thread = _Thread(f"reports:{entry.name}")
-            await asyncio.wrap_future(lane.thread.submit(entry.handler.report, batch))
+            call = lane.in_flight = lane.thread.submit(entry.handler.report, batch)
+            await asyncio.wrap_future(call)
 
     async def drain(self, entries: Iterable[HandlerEntry] | None = None, timeout: float = 10.0) -> bool:
         """Wait until every accepted instance (of ``entries``, or all) was delivered; False on timeout."""

@@ -5,12 +5,34 @@ compiles a new snapshot beside the running one and swaps it in with one
 assignment; a config that fails to load is logged with every error and the last
 good snapshot keeps serving. The retired snapshot's reports are drained and its
 handlers closed after a grace period, so requests in flight finish on it.
+
+The compile (reading, parsing, validating and building: seconds for thousands of
+policies) runs on a dedicated thread, never on the event loop, and so does the
+config watcher's fingerprint (a stat per file). The thread shares the GIL with the
+loop, so while it runs the interpreter's switch interval is lowered to
+:data:`COMPILE_SWITCH_INTERVAL`: the loop waits at most that long for the GIL each
+time it needs it, and checks keep being answered (at a lower rate) throughout.
+Only the swap, the new snapshot's ``start`` and the hooks run on the loop.
+
+CPython's cyclic garbage collector stops every thread while it runs, and a full
+collection scans the whole heap (about 70 ms for 1,000 policies, 600 ms for 10,000).
+So automatic collection is paused while a compile runs (the compile would otherwise
+trigger full collections in the middle of it), and the objects alive at the swap are
+frozen (:func:`gc.freeze`): the new snapshot never makes the collector run, nor
+lengthens the collections that the steady traffic triggers. When the retired
+snapshot has been closed the frozen objects are handed back to the collector
+(:func:`gc.unfreeze`), so the old config's reference cycles are reclaimed by the
+next full collection CPython makes on its own; no reload forces one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import gc
 import logging
+import sys
+import threading
 import time
 from time import perf_counter
 from collections.abc import Mapping, Sequence
@@ -29,6 +51,54 @@ from policy.sdk import ConfigError, QuotaArgs
 from policy.telemetry import Telemetry
 
 log = logging.getLogger("policy.service")
+
+#: Seconds the interpreter lets a thread hold the GIL while a config compiles beside the loop
+#: (Python's default is 0.005); restored when no compile runs.
+COMPILE_SWITCH_INTERVAL = 0.001
+
+_switch_lock = threading.Lock()
+_compiles_running = 0
+_saved_switch_interval = 0.005
+_gc_was_enabled = True
+
+
+def _run_compile(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """Run ``fn`` (on the compile thread) with the GIL switch interval lowered and automatic
+    garbage collection paused while it runs (see the module docstring)."""
+    global _compiles_running, _saved_switch_interval, _gc_was_enabled
+    with _switch_lock:
+        if _compiles_running == 0:
+            _saved_switch_interval = sys.getswitchinterval()
+            sys.setswitchinterval(min(_saved_switch_interval, COMPILE_SWITCH_INTERVAL))
+            _gc_was_enabled = gc.isenabled()
+            gc.disable()
+        _compiles_running += 1
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        with _switch_lock:
+            _compiles_running -= 1
+            if _compiles_running == 0:
+                sys.setswitchinterval(_saved_switch_interval)
+                # What the compile built is long-lived: frozen before collection resumes, else the
+                # first young collection would scan all of it at once.
+                gc.freeze()
+                if _gc_was_enabled:
+                    gc.enable()
+
+
+def _close_abandoned(future: asyncio.Future) -> None:
+    """Close a snapshot whose reload was cancelled while it compiled."""
+    if future.cancelled() or future.exception() is not None:
+        return
+    result = future.result()
+    if isinstance(result, Snapshot):
+        task = asyncio.get_running_loop().create_task(result.close())
+        _abandoned.add(task)
+        task.add_done_callback(_abandoned.discard)
+
+
+_abandoned: set[asyncio.Task] = set()
 
 
 @dataclass
@@ -78,6 +148,8 @@ class PolicyService:
         self._retiring: set[asyncio.Task] = set()
         self._retired: set[Snapshot] = set()
         self._started = False
+        self._compiler: concurrent.futures.ThreadPoolExecutor | None = None
+        self._reload_lock: asyncio.Lock | None = None
         self.metrics_listen = metrics_listen
         self.decision_log = DecisionLog() if decision_log is True else (decision_log or None)
         self.telemetry = Telemetry(self)
@@ -113,12 +185,40 @@ class PolicyService:
         self.reload_status = ReloadStatus(generation=1, ok=True, at=time.time())
         return snapshot
 
+    async def _off_loop(self, fn: Any, *args: Any, compile: bool = False, **kwargs: Any) -> Any:
+        """Run ``fn`` on the compile thread; the loop goes on serving until it returns.
+
+        ``compile`` runs it as a config compile (switch interval lowered, GC paused, the
+        result frozen: see the module docstring). If the caller is cancelled meanwhile, the
+        call still finishes on its thread and a snapshot it built is closed, never leaked.
+        """
+        if self._compiler is None:
+            self._compiler = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="config-compile")
+        loop = asyncio.get_running_loop()
+        call = (lambda: _run_compile(fn, *args, **kwargs)) if compile else (lambda: fn(*args, **kwargs))
+        future = loop.run_in_executor(self._compiler, call)
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            future.add_done_callback(_close_abandoned)
+            raise
+
     async def reload(self, *, force: bool = False) -> bool:
-        """Reload when the config changed (or ``force``); True when a new snapshot is in force."""
+        """Reload when the config changed (or ``force``); True when a new snapshot is in force.
+
+        The new snapshot is compiled off the event loop (see the module docstring); the old
+        one answers every check until the swap. Reloads run one at a time.
+        """
+        if self._reload_lock is None:
+            self._reload_lock = asyncio.Lock()
+        async with self._reload_lock:
+            return await self._reload(force)
+
+    async def _reload(self, force: bool) -> bool:
         from policy.config import config_fingerprint, load_config
 
         try:
-            fingerprint = config_fingerprint(self.config_path)
+            fingerprint = await self._off_loop(config_fingerprint, self.config_path)
         except OSError as exc:
             self._record_failure([f"{self.config_path}: {exc}"])
             return False
@@ -127,7 +227,8 @@ class PolicyService:
         self._fingerprint = fingerprint
         generation = self.reload_status.generation + 1
         try:
-            snapshot = load_config(self.config_path, self.host, generation=generation)
+            snapshot = await self._off_loop(load_config, self.config_path, self.host, generation=generation,
+                                            compile=True)
             try:
                 await snapshot.start()
             except BaseException:
@@ -142,6 +243,7 @@ class PolicyService:
             return False
         old = self._dispatcher
         self._dispatcher = Dispatcher(snapshot, self.reports, self.telemetry)
+        gc.freeze()  # the new config is long-lived: out of the collector's way (module docstring)
         status = self.reload_status
         self.reload_status = ReloadStatus(generation, True, time.time(), (), status.reloads + 1, status.failures)
         log.info("config generation %d in force (%d rules, %d handlers)",
@@ -158,6 +260,7 @@ class PolicyService:
         return True
 
     def _record_failure(self, errors: list[str]) -> None:
+        gc.unfreeze()  # what the rejected compile built (frozen with it) is garbage
         status = self.reload_status
         self.reload_status = ReloadStatus(status.generation, False, time.time(), tuple(errors),
                                           status.reloads, status.failures + 1)
@@ -169,6 +272,8 @@ class PolicyService:
         await self.reports.retire(snapshot.handlers.values())
         self._retired.discard(snapshot)
         await snapshot.close()
+        del snapshot
+        gc.unfreeze()  # the old config's cycles go to the next full collection CPython makes
 
     async def _watch(self) -> None:
         while True:
@@ -212,6 +317,10 @@ class PolicyService:
         await asyncio.gather(*(snapshot.close() for snapshot in retired))
         if self._dispatcher is not None:
             await self._dispatcher.snapshot.close()
+        if self._compiler is not None:
+            self._compiler.shutdown(wait=False)
+            self._compiler = None
+        gc.unfreeze()  # what reloads froze goes back to the collector
         if self._started:
             self._started = False
             await self.host.shutdown(self)

@@ -179,6 +179,8 @@ class CacheSettings:
 
     enabled: bool = True
     max_entries: int = 10_000
+    #: Most bytes the entries may hold, their keys (request values) included.
+    max_bytes: int = 64 * 1024 * 1024
     #: How long a decision no adapter contributed to (no rule matched) may be cached.
     default_valid_duration: float = 60.0
     default_valid_use_count: int = 10_000

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pluggy
 
 from policy.attributes import ValueType
+from policy.expr.regex import Regex, RegexError, compile_regex
+from policy.expr.regex import escape as regex_escape
 from policy.sdk.adapter import Adapter, BuildContext, Clock, FailMode, Handler
 from policy.sdk.errors import AdapterError, ConfigError, ConfigIssue, PluginError, PolicyError
 from policy.sdk.params import FieldError, NoParams, ParamsError, describe_params, param, parse_duration, parse_params
@@ -44,4 +46,5 @@ __all__ = [
     "OK", "Code", "Status", "http_status", "parse_code",
     "Action", "Authorization", "CheckNothing", "ListEntry", "LogEntry", "Metric", "Quota",
     "ReportNothing", "Subject", "Template", "ValueMap", "ValueType", "Variety",
+    "Regex", "RegexError", "compile_regex", "regex_escape",
 ]

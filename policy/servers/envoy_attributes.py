@@ -74,6 +74,9 @@ _UTC = _dt.timezone.utc
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_UTC)
 _timedelta = _dt.timedelta
 _MEMO_LIMIT = 4096
+#: Longest text (characters) the parsers memoize; longer ones are parsed each time, so the
+#: memos hold at most ``_MEMO_LIMIT`` entries of bounded size (a few MiB), whatever clients send.
+_MEMO_KEY_LIMIT = 512
 
 
 class TranslationError(ValueError):
@@ -95,6 +98,8 @@ def ip_address(text: str, field: str) -> ipaddress.IPv4Address | ipaddress.IPv6A
         value = ipaddress.ip_address(text)
     except ValueError:
         raise TranslationError(f"{field}: {text!r} is not an IP address") from None
+    if len(text) > _MEMO_KEY_LIMIT:
+        return value
     if len(_ips) >= _MEMO_LIMIT:
         _ips.clear()
     _ips[text] = value
@@ -112,6 +117,8 @@ def parse_spiffe(principal: str) -> tuple[str | None, str | None]:
         parsed = (parts[2], parts[4])
     else:
         parsed = (None, None)
+    if len(principal) > _MEMO_KEY_LIMIT:
+        return parsed
     if len(_spiffe) >= _MEMO_LIMIT:
         _spiffe.clear()
     _spiffe[principal] = parsed
@@ -146,6 +153,8 @@ def query_params(query: str) -> dict[str, str]:
     out = {}
     for name, value in parse_qsl(query, keep_blank_values=True):
         out.setdefault(name, value)
+    if len(query) > _MEMO_KEY_LIMIT:
+        return out
     if len(_queries) >= _MEMO_LIMIT:
         _queries.clear()
     _queries[query] = out
@@ -329,11 +338,25 @@ def _header_map(http: Any) -> Mapping[str, str]:
     headers = http.headers
     if headers or not http.HasField("header_map"):
         return headers
-    joined: dict[str, str] = {}
+    # Values are collected per name and joined once: linear in the request's size, where
+    # concatenating onto the joined string per repeat would copy it again each time (quadratic).
+    joined: dict[str, Any] = {}
+    repeated = False
     for entry in http.header_map.headers:
         name = entry.key.lower()
         value = entry.value or entry.raw_value.decode("utf-8", "replace")
-        joined[name] = f"{joined[name]},{value}" if name in joined else value
+        seen = joined.get(name)
+        if seen is None:
+            joined[name] = value
+        elif type(seen) is list:
+            seen.append(value)
+        else:
+            joined[name] = [seen, value]
+            repeated = True
+    if repeated:
+        for name, value in joined.items():
+            if type(value) is list:
+                joined[name] = ",".join(value)
     return joined
 
 

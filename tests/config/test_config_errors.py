@@ -276,3 +276,24 @@ def test_errors_do_not_cascade_into_references(write, host):
         rules: [{name: r, actions: [{handler: h, instances: [i]}]}]
     """)
     assert fields(path, host) == [("handlers[0] (h)", "params.colour"), ("instances[0] (i)", "template")]
+
+
+def test_a_matches_pattern_taken_from_the_request_is_rejected_with_its_field(write, host):
+    # The pattern would be the client's to choose (and its cost): only a constant pattern is allowed.
+    path = write("""
+        handlers:
+          - {name: l, adapter: testlist, params: {overrides: [ok]}}
+        instances:
+          - {name: e, template: listentry, params: {value: source.name | ""}}
+        rules:
+          - name: computed
+            match: request.path.matches(request.headers["x-pattern"])
+            actions: [{handler: l, instances: [e]}]
+          - name: backreference
+            match: '"(a)\\\\1".matches(request.path)'
+            actions: [{handler: l, instances: [e]}]
+    """)
+    got = issues(path, host)
+    assert [(d, f) for d, f, _ in got] == [("rules[0] (computed)", "match"), ("rules[1] (backreference)", "match")]
+    assert "the pattern of matches must be a constant string" in got[0][2]
+    assert "invalid escape sequence" in got[1][2]

@@ -135,7 +135,8 @@ def test_every_error_is_reported_with_document_and_field(tmp_path):
         f"{doc} {clause}['source.ip']: attribute 'source.ip' is IP_ADDRESS, not STRING; quota clauses compare STRING attributes",
         f"{doc} {clause}['request.nope']: attribute 'request.nope' is not in the vocabulary; quota clauses compare STRING attributes",
         f"{doc} {clause}['request.method']: give exactly one of exact, prefix or regex, got exact, prefix",
-        f"{doc} {clause}['request.path'].regex: not a valid regular expression: missing ), unterminated subpattern at position 0",
+        f"{doc} {clause}['request.path'].regex: not a valid regular expression (RE2 syntax): "
+        "error parsing regexp '(unclosed': missing ): (unclosed",
         f"{doc} spec.rules[0].quotas[0].charge: expected a whole number >= 0, got a number -1",
         f"{doc} spec.rules[0].quotas[1].quota: a quota name is required",
         f"{bind} spec.services[0].service: only '*' and '*.<namespace>.*' wildcards are allowed, got 'books*'",

@@ -71,8 +71,13 @@ from policy.expr import ExpressionError, compile_expression
         ('dnsName("b..a")', 1, "error converting 'b..a' to dns name: 'empty label'"),
         ('email("foo")', 1, "error converting 'foo' to e-mail: 'missing @ in addr-spec'"),
         ('uri("")', 1, "error converting string to uri: empty string"),
-        ('"[".matches(request.path)', 1,
-         "error parsing regexp '[': unterminated character set at position 0"),
+        ('"[".matches(request.path)', 1, "error parsing regexp '[': missing ]: ["),
+        # RE2 syntax, as Go's regexp: what it cannot run is an error, never a different match
+        (r'"(a)\\1".matches(request.path)', 1, r"error parsing regexp '(a)\\1': invalid escape sequence: \1"),
+        ('"(?=a)b".matches(request.path)', 1, "error parsing regexp '(?=a)b': invalid perl operator: (?="),
+        # a pattern taken from the request would let a client pick the regex, and its cost
+        ("request.path.matches(request.host)", 1,
+         'the pattern of matches must be a constant string: write "regex".matches(value)'),
     ],
 )
 def test_type_errors(vocabulary, text, column, reason):

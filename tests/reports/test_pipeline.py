@@ -143,3 +143,27 @@ async def test_report_counters_keep_growing_across_a_reload(policy_config, polic
     stats = service.reports.stats()["sink"]
     assert (stats.accepted, stats.delivered) == (5, 5)  # one handler name, one set of counters
     assert (tmp_path / "r.log").read_text().count("\n") == 5
+
+
+async def test_a_timed_out_sync_call_holds_its_lane_and_the_rest_waits_in_the_bounded_queue(
+        policy_config, policy_service_factory):
+    # A plain (thread) adapter whose call times out keeps running: the lane hands it nothing more
+    # until it returns, so instances wait in the bounded queue (overflow dropped, counted) instead
+    # of piling up as batches behind the hung call (which grew without bound before).
+    queue = ReportQueue(max_queue=20, batch_size=5, linger=0)
+    service = await policy_service_factory(policy_config(_config("blocking", timeout="50ms")), plugins_for_reports,
+                                           reports=queue)
+    handler = service.snapshot.handlers["sink"].handler
+    service.report([{"request.path": f"/{i}"} for i in range(5)])
+    await wait_until(handler.entered.is_set, what="the first batch to reach the adapter")
+    stats = queue.stats()["sink"]
+    await wait_until(lambda: stats.timed_out_batches == 1, what="the first call to time out")
+    service.report([{"request.path": f"/more/{i}"} for i in range(50)])
+    await wait_until(lambda: stats.stalls >= 1, what="the worker to wait for the hung call")
+    lane = next(iter(queue._lanes.values()))
+    assert lane.thread._calls.qsize() == 0  # nothing queued behind the hung call
+    assert queue.depth()["sink"] == 20 and (stats.accepted, stats.dropped) == (25, 30)
+    assert stats.timed_out_batches == 1
+    handler.release.set()
+    assert await queue.drain(timeout=10)
+    assert handler.received == 25 and (stats.delivered, stats.failed) == (20, 5)

@@ -96,3 +96,43 @@ def test_shape_limit_stops_caching_new_shapes():
     cache = DecisionCache(max_shapes=1)
     assert cache.store([("a", None)], {"a": 1}, "x", 60.0, None)
     assert not cache.store([("b", None)], {"b": 1}, "y", 60.0, None)
+
+
+def test_bounded_by_bytes_whatever_the_request_values_weigh():
+    # Keys hold the request's own values: 3,000 distinct 64 KiB headers were 191 MiB under an
+    # entry-count bound. The byte budget holds whatever the values weigh, least recently used first.
+    budget = 4 * 1024 * 1024
+    cache = DecisionCache(max_entries=100_000, max_bytes=budget)
+    shape = [("request.headers", "x-big")]
+    for i in range(3000):
+        value = f"{i:08d}" + "x" * (64 * 1024)
+        cache.store(shape, {"request.headers": {"x-big": value}}, "allow", 60.0, None)
+    assert cache.bytes <= budget
+    assert cache.snapshot_stats().bytes == cache.bytes
+    assert 0 < len(cache) < 64  # about 4 MiB / 64 KiB
+    assert cache.stats.evictions == 3000 - len(cache)
+    newest = f"{2999:08d}" + "x" * (64 * 1024)
+    assert cache.lookup({"request.headers": {"x-big": newest}}) == "allow"
+    assert cache.lookup({"request.headers": {"x-big": f"{0:08d}" + "x" * (64 * 1024)}}) is None
+
+
+def test_an_entry_larger_than_the_whole_budget_is_not_cached():
+    cache = DecisionCache(max_bytes=16 * 1024)
+    assert not cache.store([("a", None)], {"a": "x" * 32 * 1024}, "allow", 60.0, None)
+    assert cache.store([("a", None)], {"a": "small"}, "allow", 60.0, None)
+    assert (len(cache), cache.stats.too_large) == (1, 1)
+    assert cache.lookup({"a": "x" * 32 * 1024}) is None
+
+
+def test_bytes_count_the_decision_and_go_back_down_on_expiry():
+    timer = FakeTimer()
+    cache = DecisionCache(timer=timer)
+    assert cache.bytes == 0
+    cache.store([("a", None)], {"a": "x" * 10_000}, "allow", 10.0, None)
+    assert cache.bytes > 10_000
+    cache.store([("a", None)], {"a": "y"}, "allow", 10.0, 1)
+    assert cache.lookup({"a": "y"}) == "allow"  # its one use: gone, and its bytes with it
+    assert 10_000 < cache.bytes < 20_000
+    timer.now += 11
+    cache.store([("a", None)], {"a": "z"}, "allow", 10.0, None)  # storing drops what expired
+    assert cache.bytes < 10_000

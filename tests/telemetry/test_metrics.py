@@ -74,6 +74,9 @@ async def test_checks_are_timed_and_counted_by_api_code_and_rule(policy_server_f
     misses = result.value("policy_decision_cache_misses_total")
     assert hits + misses == 11 and hits >= 6  # repeated requests differing only in request.id share an entry
     assert result.value("policy_decision_cache_entries") >= 3
+    entries = result.value("policy_decision_cache_entries")
+    held = result.value("policy_decision_cache_bytes")
+    assert entries * 512 < held <= result.value("policy_decision_cache_max_bytes") == 64 * 1024 * 1024
     assert result.families["policy_decision_cache_hits"].type == "counter"
 
 
@@ -165,6 +168,7 @@ async def test_reloads_report_generation_result_and_keep_cache_counters(policy_s
     assert after.value("policy_config_generation") == 2 and after.value("policy_config_reloads_total") == 1
     assert after.value("policy_decision_cache_hits_total") == cached  # the retired cache's hits still count
     assert after.value("policy_decision_cache_entries") == 0  # a reload starts an empty cache
+    assert after.value("policy_decision_cache_bytes") == 0
 
     policy_config("handlers: [{name: x, adapter: no-such-adapter}]\n")
     assert not await service.reload(force=True)
