@@ -51,14 +51,18 @@ def read_rate_limit(documents: list[Document], state: ParseState, host: PluginHo
         if registered is not None and "quota" not in registered.adapter.templates:
             reporter.error(at.at("handler"), f"handler {settings.handler!r} (adapter {spec.adapter_name}) "
                                              "does not count quotas; use a memquota or redisquota handler")
+    # Labelled by position too: two files' documents may share a label (same line), never a number.
     by_label = {}
-    for doc in rls:
-        label = f"{doc.label} (domain {doc.data.get('domain')})"
+    for index, doc in enumerate(rls):
+        domain = doc.data.get("domain")
+        label = f"{doc.file}: {doc.label}" + (f" (domain {domain})" if isinstance(domain, str) and domain else "")
+        if label in by_label:
+            label += f" #{index + 1}"
         by_label[label] = doc
 
     def error(label: str, field: str, message: str) -> None:
         doc = by_label[label]
-        reporter.error(Where(doc.file, label, field), message)
+        reporter.error(Where(doc.file, label[len(doc.file) + 2:], field), message)
 
     config = compile_rate_limit([(label, doc.data) for label, doc in by_label.items()], settings, error)
     config.handler_spec = spec

@@ -82,11 +82,13 @@ async def test_hits_addend_request_and_descriptor_level_and_a_zero_read(stub):
     big = await stub.ShouldRateLimit(request(descriptor(("remote_address", "h1")), hits=2))
     assert big.statuses[0].limit_remaining == 1
     too_many = await stub.ShouldRateLimit(request(descriptor(("remote_address", "h1")), hits=2))
-    assert too_many.overall_code == OVER and too_many.statuses[0].limit_remaining == 1   # not charged
+    assert too_many.overall_code == OVER and too_many.statuses[0].limit_remaining == 0   # charged: 4 of 3
     read = await stub.ShouldRateLimit(request(descriptor(("remote_address", "h1"), hits=0), hits=5))
-    assert read.overall_code == OK and read.statuses[0].limit_remaining == 1
-    own = await stub.ShouldRateLimit(request(descriptor(("remote_address", "h1"), hits=1), hits=5))
-    assert own.overall_code == OK and own.statuses[0].limit_remaining == 0
+    assert read.overall_code == OVER and read.statuses[0].limit_remaining == 0           # a read stays over
+    fresh = await stub.ShouldRateLimit(request(descriptor(("remote_address", "h2"), hits=0), hits=5))
+    assert fresh.overall_code == OK and fresh.statuses[0].limit_remaining == 3
+    own = await stub.ShouldRateLimit(request(descriptor(("remote_address", "h2"), hits=1), hits=5))
+    assert own.overall_code == OK and own.statuses[0].limit_remaining == 2
 
 
 async def test_a_descriptors_own_limit_overrides_the_config(stub):
@@ -95,14 +97,17 @@ async def test_a_descriptors_own_limit_overrides_the_config(stub):
     assert [a.overall_code for a in answers] in ([OK, OK, OVER], [OK, OK, OK])   # OK x3 only across a second
     assert answers[0].statuses[0].current_limit.requests_per_unit == 2
     assert answers[0].statuses[0].current_limit.unit == Unit.SECOND
+    elsewhere = await stub.ShouldRateLimit(request(descriptor(("a", "x"), limit=(0, Unit.HOUR)), domain="other"))
+    assert elsewhere.overall_code == OK and not elsewhere.statuses[0].HasField("current_limit")  # unknown domain
 
 
-async def test_an_over_limit_descriptor_keeps_the_others_uncharged(stub):
+async def test_every_matched_counter_is_charged_also_on_a_rejected_request(stub):
     await stub.ShouldRateLimit(request(descriptor(("bulk", "b"))))
     mixed = await stub.ShouldRateLimit(request(descriptor(("remote_address", "m1")), descriptor(("bulk", "b"))))
     assert [s.code for s in mixed.statuses] == [OK, OVER] and mixed.overall_code == OVER
+    assert [s.limit_remaining for s in mixed.statuses] == [2, 0]
     alone = await stub.ShouldRateLimit(request(descriptor(("remote_address", "m1"))))
-    assert alone.statuses[0].limit_remaining == 2                    # the rejected request charged nothing
+    assert alone.statuses[0].limit_remaining == 1                    # the rejected request charged it too
 
 
 async def test_shadow_mode_answers_ok_and_counts(stub, server):
@@ -121,7 +126,7 @@ async def test_global_shadow_mode_and_response_headers(rls_config, policy_server
     assert answers[3].statuses[0].code == OVER                         # the descriptor still says so
     assert running.service.snapshot.rate_limit.stats["global_shadow_mode"] == 1
     headers = {h.key: h.value for h in answers[1].response_headers_to_add}
-    assert headers["RateLimit-Limit"] == "3, 3;w=60" and headers["RateLimit-Remaining"] == "1"
+    assert headers["RateLimit-Limit"] == "3" and headers["RateLimit-Remaining"] == "1"
     assert 0 < int(headers["RateLimit-Reset"]) <= 60
 
 
