@@ -43,6 +43,8 @@ ROOT_KEYS = ("domain", "descriptors")
 DESCRIPTOR_KEYS = ("key", "value", "rate_limit", "descriptors", "shadow_mode", "quota_mode", "detailed_metric",
                    "value_to_metric", "share_threshold", "metadata")
 LIMIT_KEYS = ("unit", "requests_per_unit", "unlimited", "name", "replaces")
+#: Top-level keys of the compact Mixer form: a document with one of them is no rate-limit file.
+COMPACT_KEYS = ("settings", "handlers", "instances", "rules", "attributes", "templates", "adapters")
 FLAGS = ("shadow_mode", "quota_mode", "detailed_metric", "value_to_metric", "share_threshold")
 MAX_UINT32 = 2 ** 32 - 1
 
@@ -228,12 +230,14 @@ def is_ratelimit_document(data: Any) -> bool:
     """
     if not isinstance(data, Mapping) or "kind" in data or "apiVersion" in data:
         return False
-    return "domain" in data or ("descriptors" in data and all(k in ROOT_KEYS for k in data))
+    return "domain" in data or ("descriptors" in data and not any(k in COMPACT_KEYS for k in data))
 
 
 def _unknown(data: Mapping[str, Any], allowed: Sequence[str], label: str, at: str, error: ErrorSink) -> None:
     for key in data:
-        if key not in allowed:
+        if not isinstance(key, str):
+            error(label, at, f"config error, key is not of type string: {key!r}")
+        elif key not in allowed:
             error(label, f"{at}.{key}" if at else str(key),
                   f"config error, unknown key {key!r} (allowed: {', '.join(allowed)})")
 
