@@ -150,3 +150,33 @@ async def test_without_settings_the_service_answers_failed_precondition(rls_conf
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await rls_stub(running).ShouldRateLimit(request(descriptor(("a", "b"))))
     assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+async def test_health_answers_for_ratelimit_as_the_reference_registers_it(server):
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    health = health_pb2_grpc.HealthStub(server.channel())
+    for name in ("ratelimit", "envoy.service.ratelimit.v3.RateLimitService"):
+        answer = await health.Check(health_pb2.HealthCheckRequest(service=name))
+        assert answer.status == health_pb2.HealthCheckResponse.SERVING
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await health.Check(health_pb2.HealthCheckRequest(service="ratelimitx"))
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_per_key_statistics_are_exported_and_bounded(stub, server, monkeypatch):
+    from policy.ratelimit import stats
+
+    for _ in range(4):
+        await stub.ShouldRateLimit(request(descriptor(("remote_address", "10.1.1.1"))))
+    text = server.service.telemetry.render()
+    assert 'policy_ratelimit_total_hits_total{key="shop.remote_address"} 4.0' in text
+    assert 'policy_ratelimit_over_limit_total{key="shop.remote_address"} 1.0' in text
+    assert 'policy_ratelimit_within_limit_total{key="shop.remote_address"} 3.0' in text
+    # Request values never make series of their own beyond the bound (a descriptor's own limit here).
+    monkeypatch.setattr(stats, "MAX_DYNAMIC_KEYS", 3)
+    for i in range(10):
+        await stub.ShouldRateLimit(request(descriptor(("anything", f"v{i}"), limit=(100, Unit.HOUR))))
+    keys = set(server.service.snapshot.rate_limit.statistics.by_key)
+    assert len([k for k in keys if k.startswith("shop.anything_")]) <= 3
+    assert server.service.snapshot.rate_limit.stats["shop.request_limit.total_hits"] >= 7
