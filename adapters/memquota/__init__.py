@@ -137,6 +137,8 @@ class MemQuotaHandler(Handler):
 class MemQuotaAdapter(Adapter):
     """Quotas counted in this process's memory (Mixer's memquota)."""
 
+    #: Unchanged handlers are kept across config reloads, so their counters are too.
+    keep_across_reloads = True
     name = "memquota"
     description = "Volatile memory-based quotas: fixed or rolling windows, allocation mode, deduplication."
     templates = ("quota",)

@@ -241,6 +241,8 @@ class RedisQuotaHandler(Handler):
 class RedisQuotaAdapter(Adapter):
     """Quotas counted in Redis or a Redis Cluster (Mixer's redisquota)."""
 
+    #: Unchanged handlers are kept across config reloads, so their counters are too.
+    keep_across_reloads = True
     name = "redisquota"
     description = "Redis-based quotas: one atomic Lua script per call, fixed or rolling windows, Redis Cluster."
     templates = ("quota",)

@@ -127,7 +127,8 @@ class PolicyService:
         self._fingerprint = fingerprint
         generation = self.reload_status.generation + 1
         try:
-            snapshot = load_config(self.config_path, self.host, generation=generation)
+            snapshot = load_config(self.config_path, self.host, generation=generation,
+                                   previous=self._dispatcher.snapshot if self._dispatcher else None)
             try:
                 await snapshot.start()
             except BaseException:
