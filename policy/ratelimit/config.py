@@ -282,13 +282,36 @@ def _limit(raw: Any, full_key: str, flags: dict[str, bool], label: str, at: str,
                      tuple(replaces), flags["detailed_metric"], stats_key=full_key)
 
 
+def _struct_problem(value: Any, at: str) -> str | None:
+    """Where a value cannot become a protobuf Struct value (as the reference's structpb.NewStruct), else None."""
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return None
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            problem = _struct_problem(item, f"{at}.{key}")
+            if problem is not None:
+                return problem
+        return None
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            problem = _struct_problem(item, f"{at}[{i}]")
+            if problem is not None:
+                return problem
+        return None
+    return f"{at}: {type(value).__name__} is not a JSON value"
+
+
 def _metadata(raw: Any, label: str, at: str, error: ErrorSink) -> Mapping[str, Any] | None:
     if raw is None or raw == {}:
         return None
-    if not isinstance(raw, Mapping) or not all(isinstance(k, str) for k in raw):
-        error(label, at, "error parsing metadata: expected a mapping with string keys")
+    if not isinstance(raw, Mapping):
+        error(label, at, "error parsing metadata: expected a mapping")
         return None
-    return raw
+    problem = _struct_problem({str(k): v for k, v in raw.items()}, "metadata")
+    if problem is not None:
+        error(label, at, f"error parsing metadata: {problem}")
+        return None
+    return {str(k): v for k, v in raw.items()}
 
 
 def _descriptors(node: Node, raw: Any, parent: str, label: str, at: str, error: ErrorSink,
