@@ -26,6 +26,7 @@ Semantics (envoyproxy/ratelimit's, see ``src/service/ratelimit.go``,
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import math
 from collections.abc import Mapping
@@ -33,7 +34,6 @@ from typing import Any
 
 from envoy.service.ratelimit.v3 import rls_pb2
 
-from adapters._quota.keys import entries_id
 from policy.ratelimit.config import UNIT_SECONDS, RateLimit, RateLimitConfig
 from policy.ratelimit.stats import NEAR_LIMIT, OVER_LIMIT as OVER, SHADOW_MODE, TOTAL_HITS, WITHIN_LIMIT
 from policy.sdk import AdapterError, Code
@@ -74,11 +74,23 @@ def _limits(config: RateLimitConfig, request: Any) -> list[RateLimit | None]:
     return limits
 
 
+_ESCAPES = str.maketrans({c: f"%{ord(c):02X}" for c in "%|=,{}\n\r\t :"})
+
+
 def _counter_id(domain: str, entries: list[tuple[str, str]], limit: RateLimit) -> str:
-    """A counter id from request values (share_threshold entries counted by their wildcard)."""
+    """A counter id from request values: escaped (no hash-tag braces survive), hashed when long.
+
+    share_threshold entries are counted by their wildcard instead of the request's value.
+    """
     if limit.share_patterns:
         entries = [(k, limit.share_patterns[i] or v) for i, (k, v) in enumerate(entries)]
-    return entries_id(domain, entries, limit.unit)
+    parts = [domain.translate(_ESCAPES)]
+    parts += [f"{k.translate(_ESCAPES)}={v.translate(_ESCAPES)}" for k, v in entries]
+    parts.append(limit.unit)
+    text = "|".join(parts)
+    if len(text) > 200:
+        return f"{parts[0][:64]}|#{hashlib.sha256(text.encode('utf-8', 'surrogatepass')).hexdigest()[:32]}"
+    return text
 
 
 async def _count(handler: Any, counters: list[tuple[str, int, int, float]], stop: bool) -> list[Any]:
