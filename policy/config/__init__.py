@@ -71,7 +71,11 @@ def load_config(path: str | Path, host: PluginHost, *, generation: int = 1,
 
     ``previous``: the snapshot in force, whose unchanged quota handlers (and their counters) are kept.
     """
-    return build_snapshot(parse_config(path, host), host, generation=generation, previous=previous)
+    model = parse_config(path, host)
+    old_rate_limit = getattr(previous, "rate_limit", None)
+    if model.rate_limit is not None and old_rate_limit is not None:
+        model.rate_limit.statistics.carry_from(old_rate_limit.statistics)
+    return build_snapshot(model, host, generation=generation, previous=previous)
 
 
 __all__ = [

@@ -10,7 +10,8 @@ reference's split of one request's hits between near and over limit
 Bounded: configured limits always have their own series; keys made from request
 values (detailed_metric, value_to_metric, a descriptor's own ``limit``) get their
 own series for the first :data:`MAX_DYNAMIC_KEYS` of them, later ones are counted
-under their configured limit's key (or ``<domain>.request_limit``).
+under their configured limit's key (or ``<domain>.request_limit``). A reload
+continues the previous generation's counters (:meth:`RateLimitStats.carry_from`).
 """
 
 from __future__ import annotations
@@ -45,6 +46,12 @@ class RateLimitStats:
                 self._dynamic += 1
         row = self.by_key[key] = [0] * len(STATS)
         return row
+
+    def carry_from(self, previous: "RateLimitStats") -> None:
+        """Continue the counters of the previous config generation (shared: late answers on it still count)."""
+        self.by_key = previous.by_key
+        self.service_counts = previous.service_counts
+        self._dynamic = sum(1 for key in self.by_key if key not in self.configured)
 
     def service(self, name: str, amount: int = 1) -> None:
         """Add to a service-wide counter."""

@@ -29,6 +29,7 @@ async def test_an_unrelated_change_keeps_the_counters_a_changed_handler_starts_a
     assert service.reload_status.generation == 2
     assert service.snapshot.handlers["counts"].handler is handler                # the same handler, kept
     assert (await stub.ShouldRateLimit(one())).overall_code == OVER              # 4th of 3: still counted
+    assert service.snapshot.rate_limit.stats["shop.remote_address.total_hits"] == 4   # statistics continue
     policy = directory / "policy.yaml"
     policy.write_text(policy.read_text().replace("params: {quotas: []}",
                                                  "params: {quotas: [], maxCounters: 5000}"))
