@@ -50,7 +50,7 @@ def build_config(case, yearly):
     return config
 
 
-def make_request(spec, hits=0, domain=None, default_domain="d"):
+def make_request(spec, hits=0, domain=None, default_domain="d", yearly=False):
     descriptors = []
     for item in spec:
         entries, own_hits = item[0], item[1]
@@ -59,7 +59,7 @@ def make_request(spec, hits=0, domain=None, default_domain="d"):
         if own_hits is not None:
             d.hits_addend.value = own_hits
         if len(item) > 2:
-            d.limit.requests_per_unit, d.limit.unit = item[2][0], UNITS.Value(item[2][1])
+            d.limit.requests_per_unit, d.limit.unit = item[2][0], UNITS.Value("YEAR" if yearly else item[2][1])
         descriptors.append(d)
     return rls_pb2.RateLimitRequest(domain=domain or default_domain, descriptors=descriptors, hits_addend=hits)
 
@@ -80,7 +80,7 @@ async def run_case(case, handler, yearly):
         spec = step["request"]
         before = snapshot(config)
         response = await should_rate_limit(config, handler, make_request(
-            spec["descriptors"], spec.get("hits", 0), spec.get("domain"), domain))
+            spec["descriptors"], spec.get("hits", 0), spec.get("domain"), domain, yearly))
         expect = step["expect"]
         assert response.overall_code == CODES[expect["code"]], where
         for i, want in enumerate(expect.get("statuses", [])):
