@@ -43,6 +43,12 @@ def read_rate_limit(documents: list[Document], state: ParseState, host: PluginHo
         for problem in exc.errors:
             reporter.error(at.at(problem.field), problem.message)
         return None
+    for field, name in (("limitHeader", settings.limit_header), ("remainingHeader", settings.remaining_header),
+                        ("resetHeader", settings.reset_header)):
+        if not name or any(c not in _TOKEN for c in name):
+            reporter.error(at.at(field), f"not an HTTP header name: {name!r}")
+    if not 0.0 <= settings.near_limit_ratio <= 1.0:
+        reporter.error(at.at("nearLimitRatio"), f"expected a ratio from 0 to 1, got {settings.near_limit_ratio!r}")
     spec = _handler(settings.handler, state)
     if spec is None:
         reporter.error(at.at("handler"), f"no handler named {settings.handler!r}")
@@ -67,6 +73,10 @@ def read_rate_limit(documents: list[Document], state: ParseState, host: PluginHo
     config = compile_rate_limit([(label, doc.data) for label, doc in by_label.items()], settings, error)
     config.handler_spec = spec
     return config
+
+
+#: The characters of an HTTP header name (RFC 9110 token).
+_TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
 def _handler(reference: str, state: ParseState) -> Any:

@@ -111,3 +111,14 @@ async def test_redis_backed_service_shares_counters_and_honours_the_fail_mode(
             pass
         assert time.monotonic() < deadline, "the rate-limit service did not recover"
         await asyncio.sleep(0.05)
+
+
+def test_header_names_and_the_near_limit_ratio_are_checked(tmp_path, policy_host_factory):
+    directory = tmp_path / "config"
+    directory.mkdir()
+    (directory / "policy.yaml").write_text(
+        "settings:\n  rateLimit: {handler: counts, limitHeader: 'Rate Limit', resetHeader: '', nearLimitRatio: 1.5}\n"
+        "handlers:\n  - {name: counts, adapter: memquota, params: {quotas: []}}\n")
+    (directory / "rls.yaml").write_text("domain: d\ndescriptors: []\n")
+    found = issues(directory, policy_host_factory())
+    assert {f for _, f, _ in found} >= {"rateLimit.limitHeader", "rateLimit.resetHeader", "rateLimit.nearLimitRatio"}
