@@ -102,6 +102,22 @@ async def _count(handler: Any, counters: list[tuple[str, int, int, float]], stop
     return list(answers)
 
 
+_UNIT_VALUES = dict(rls_pb2.RateLimitResponse.RateLimit.Unit.items())
+#: current_limit messages by (name, requests_per_unit, unit): built once (bounded: cleared when full).
+_CURRENT_LIMITS: dict[tuple[str, int, str], Any] = {}
+
+
+def _current_limit(limit: RateLimit) -> Any:
+    key = (limit.name, limit.requests_per_unit, limit.unit)
+    message = _CURRENT_LIMITS.get(key)
+    if message is None:
+        if len(_CURRENT_LIMITS) >= 10_000:
+            _CURRENT_LIMITS.clear()
+        message = _CURRENT_LIMITS[key] = rls_pb2.RateLimitResponse.RateLimit(
+            name=limit.name, requests_per_unit=limit.requests_per_unit, unit=_UNIT_VALUES[limit.unit])
+    return message
+
+
 def _reset_seconds(limit: RateLimit, reset: float) -> int:
     """Whole seconds to the window's end (the reference's ``unit - now % unit``, so at least 1)."""
     if reset <= 0:
@@ -204,12 +220,10 @@ async def should_rate_limit(config: RateLimitConfig, handler: Any, request: Any)
         before = after - hits
         over = after > limit.requests_per_unit
         _record(config, limit, request.domain, before if before >= 0 else limit.requests_per_unit, after, hits, over)
-        status = response.statuses.add(
-            code=OVER_LIMIT if over and not limit.shadow_mode else OK,
-            current_limit=rls_pb2.RateLimitResponse.RateLimit(
-                name=limit.name, requests_per_unit=limit.requests_per_unit,
-                unit=rls_pb2.RateLimitResponse.RateLimit.Unit.Value(limit.unit)),
-            limit_remaining=0 if over else min(limit.requests_per_unit - after, UNLIMITED_REMAINING))
+        status = response.statuses.add()
+        status.code = OVER_LIMIT if over and not limit.shadow_mode else OK
+        status.current_limit.CopyFrom(_current_limit(limit))
+        status.limit_remaining = 0 if over else min(limit.requests_per_unit - after, UNLIMITED_REMAINING)
         status.duration_until_reset.seconds = _reset_seconds(limit, reset)
         quota = settings.quota_mode or limit.quota_mode
         quota_total += quota
