@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from benchmarks._grpc_load import LoadResult, run_load
-from benchmarks._stats import header
+from benchmarks._stats import header, summarize_us, time_calls
 from benchmarks.bench_envoy import _servers, cpu_seconds
 
 METHOD = "/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit"
@@ -52,6 +52,34 @@ def _config(root: Path, name: str, adapter: str, params: str) -> Path:
     return directory
 
 
+def bench_in_process(quick: bool) -> None:
+    """µs per ShouldRateLimit answer in process (lookup, counting in memquota, response), no transport."""
+    import asyncio
+
+    from envoy.service.ratelimit.v3 import rls_pb2
+
+    from adapters.memquota import MemQuotaAdapter
+    from policy import BuildContext, Clock, parse_params
+    from policy.ratelimit.config import RateLimitSettings, compile_rate_limit
+    from policy.ratelimit.service import should_rate_limit
+
+    header("ShouldRateLimit in process", "one descriptor, memquota, the same request each time (never over).")
+    import yaml
+
+    config = compile_rate_limit([("bench", yaml.safe_load(RLS))], parse_params(RateLimitSettings, {"handler": "h"}),
+                                lambda *e: print("  config error", e))
+    handler = MemQuotaAdapter.build(parse_params(MemQuotaAdapter.Params, {"quotas": []}),
+                                    BuildContext(handler="h", config_dir=Path("."), clock=Clock()))
+    request = rls_pb2.RateLimitRequest.FromString(typical_request())
+    loop = asyncio.new_event_loop()
+    try:
+        samples = time_calls(lambda: loop.run_until_complete(should_rate_limit(config, handler, request)),
+                             2_000 if quick else 20_000)
+    finally:
+        loop.close()
+    print(f"  should_rate_limit (memquota)   {summarize_us(samples)}   (includes one event-loop turn per call)")
+
+
 def bench_throughput(quick: bool, configs: dict[str, Path]) -> None:
     """Throughput at 64 in flight over TCP: ours (memquota, redisquota) vs the no-op server."""
     rounds = 3 if quick else 5
@@ -87,6 +115,7 @@ def run(quick: bool = False) -> None:
     """Run the rate-limit benchmark (redisquota only when a redis-server can be started)."""
     from tests.quota.redis_procs import RedisServer
 
+    bench_in_process(quick)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         configs = {"policy server (memquota)": _config(root, "mem", "memquota", "{quotas: []}")}
