@@ -69,8 +69,9 @@ def _limits(config: RateLimitConfig, request: Any) -> list[RateLimit | None]:
             limits.append(config.lookup(request.domain, entries))
     replaced = {name for limit in limits if limit is not None for name in limit.replaces}
     if replaced:
-        limits = [None if limit is not None and limit.name and limit.name in replaced else limit
-                  for limit in limits]
+        # An unlimited limit stays unlimited (the reference sets it aside before replacing).
+        limits = [None if limit is not None and not limit.unlimited and limit.name and limit.name in replaced
+                  else limit for limit in limits]
     return limits
 
 
