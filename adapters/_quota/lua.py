@@ -125,9 +125,19 @@ for i = 1, n do
   local algo, window, bucket = tonumber(ARGV[base + 1]), tonumber(ARGV[base + 3]), tonumber(ARGV[base + 4])
   local g, key = grants[i], KEYS[i]
   local remaining = lefts[i]
-  if g ~= 0 then
+  if algo >= 3 then
+    -- Read again: a key given twice in one call counts both times, one after the other.
+    local v = redis.call('HMGET', key, 'w', 'n')
+    local u = 0
+    if v[1] and tonumber(v[1]) == marks[i] then u = tonumber(v[2]) end
+    if g ~= 0 then
+      redis.call('HSET', key, 'w', marks[i], 'n', u + g)
+      redis.call('PEXPIRE', key, resets[i] + 1000)
+    end
+    remaining = tonumber(ARGV[4 + (i - 1) * 5 + 2]) - (u + g)
+  elseif g ~= 0 then
     remaining = lefts[i] - g
-    if algo == 0 or algo >= 3 then
+    if algo == 0 then
       redis.call('HSET', key, 'w', marks[i], 'n', used[i] + g)
       redis.call('PEXPIRE', key, resets[i] + 1000)
     elseif algo == 1 then

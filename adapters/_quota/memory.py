@@ -199,11 +199,12 @@ class MemoryLimiter:
             over = [u + c.amount > c.max_amount for (u, _), c in zip(used, counters)]
             stop = stop_when_over and any(over)
             out = []
-            for counter, (count, reset), is_over in zip(counters, used, over):
+            for counter, is_over in zip(counters, over):
                 amount = counter.amount if not stop or is_over else 0
                 if amount > 0:
                     self._charge(counter, now, amount)
-                out.append((count + amount, reset))
+                count, reset = self._used(counter, now)  # a counter given twice counts both times, in turn
+                out.append((count, reset))
             return out
 
     def _state(self, counter: Counter, now: float, amount: int, best_effort: bool = False) -> tuple[int, int, float]:
