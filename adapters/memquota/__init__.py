@@ -117,7 +117,7 @@ class MemQuotaHandler(Handler):
         return self.calls.result(counter, allocation)
 
     def rate_limit_count(self, counters: Sequence[RateLimitCounter],
-                         stop_when_over: bool = False) -> list[tuple[int, float]]:
+                         stop_when_over: bool = False) -> list[RateLimitAnswer]:
         """Count rate-limit service counters as envoyproxy/ratelimit does: (count after, seconds to reset) each.
 
         Clock-aligned fixed windows, charged also past the limit (unless

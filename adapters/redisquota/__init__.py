@@ -218,7 +218,7 @@ class RedisQuotaHandler(Handler):
         return self.calls.result(counter, allocation)
 
     async def rate_limit_count(self, counters: Sequence[RateLimitCounter],
-                               stop_when_over: bool = False) -> list[tuple[int, float]]:
+                               stop_when_over: bool = False) -> list[RateLimitAnswer]:
         """Count rate-limit service counters as envoyproxy/ratelimit does: (count after, seconds to reset) each.
 
         When Redis cannot answer: OPEN answers every counter as within its limit (a
