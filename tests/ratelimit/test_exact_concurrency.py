@@ -43,7 +43,7 @@ settings:
 handlers:
   - name: shared
     adapter: redisquota
-    params: {{redisServerUrl: "{url}", cluster: {str(cluster).lower()}, keyPrefix: "{prefix}", quotas: []}}
+    params: {{redisServerUrl: "{url}", cluster: {str(cluster).lower()}, keyPrefix: "{prefix}", timeout: 10s, quotas: []}}
 """)
     (directory / "rls.yaml").write_text(RLS)
     return directory
