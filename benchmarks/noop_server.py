@@ -1,8 +1,9 @@
 """A no-op server on the same stack as ours (grpc.aio, uvloop when installed): the baseline.
 
 ``python -m benchmarks.noop_server --listen ADDR [--listen ADDR ...]`` answers
-``policy.v1.Policy/Check`` and ``envoy.service.auth.v3.Authorization/Check`` with a
-fixed OK response of the same shape ours sends,
+``policy.v1.Policy/Check``, ``envoy.service.auth.v3.Authorization/Check`` and
+``envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit`` with a fixed OK
+response of the same shape ours sends,
 and does nothing else, so a ratio against it isolates our own work per request.
 Other APIs register here too (see ``NOOP_REGISTRARS``).
 """
@@ -58,7 +59,23 @@ def _ext_authz(server: grpc.aio.Server) -> None:
     external_auth_pb2_grpc.add_AuthorizationServicer_to_server(Noop(), server)
 
 
-NOOP_REGISTRARS = [_native, _ext_authz]
+def _ratelimit(server: grpc.aio.Server) -> None:
+    from envoy.service.ratelimit.v3 import rls_pb2, rls_pb2_grpc
+
+    # The shape ours answers for one descriptor within its limit.
+    response = rls_pb2.RateLimitResponse(overall_code=rls_pb2.RateLimitResponse.OK)
+    status = response.statuses.add(code=rls_pb2.RateLimitResponse.OK, limit_remaining=999_999)
+    status.current_limit.requests_per_unit, status.current_limit.unit = 1_000_000, rls_pb2.RateLimitResponse.RateLimit.HOUR
+    status.duration_until_reset.seconds = 1800
+
+    class Noop(rls_pb2_grpc.RateLimitServiceServicer):
+        async def ShouldRateLimit(self, request, context):  # noqa: N802 - gRPC method name
+            return response
+
+    rls_pb2_grpc.add_RateLimitServiceServicer_to_server(Noop(), server)
+
+
+NOOP_REGISTRARS = [_native, _ext_authz, _ratelimit]
 
 
 async def serve(listen: list[str]) -> None:

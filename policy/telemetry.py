@@ -279,6 +279,7 @@ class _ServiceCollector:
         yield from self._reports(reports, report_stats)
         yield from self._cache()
         yield from self._config()
+        yield from self._rate_limit()
 
     def _reports(self, reports: Any, stats: dict[str, Any]) -> Iterator[Any]:
         from prometheus_client.core import GaugeMetricFamily
@@ -329,6 +330,25 @@ class _ServiceCollector:
                                 "Unix time of the last config (re)load attempt.", value=status.at)
         yield CounterMetricFamily("policy_config_reloads", "Config reloads applied.", value=status.reloads)
         yield CounterMetricFamily("policy_config_reload_failures", "Config reloads rejected.", value=status.failures)
+
+
+    def _rate_limit(self) -> Iterator[Any]:
+        """The rate-limit service's per-key statistics (envoyproxy/ratelimit's, bounded: see policy.ratelimit.stats)."""
+        try:
+            config = getattr(self._service.snapshot, "rate_limit", None) if self._service is not None else None
+        except RuntimeError:  # no config loaded yet
+            config = None
+        statistics = getattr(config, "statistics", None)
+        if statistics is None:
+            return
+        from policy.ratelimit.stats import STATS
+
+        rows = dict(statistics.by_key)
+        for index, stat in enumerate(STATS):
+            yield _counter(f"policy_ratelimit_{stat}", f"Rate-limit service hits counted as {stat}, by limit key.",
+                           ["key"], {key: row[index] for key, row in rows.items()})
+        yield _counter("policy_ratelimit_service_events", "Rate-limit service requests that failed, by reason.",
+                       ["event"], dict(statistics.service_counts))
 
 
 def _counter(name: str, documentation: str, labels: list[str], values: dict[Any, int]) -> Any:

@@ -17,6 +17,10 @@ Semantics every limiter follows:
   reported.
 - A deduplication id (single counter) makes a retried call answer what the first
   call was granted, without charging again.
+
+The rate-limit service counts differently, as envoyproxy/ratelimit does (each
+limiter's ``count``): fixed windows charged on every call, also past the limit,
+answering the count after the call.
 """
 
 from __future__ import annotations

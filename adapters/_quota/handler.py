@@ -17,8 +17,8 @@ from policy import Code, QuotaArgs, QuotaResult, Status
 
 #: A rate-limit service counter: (id, hits, limit, window seconds).
 RateLimitCounter = tuple[str, int, int, float]
-#: What the rate-limit service gets back per counter: (fits, remaining, seconds until reset).
-RateLimitAnswer = tuple[bool, int, float]
+#: What the rate-limit service gets back per counter: (its count after the call, seconds until reset).
+RateLimitAnswer = tuple[int, float]
 
 
 class QuotaCalls:
@@ -92,8 +92,3 @@ class QuotaCalls:
         """Counters (clock-aligned fixed windows) for the rate-limit service's tuples."""
         return [Counter(f"rls|{cid}", hits, limit, window, window, Algorithm.FIXED_WINDOW)
                 for cid, hits, limit, window in counters]
-
-    @staticmethod
-    def rate_limit_answers(allocations: Sequence[Allocation]) -> list[RateLimitAnswer]:
-        """The rate-limit service's answers for what counters answered."""
-        return [(a.fits, a.remaining, a.reset) for a in allocations]

@@ -3,8 +3,9 @@
 KEYS: one key per counter, then (optionally) the deduplication key.
 ARGV: ``n``, ``best_effort`` (0/1), ``independent`` (0/1), ``dedup_ttl_ms`` (0: no
 deduplication), then five values per counter: ``algorithm`` (0 fixed window,
-1 rolling window, 2 allocation mode), ``max``, ``window_ms``, ``bucket_ms`` (for
-allocation mode: the idle TTL), ``amount``.
+1 rolling window, 2 allocation mode, 3 and 4 the rate-limit service's fixed-window
+counting, see below), ``max``, ``window_ms``, ``bucket_ms`` (for allocation mode:
+the idle TTL), ``amount``.
 Returns four integers per counter — granted, remaining, reset_ms, fits (0/1) —
 then 1 when the answer was replayed for a deduplication id, else 0.
 
@@ -12,6 +13,12 @@ Keys of one call must share a hash slot (callers hash-tag them by counter) so th
 script also runs on a Redis Cluster. Every key written gets a TTL. A counter that
 would go over its limit is not charged; unless ``independent``, no counter is
 charged when one does not fit.
+
+Codes 3 and 4 count as envoyproxy/ratelimit does: a code-3 counter is always
+charged, also past its limit (``remaining`` goes negative: limit minus the count);
+code-4 counters (its ``STOP_CACHE_KEY_INCREMENT_WHEN_OVERLIMIT``) are charged only
+when none of the call's code-4 counters would go over its limit, or when this one
+would. Neither takes part in all-or-nothing.
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ local function state(i)
   local algo, max = tonumber(ARGV[base + 1]), tonumber(ARGV[base + 2])
   local window, bucket = tonumber(ARGV[base + 3]), tonumber(ARGV[base + 4])
   local key = KEYS[i]
-  if algo == 0 then
+  if algo == 0 or algo >= 3 then
     local idx = math.floor(now / window)
     local v = redis.call('HMGET', key, 'w', 'n')
     local u = 0
@@ -75,13 +82,28 @@ if dedup_ttl > 0 then
   end
 end
 
-local all_fit = true
+local any_over = false
 for i = 1, n do
   local base = 4 + (i - 1) * 5
-  local max, amount = tonumber(ARGV[base + 2]), tonumber(ARGV[base + 5])
+  if tonumber(ARGV[base + 1]) == 4 and used[i] + tonumber(ARGV[base + 5]) > tonumber(ARGV[base + 2]) then
+    any_over = true
+  end
+end
+
+local all_fit = true
+local counting = {}
+for i = 1, n do
+  local base = 4 + (i - 1) * 5
+  local algo, max, amount = tonumber(ARGV[base + 1]), tonumber(ARGV[base + 2]), tonumber(ARGV[base + 5])
   local left = math.max(0, max - used[i])
   lefts[i] = left
-  if amount < 0 then
+  if algo >= 3 then
+    counting[i] = true
+    lefts[i] = max - used[i]
+    local over = used[i] + amount > max
+    if algo == 4 and any_over and not over then grants[i] = 0 else grants[i] = amount end
+    if over then fits[i] = 0 else fits[i] = 1 end
+  elseif amount < 0 then
     grants[i] = -math.min(-amount, used[i])
     fits[i] = 1
   elseif amount <= left then
@@ -94,7 +116,7 @@ for i = 1, n do
   end
 end
 if not all_fit and not independent and n > 1 then
-  for i = 1, n do grants[i] = 0 end
+  for i = 1, n do if not counting[i] then grants[i] = 0 end end
 end
 
 local out = {}
@@ -103,7 +125,17 @@ for i = 1, n do
   local algo, window, bucket = tonumber(ARGV[base + 1]), tonumber(ARGV[base + 3]), tonumber(ARGV[base + 4])
   local g, key = grants[i], KEYS[i]
   local remaining = lefts[i]
-  if g ~= 0 then
+  if algo >= 3 then
+    -- Read again: a key given twice in one call counts both times, one after the other.
+    local v = redis.call('HMGET', key, 'w', 'n')
+    local u = 0
+    if v[1] and tonumber(v[1]) == marks[i] then u = tonumber(v[2]) end
+    if g ~= 0 then
+      redis.call('HSET', key, 'w', marks[i], 'n', u + g)
+      redis.call('PEXPIRE', key, resets[i] + 1000)
+    end
+    remaining = tonumber(ARGV[4 + (i - 1) * 5 + 2]) - (u + g)
+  elseif g ~= 0 then
     remaining = lefts[i] - g
     if algo == 0 then
       redis.call('HSET', key, 'w', marks[i], 'n', used[i] + g)
@@ -133,3 +165,5 @@ SHA = hashlib.sha1(SCRIPT.encode()).hexdigest()
 
 ALGORITHM_CODES = {"FIXED_WINDOW": 0, "ROLLING_WINDOW": 1}
 ALLOCATION_MODE = 2
+#: The rate-limit service's counting: always charged (3), or charged as STOP_CACHE_KEY_INCREMENT_WHEN_OVERLIMIT (4).
+COUNT_ALWAYS, COUNT_STOP_WHEN_OVER = 3, 4

@@ -184,6 +184,29 @@ class MemoryLimiter:
                 self._recent[(counters[0].id, dedup_id)] = out[0].granted
             return out
 
+    def count(self, counters: Sequence[Counter], stop_when_over: bool = False) -> list[tuple[int, float]]:
+        """Count as envoyproxy/ratelimit does (fixed windows, charged past the limit): (count after, reset) each.
+
+        ``stop_when_over``: charge only when no counter would go over its limit, or the
+        counters that would (the reference's ``STOP_CACHE_KEY_INCREMENT_WHEN_OVERLIMIT``).
+        """
+        with self._lock:
+            now = self._now()
+            mono = self._monotonic()
+            if mono - self._swapped >= self._min_dedup or mono - self._swept >= _SWEEP_EVERY:
+                self._housekeeping(mono, now)
+            used = [self._used(c, now) for c in counters]
+            over = [u + c.amount > c.max_amount for (u, _), c in zip(used, counters)]
+            stop = stop_when_over and any(over)
+            out = []
+            for counter, is_over in zip(counters, over):
+                amount = counter.amount if not stop or is_over else 0
+                if amount > 0:
+                    self._charge(counter, now, amount)
+                count, reset = self._used(counter, now)  # a counter given twice counts both times, in turn
+                out.append((count, reset))
+            return out
+
     def _state(self, counter: Counter, now: float, amount: int, best_effort: bool = False) -> tuple[int, int, float]:
         """(what would be granted, remaining after it, reset) without changing anything."""
         used, reset = self._used(counter, now)

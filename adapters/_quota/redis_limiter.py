@@ -29,7 +29,7 @@ from redis.exceptions import NoScriptError, RedisError
 
 from adapters._quota.core import Allocation, Counter, LimiterUnavailable
 from adapters._quota.keys import digest, escape
-from adapters._quota.lua import ALGORITHM_CODES, ALLOCATION_MODE, SCRIPT, SHA
+from adapters._quota.lua import ALGORITHM_CODES, ALLOCATION_MODE, COUNT_ALWAYS, COUNT_STOP_WHEN_OVER, SCRIPT, SHA
 
 log = logging.getLogger("policy.adapter.redisquota")
 
@@ -309,6 +309,47 @@ class RedisLimiter:
             for i, answer in zip(group, answers):
                 out[i] = answer
         return out  # type: ignore[return-value]
+
+    async def count(self, counters: Sequence[Counter], stop_when_over: bool = False) -> list[tuple[int, float]]:
+        """Count as envoyproxy/ratelimit does (fixed windows, charged past the limit): (count after, reset) each.
+
+        ``stop_when_over``: charge only when no counter would go over its limit, or the
+        counters that would (its ``STOP_CACHE_KEY_INCREMENT_WHEN_OVERLIMIT``). Atomic
+        within one hash slot; across Cluster slots it reads first, then charges (as the
+        reference's two pipelines do). Raises LimiterUnavailable when Redis fails.
+        """
+        groups: list[list[int]] = [list(range(len(counters)))]
+        if self.cluster and len(counters) > 1:
+            slots: dict[int, list[int]] = {}
+            for i, counter in enumerate(counters):
+                slots.setdefault(key_slot(counter_key(self.prefix, counter).encode()), []).append(i)
+            groups = list(slots.values())
+        amounts = [c.amount for c in counters]
+        code = COUNT_STOP_WHEN_OVER if stop_when_over else COUNT_ALWAYS
+        if stop_when_over and len(groups) > 1:
+            looked = await self._count_groups(counters, groups, COUNT_ALWAYS, [0] * len(counters))
+            over = [after + c.amount > c.max_amount for (after, _), c in zip(looked, counters)]
+            if any(over):
+                amounts = [a if o else 0 for a, o in zip(amounts, over)]
+            code = COUNT_ALWAYS
+        return await self._count_groups(counters, groups, code, amounts)
+
+    async def _count_groups(self, counters: Sequence[Counter], groups: list[list[int]], code: int,
+                            amounts: list[int]) -> list[tuple[int, float]]:
+        async def one(group: list[int]) -> list[int]:
+            keys = [counter_key(self.prefix, counters[i]) for i in group]
+            args: list[Any] = [len(group), 0, 1, 0]
+            for i in group:
+                args += [code, counters[i].max_amount, max(1, round(counters[i].window * 1000)), 1, amounts[i]]
+            return await self._call(keys, args)
+
+        results = await asyncio.gather(*(one(group) for group in groups))
+        out: list[tuple[int, float]] = [(0, 0.0)] * len(counters)
+        for group, raw in zip(groups, results):
+            for j, i in enumerate(group):
+                remaining, reset_ms = int(raw[4 * j + 1]), int(raw[4 * j + 2])
+                out[i] = (counters[i].max_amount - remaining, reset_ms / 1000)
+        return out
 
     @staticmethod
     def _peeked(counters: Sequence[Counter], answers: Sequence[Allocation]) -> list[Allocation]:

@@ -116,16 +116,18 @@ class MemQuotaHandler(Handler):
         stats["granted" if allocation.granted > 0 or args.amount < 0 else "exhausted"] += 1
         return self.calls.result(counter, allocation)
 
-    def rate_limit(self, counters: Sequence[RateLimitCounter], independent: bool = False) -> list[RateLimitAnswer]:
-        """Charge rate-limit service counters (clock-aligned fixed windows), all or nothing unless independent.
+    def rate_limit_count(self, counters: Sequence[RateLimitCounter],
+                         stop_when_over: bool = False) -> list[RateLimitAnswer]:
+        """Count rate-limit service counters as envoyproxy/ratelimit does: (count after, seconds to reset) each.
 
-        Raises AdapterError(UNAVAILABLE) when the counters cannot be kept.
+        Clock-aligned fixed windows, charged also past the limit (unless
+        ``stop_when_over``, see :meth:`MemoryLimiter.count`). Raises
+        AdapterError(UNAVAILABLE) when the counters cannot be kept.
         """
         try:
-            allocations = self.limiter.allocate(self.calls.rate_limit_counters(counters), independent=independent)
+            return self.limiter.count(self.calls.rate_limit_counters(counters), stop_when_over)
         except LimiterUnavailable as exc:
             raise AdapterError(Code.UNAVAILABLE, str(exc)) from None
-        return self.calls.rate_limit_answers(allocations)
 
     def close(self) -> None:
         """Forget every counter."""
@@ -135,6 +137,8 @@ class MemQuotaHandler(Handler):
 class MemQuotaAdapter(Adapter):
     """Quotas counted in this process's memory (Mixer's memquota)."""
 
+    #: Unchanged handlers are kept across config reloads, so their counters are too.
+    keep_across_reloads = True
     name = "memquota"
     description = "Volatile memory-based quotas: fixed or rolling windows, allocation mode, deduplication."
     templates = ("quota",)

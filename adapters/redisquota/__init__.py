@@ -217,23 +217,21 @@ class RedisQuotaHandler(Handler):
         stats["granted" if allocation.granted > 0 or args.amount < 0 else "exhausted"] += 1
         return self.calls.result(counter, allocation)
 
-    async def rate_limit(self, counters: Sequence[RateLimitCounter],
-                         independent: bool = False) -> list[RateLimitAnswer]:
-        """Charge rate-limit service counters (clock-aligned fixed windows), all or nothing unless independent.
+    async def rate_limit_count(self, counters: Sequence[RateLimitCounter],
+                               stop_when_over: bool = False) -> list[RateLimitAnswer]:
+        """Count rate-limit service counters as envoyproxy/ratelimit does: (count after, seconds to reset) each.
 
-        When Redis cannot answer: OPEN answers every counter as fitting (remaining
-        unknown: reported as the limit less the hits); CLOSED raises AdapterError(UNAVAILABLE).
+        When Redis cannot answer: OPEN answers every counter as within its limit (a
+        count of 0, reset unknown); CLOSED raises AdapterError(UNAVAILABLE).
         """
         try:
-            allocations = await self.limiter.allocate(self.calls.rate_limit_counters(counters),
-                                                      independent=independent)
+            return await self.limiter.count(self.calls.rate_limit_counters(counters), stop_when_over)
         except LimiterUnavailable as exc:
             if self.fail_open:
                 self.stats["fail_open"] += 1
-                return [(True, max(0, limit - hits), 0.0) for _, hits, limit, _ in counters]
+                return [(0, 0.0) for _ in counters]
             self.stats["fail_closed"] += 1
             raise AdapterError(Code.UNAVAILABLE, str(exc)) from None
-        return self.calls.rate_limit_answers(allocations)
 
     async def close(self) -> None:
         """Close the Redis connections."""
@@ -243,6 +241,8 @@ class RedisQuotaHandler(Handler):
 class RedisQuotaAdapter(Adapter):
     """Quotas counted in Redis or a Redis Cluster (Mixer's redisquota)."""
 
+    #: Unchanged handlers are kept across config reloads, so their counters are too.
+    keep_across_reloads = True
     name = "redisquota"
     description = "Redis-based quotas: one atomic Lua script per call, fixed or rolling windows, Redis Cluster."
     templates = ("quota",)

@@ -65,9 +65,17 @@ def parse_config(path: str | Path, host: PluginHost) -> ConfigModel:
     return model
 
 
-def load_config(path: str | Path, host: PluginHost, *, generation: int = 1) -> Snapshot:
-    """Read, validate and build the config at ``path``: :func:`parse_config` then :func:`build_snapshot`."""
-    return build_snapshot(parse_config(path, host), host, generation=generation)
+def load_config(path: str | Path, host: PluginHost, *, generation: int = 1,
+                previous: Snapshot | None = None) -> Snapshot:
+    """Read, validate and build the config at ``path``: :func:`parse_config` then :func:`build_snapshot`.
+
+    ``previous``: the snapshot in force, whose unchanged quota handlers (and their counters) are kept.
+    """
+    model = parse_config(path, host)
+    old_rate_limit = getattr(previous, "rate_limit", None)
+    if model.rate_limit is not None and old_rate_limit is not None:
+        model.rate_limit.statistics.carry_from(old_rate_limit.statistics)
+    return build_snapshot(model, host, generation=generation, previous=previous)
 
 
 __all__ = [

@@ -6,6 +6,11 @@ extra documents (an AuthorizationPolicy for an RBAC adapter, ...), each with
 ``_source`` naming its file. When a build fails, the handlers already built are
 closed and a ConfigError names every handler that failed.
 
+Across a reload, a handler whose adapter sets ``keep_across_reloads = True`` (the
+quota adapters: their counters live in the handler) and whose name, adapter,
+params, fail mode and timeout are unchanged is not built again: the new snapshot
+shares the previous one's, which is closed when the last snapshot using it is.
+
 An action's instances may be of several varieties (a check and a report template
 of one adapter): it becomes one :class:`Action` per variety, with the same handler.
 """
@@ -31,20 +36,37 @@ log = logging.getLogger("policy.config")
 _closing: set[asyncio.Task[Any]] = set()
 
 
-def build_snapshot(model: ConfigModel, host: PluginHost, *, generation: int = 1) -> Snapshot:
+def _reuse_key(spec: HandlerSpec) -> tuple[Any, ...] | None:
+    """What must be unchanged for a handler to be kept across a reload (None: always rebuilt)."""
+    if not getattr(spec.adapter, "keep_across_reloads", False) or spec.references:
+        return None
+    return (spec.display, spec.adapter_name, spec.params, spec.fail_mode, spec.timeout)
+
+
+def build_snapshot(model: ConfigModel, host: PluginHost, *, generation: int = 1,
+                   previous: Snapshot | None = None) -> Snapshot:
     """Build the handlers of ``model`` and assemble a :class:`Snapshot`.
 
-    Raises ConfigError naming each handler whose adapter failed to build it (after
-    closing the handlers already built).
+    ``previous``: the snapshot in force, whose unchanged reusable handlers are shared
+    (see the module docstring). Raises ConfigError naming each handler whose adapter
+    failed to build it (after closing the handlers built here).
     """
     documents = [extra.for_plugins() for extra in model.extra_documents]
     entries: dict[str, HandlerEntry] = {}
+    fresh: list[HandlerEntry] = []
     issues: list[ConfigIssue] = []
     delegates: dict[str, dict[str, Any]] = {}
+    kept = [e for e in (previous.handlers.values() if previous is not None else ()) if e.reuse_key is not None]
     try:
         for name in model.used_handlers:
             spec = model.handlers[name]
-            entry = _build(spec, documents, issues, delegates.setdefault(name, {}), host.build_extras)
+            key = _reuse_key(spec)
+            entry = next((e for e in kept if e.reuse_key == key), None) if key is not None else None
+            if entry is None:
+                entry = _build(spec, documents, issues, delegates.setdefault(name, {}), host.build_extras)
+                if entry is not None:
+                    entry.reuse_key = key
+                    fresh.append(entry)
             if entry is not None:
                 entries[name] = entry
         if issues:
@@ -59,8 +81,10 @@ def build_snapshot(model: ConfigModel, host: PluginHost, *, generation: int = 1)
         }
         rules = [_rule(rule, entries, instances) for rule in model.rules]
     except BaseException:
-        close_handlers(entries.values())
+        close_handlers(fresh)
         raise
+    for entry in entries.values():
+        entry.users += 1
     settings = model.settings
     return Snapshot(
         generation=generation,

@@ -63,8 +63,8 @@ class SettingsParams:
         default_factory=lambda: list(DEFAULT_IDENTITY_ATTRIBUTES),
         doc="Attributes naming a request's namespace, in order of preference.")
     cache: CacheParams = param(default_factory=CacheParams, doc="The decision cache.")
-    rate_limit: Any = param(None, doc="The Envoy rate-limit service: handler, responseHeaders, shadowMode "
-                                      "(checked by policy.ratelimit).")
+    rate_limit: Any = param(None, doc="The Envoy rate-limit service: handler and the service's options "
+                                      "(see policy.ratelimit.RateLimitSettings; checked by policy.ratelimit).")
 
 
 # --- entities ------------------------------------------------------------------

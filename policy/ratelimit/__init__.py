@@ -6,10 +6,11 @@ memquota or redisquota handler that counts. :mod:`policy.ratelimit.config` reads
 the documents, :mod:`policy.ratelimit.service` answers ``ShouldRateLimit``.
 
 A handler backs the service by implementing
-``rate_limit(counters, independent=False) -> [(fits, remaining, reset_seconds)]``
+``rate_limit_count(counters, stop_when_over=False) -> [(count_after, reset_seconds)]``
 (plain or ``async``), where each counter is ``(id, hits, limit, window_seconds)``:
-clock-aligned fixed windows, charged all or nothing unless ``independent``, never
-charged past their limit, and ``hits == 0`` only reads. It raises
+clock-aligned fixed windows, each charged its hits also past its limit (with
+``stop_when_over``: when one would go over its limit, only those that would go
+over are charged), and ``hits == 0`` only reads. It raises
 :class:`~policy.AdapterError` (UNAVAILABLE) when its backend cannot answer.
 """
 

@@ -43,6 +43,12 @@ def read_rate_limit(documents: list[Document], state: ParseState, host: PluginHo
         for problem in exc.errors:
             reporter.error(at.at(problem.field), problem.message)
         return None
+    for field, name in (("limitHeader", settings.limit_header), ("remainingHeader", settings.remaining_header),
+                        ("resetHeader", settings.reset_header)):
+        if not name or any(c not in _TOKEN for c in name):
+            reporter.error(at.at(field), f"not an HTTP header name: {name!r}")
+    if not 0.0 <= settings.near_limit_ratio <= 1.0:
+        reporter.error(at.at("nearLimitRatio"), f"expected a ratio from 0 to 1, got {settings.near_limit_ratio!r}")
     spec = _handler(settings.handler, state)
     if spec is None:
         reporter.error(at.at("handler"), f"no handler named {settings.handler!r}")
@@ -51,18 +57,26 @@ def read_rate_limit(documents: list[Document], state: ParseState, host: PluginHo
         if registered is not None and "quota" not in registered.adapter.templates:
             reporter.error(at.at("handler"), f"handler {settings.handler!r} (adapter {spec.adapter_name}) "
                                              "does not count quotas; use a memquota or redisquota handler")
+    # Labelled by position too: two files' documents may share a label (same line), never a number.
     by_label = {}
-    for doc in rls:
-        label = f"{doc.label} (domain {doc.data.get('domain')})"
+    for index, doc in enumerate(rls):
+        domain = doc.data.get("domain")
+        label = f"{doc.file}: {doc.label}" + (f" (domain {domain})" if isinstance(domain, str) and domain else "")
+        if label in by_label:
+            label += f" #{index + 1}"
         by_label[label] = doc
 
     def error(label: str, field: str, message: str) -> None:
         doc = by_label[label]
-        reporter.error(Where(doc.file, label, field), message)
+        reporter.error(Where(doc.file, label[len(doc.file) + 2:], field), message)
 
     config = compile_rate_limit([(label, doc.data) for label, doc in by_label.items()], settings, error)
     config.handler_spec = spec
     return config
+
+
+#: The characters of an HTTP header name (RFC 9110 token).
+_TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
 def _handler(reference: str, state: ParseState) -> Any:

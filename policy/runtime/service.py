@@ -227,8 +227,9 @@ class PolicyService:
         self._fingerprint = fingerprint
         generation = self.reload_status.generation + 1
         try:
+            previous = self._dispatcher.snapshot if self._dispatcher else None
             snapshot = await self._off_loop(load_config, self.config_path, self.host, generation=generation,
-                                            compile=True)
+                                            previous=previous, compile=True)
             try:
                 await snapshot.start()
             except BaseException:

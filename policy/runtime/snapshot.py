@@ -40,6 +40,11 @@ class HandlerEntry:
     fail_mode: FailMode = FailMode.CLOSED
     timeout: float = 1.0
     source: str = ""
+    #: Set when the handler may be shared by the next snapshot (see policy.config.compile).
+    reuse_key: Any = field(default=None, compare=False)
+    #: Snapshots using this handler; it is closed when the last of them closes.
+    users: int = field(default=0, init=False)
+    _started: bool = field(default=False, init=False)
     check_is_async: bool = field(init=False)
     quota_is_async: bool = field(init=False)
     report_is_async: bool = field(init=False)
@@ -50,13 +55,20 @@ class HandlerEntry:
         self.report_is_async = inspect.iscoroutinefunction(getattr(self.handler, "report", None))
 
     async def start(self) -> None:
-        """Run the handler's ``start()``; errors propagate (the snapshot does not go live)."""
+        """Run the handler's ``start()`` once; errors propagate (the snapshot does not go live)."""
         start = getattr(self.handler, "start", None)
-        if start is None:
+        if start is None or self._started:
             return
         result = start()
         if inspect.isawaitable(result):
             await asyncio.wait_for(result, timeout=max(self.timeout, 30.0))
+        self._started = True
+
+    async def release(self) -> None:
+        """One snapshot stops using the handler: close it when no snapshot uses it any more."""
+        self.users -= 1
+        if self.users <= 0:
+            await self.close()
 
     async def close(self) -> None:
         """Close the handler; errors are logged, never raised."""
@@ -206,6 +218,7 @@ class Snapshot:
     sources: Sequence[str] = ()
     _check_index: "_RuleIndex" = field(init=False, repr=False)
     _report_index: "_RuleIndex" = field(init=False, repr=False)
+    _closed: bool = field(default=False, init=False, repr=False)
 
     def __post_init__(self) -> None:
         # Checks consider only rules that can change a check's answer, so a report-only
@@ -245,8 +258,11 @@ class Snapshot:
             raise ConfigError(issues)
 
     async def close(self) -> None:
-        """Close every handler of this snapshot."""
-        await asyncio.gather(*(h.close() for h in self.handlers.values()))
+        """Release every handler of this snapshot (closing those no other snapshot shares)."""
+        if self._closed:
+            return
+        self._closed = True
+        await asyncio.gather(*(h.release() for h in self.handlers.values()))
 
 
 class _RuleIndex:

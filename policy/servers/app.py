@@ -38,6 +38,12 @@ API_MODULES: tuple[str, ...] = (
 )
 
 
+#: Extra health-check names answered for a served API (envoyproxy/ratelimit registers ``ratelimit``).
+HEALTH_ALIASES: dict[str, tuple[str, ...]] = {
+    "envoy.service.ratelimit.v3.RateLimitService": ("ratelimit",),
+}
+
+
 def default_registrars() -> list[Registrar]:
     """The ``register`` function of every module in :data:`API_MODULES`."""
     import importlib
@@ -114,7 +120,8 @@ class PolicyServer:
                 self.addresses.append(f"{host}:{port}")
         await server.start()
         self._server = server
-        for name in ["", *self.services]:
+        aliases = [alias for name in self.services for alias in HEALTH_ALIASES.get(name, ())]
+        for name in ["", *self.services, *aliases]:
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         return self.addresses
 

@@ -43,7 +43,7 @@ class RateLimitServicer:
                                 "no rate-limit service is configured (settings.rateLimit)")
         entry = snapshot.handlers.get(config.settings.handler)
         handler = getattr(entry, "handler", None)
-        if handler is None or not hasattr(handler, "rate_limit"):
+        if handler is None or not hasattr(handler, "rate_limit_count"):
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
                                 f"handler {config.settings.handler!r} cannot back the rate-limit service")
         started = perf_counter()

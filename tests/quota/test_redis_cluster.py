@@ -57,16 +57,16 @@ async def test_counters_spread_over_the_nodes_and_every_key_has_a_ttl(build, red
     assert holders >= 2
 
 
-async def test_rate_limit_counters_in_several_slots_are_all_or_nothing(build, redis_cluster, unique):
+async def test_rate_limit_counting_in_several_slots_stops_as_the_reference_does(build, redis_cluster, unique):
     from redis.crc import key_slot
 
     handler = build(RedisQuotaAdapter, params(redis_cluster.url, "unused"))
     domain = unique("dom")
     a, b = (f"{domain}|k=a", 1, 5, 3600.0), (f"{domain}|k=b", 1, 1, 3600.0)
     assert key_slot(f"{{rls|{a[0]}}}".encode()) != key_slot(f"{{rls|{b[0]}}}".encode())
-    first = await handler.rate_limit([a, b])
-    assert [(fits, remaining) for fits, remaining, _ in first] == [(True, 4), (True, 0)]
-    second = await handler.rate_limit([a, b])
-    assert [fits for fits, _, _ in second] == [True, False]
-    (peek,) = await handler.rate_limit([(a[0], 0, 5, 3600.0)])
-    assert peek[1] == 4              # 'a' was not charged by the denied call
+    assert [count for count, _ in await handler.rate_limit_count([a, b])] == [1, 1]
+    # Default: every counter charged, also past its limit.
+    assert [count for count, _ in await handler.rate_limit_count([a, b])] == [2, 2]
+    # Stop mode: 'b' would go over, so only 'b' is charged (read first, then charged, across slots).
+    assert [count for count, _ in await handler.rate_limit_count([a, b], True)] == [2, 3]
+    assert [count for count, _ in await handler.rate_limit_count([(a[0], 0, 5, 3600.0)])] == [2]

@@ -7,7 +7,7 @@ import textwrap
 import pytest
 from envoy.service.ratelimit.v3 import rls_pb2_grpc
 
-from tests.quota.conftest import private_redis, redis_server  # noqa: F401  (real Redis for the Redis backend)
+from tests.quota.conftest import build, private_redis, redis_cluster, redis_server  # noqa: F401  (real Redis, handlers)
 
 POLICY = """
 settings:

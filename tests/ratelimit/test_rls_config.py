@@ -54,6 +54,15 @@ def test_a_duplicate_domain_and_an_unknown_handler_are_errors(rls_config, policy
     found = issues(path, policy_host_factory())
     assert any(f == "rateLimit.handler" and "no handler named 'nope'" in m for _, f, m in found)
     assert any(f == "domain" and "duplicate domain 'shop'" in m for _, f, m in found)
+    # Both documents start on line 2: the error still names both files, neither replaces the other.
+    (path / "ratelimit" / "again.yaml").write_text("\ndomain: shop\ndescriptors: []\n")
+    (path / "ratelimit" / "shop.yaml").write_text("\n" + (path / "ratelimit" / "shop.yaml").read_text().lstrip())
+    with pytest.raises(ConfigError) as info:
+        parse_config(path, policy_host_factory())
+    duplicate = [i for i in info.value.issues if "duplicate domain" in i.message]
+    assert len(duplicate) == 1
+    named = {duplicate[0].file.rsplit("/", 1)[-1], duplicate[0].message}
+    assert "shop.yaml" in str(named) and "again.yaml" in str(named)
 
 
 def test_the_backing_handler_is_built_and_not_reported_unused(rls_config, policy_host_factory):
@@ -102,3 +111,14 @@ async def test_redis_backed_service_shares_counters_and_honours_the_fail_mode(
             pass
         assert time.monotonic() < deadline, "the rate-limit service did not recover"
         await asyncio.sleep(0.05)
+
+
+def test_header_names_and_the_near_limit_ratio_are_checked(tmp_path, policy_host_factory):
+    directory = tmp_path / "config"
+    directory.mkdir()
+    (directory / "policy.yaml").write_text(
+        "settings:\n  rateLimit: {handler: counts, limitHeader: 'Rate Limit', resetHeader: '', nearLimitRatio: 1.5}\n"
+        "handlers:\n  - {name: counts, adapter: memquota, params: {quotas: []}}\n")
+    (directory / "rls.yaml").write_text("domain: d\ndescriptors: []\n")
+    found = issues(directory, policy_host_factory())
+    assert {f for _, f, _ in found} >= {"rateLimit.limitHeader", "rateLimit.resetHeader", "rateLimit.nearLimitRatio"}

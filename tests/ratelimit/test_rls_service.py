@@ -82,11 +82,13 @@ async def test_hits_addend_request_and_descriptor_level_and_a_zero_read(stub):
     big = await stub.ShouldRateLimit(request(descriptor(("remote_address", "h1")), hits=2))
     assert big.statuses[0].limit_remaining == 1
     too_many = await stub.ShouldRateLimit(request(descriptor(("remote_address", "h1")), hits=2))
-    assert too_many.overall_code == OVER and too_many.statuses[0].limit_remaining == 1   # not charged
+    assert too_many.overall_code == OVER and too_many.statuses[0].limit_remaining == 0   # charged: 4 of 3
     read = await stub.ShouldRateLimit(request(descriptor(("remote_address", "h1"), hits=0), hits=5))
-    assert read.overall_code == OK and read.statuses[0].limit_remaining == 1
-    own = await stub.ShouldRateLimit(request(descriptor(("remote_address", "h1"), hits=1), hits=5))
-    assert own.overall_code == OK and own.statuses[0].limit_remaining == 0
+    assert read.overall_code == OVER and read.statuses[0].limit_remaining == 0           # a read stays over
+    fresh = await stub.ShouldRateLimit(request(descriptor(("remote_address", "h2"), hits=0), hits=5))
+    assert fresh.overall_code == OK and fresh.statuses[0].limit_remaining == 3
+    own = await stub.ShouldRateLimit(request(descriptor(("remote_address", "h2"), hits=1), hits=5))
+    assert own.overall_code == OK and own.statuses[0].limit_remaining == 2
 
 
 async def test_a_descriptors_own_limit_overrides_the_config(stub):
@@ -95,14 +97,17 @@ async def test_a_descriptors_own_limit_overrides_the_config(stub):
     assert [a.overall_code for a in answers] in ([OK, OK, OVER], [OK, OK, OK])   # OK x3 only across a second
     assert answers[0].statuses[0].current_limit.requests_per_unit == 2
     assert answers[0].statuses[0].current_limit.unit == Unit.SECOND
+    elsewhere = await stub.ShouldRateLimit(request(descriptor(("a", "x"), limit=(0, Unit.HOUR)), domain="other"))
+    assert elsewhere.overall_code == OK and not elsewhere.statuses[0].HasField("current_limit")  # unknown domain
 
 
-async def test_an_over_limit_descriptor_keeps_the_others_uncharged(stub):
+async def test_every_matched_counter_is_charged_also_on_a_rejected_request(stub):
     await stub.ShouldRateLimit(request(descriptor(("bulk", "b"))))
     mixed = await stub.ShouldRateLimit(request(descriptor(("remote_address", "m1")), descriptor(("bulk", "b"))))
     assert [s.code for s in mixed.statuses] == [OK, OVER] and mixed.overall_code == OVER
+    assert [s.limit_remaining for s in mixed.statuses] == [2, 0]
     alone = await stub.ShouldRateLimit(request(descriptor(("remote_address", "m1"))))
-    assert alone.statuses[0].limit_remaining == 2                    # the rejected request charged nothing
+    assert alone.statuses[0].limit_remaining == 1                    # the rejected request charged it too
 
 
 async def test_shadow_mode_answers_ok_and_counts(stub, server):
@@ -121,7 +126,7 @@ async def test_global_shadow_mode_and_response_headers(rls_config, policy_server
     assert answers[3].statuses[0].code == OVER                         # the descriptor still says so
     assert running.service.snapshot.rate_limit.stats["global_shadow_mode"] == 1
     headers = {h.key: h.value for h in answers[1].response_headers_to_add}
-    assert headers["RateLimit-Limit"] == "3, 3;w=60" and headers["RateLimit-Remaining"] == "1"
+    assert headers["RateLimit-Limit"] == "3" and headers["RateLimit-Remaining"] == "1"
     assert 0 < int(headers["RateLimit-Reset"]) <= 60
 
 
@@ -145,3 +150,33 @@ async def test_without_settings_the_service_answers_failed_precondition(rls_conf
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await rls_stub(running).ShouldRateLimit(request(descriptor(("a", "b"))))
     assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+async def test_health_answers_for_ratelimit_as_the_reference_registers_it(server):
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    health = health_pb2_grpc.HealthStub(server.channel())
+    for name in ("ratelimit", "envoy.service.ratelimit.v3.RateLimitService"):
+        answer = await health.Check(health_pb2.HealthCheckRequest(service=name))
+        assert answer.status == health_pb2.HealthCheckResponse.SERVING
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await health.Check(health_pb2.HealthCheckRequest(service="ratelimitx"))
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_per_key_statistics_are_exported_and_bounded(stub, server, monkeypatch):
+    from policy.ratelimit import stats
+
+    for _ in range(4):
+        await stub.ShouldRateLimit(request(descriptor(("remote_address", "10.1.1.1"))))
+    text = server.service.telemetry.render()
+    assert 'policy_ratelimit_total_hits_total{key="shop.remote_address"} 4.0' in text
+    assert 'policy_ratelimit_over_limit_total{key="shop.remote_address"} 1.0' in text
+    assert 'policy_ratelimit_within_limit_total{key="shop.remote_address"} 3.0' in text
+    # Request values never make series of their own beyond the bound (a descriptor's own limit here).
+    monkeypatch.setattr(stats, "MAX_DYNAMIC_KEYS", 3)
+    for i in range(10):
+        await stub.ShouldRateLimit(request(descriptor(("anything", f"v{i}"), limit=(100, Unit.HOUR))))
+    keys = set(server.service.snapshot.rate_limit.statistics.by_key)
+    assert len([k for k in keys if k.startswith("shop.anything_")]) <= 3
+    assert server.service.snapshot.rate_limit.stats["shop.request_limit.total_hits"] >= 7
