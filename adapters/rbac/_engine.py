@@ -89,7 +89,7 @@ class Group:
     namespace: str
     selector: Mapping[str, str]
     policies: list[CompiledPolicy] = field(default_factory=list)
-    indexes: dict[tuple[str, bool], RuleIndex] = field(default_factory=dict)
+    indexes: dict[tuple[str, bool, bool], RuleIndex] = field(default_factory=dict)
     has_allow: bool = False
     has_dry_allow: bool = False
     has_dry_deny: bool = False
@@ -97,9 +97,12 @@ class Group:
 
     def finish(self) -> None:
         """Build the indexes once every policy is added."""
-        by: dict[tuple[str, bool], list[CompiledRule]] = {}
+        by: dict[tuple[str, bool, bool], list[CompiledRule]] = {}
         for policy in self.policies:
-            by.setdefault((policy.action, policy.dry_run), []).extend(policy.rules)
+            by.setdefault((policy.action, policy.dry_run, False), []).extend(policy.rules)
+            # TCP checks see each rule as Istio builds it for the network filter.
+            by.setdefault((policy.action, policy.dry_run, True), []).extend(
+                rule.tcp for rule in policy.rules if rule.tcp is not None)
         self.indexes = {key: RuleIndex(rules) for key, rules in by.items()}
         self.has_allow = any(p.action == "ALLOW" and not p.dry_run for p in self.policies)
         self.has_dry_allow = any(p.action == "ALLOW" and p.dry_run for p in self.policies)
@@ -154,7 +157,7 @@ class Verdict:
 def _first(groups: list[Group], action: str, dry: bool, request: RequestView) -> CompiledRule | None:
     best: CompiledRule | None = None
     for group in groups:
-        index = group.indexes.get((action, dry))
+        index = group.indexes.get((action, dry, request.tcp))
         if index is None:
             continue
         rule = index.first_match(request)

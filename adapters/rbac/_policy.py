@@ -26,16 +26,18 @@ from dataclasses import dataclass, field
 from operator import attrgetter as _get
 from typing import Any
 
-from adapters.rbac._match import MatchError, header_set, ip_set, path_set, port_set, string_set
+from adapters.rbac._match import MatchError, header_set, ip_set, path_set, port_number, port_set, string_set
 from adapters.rbac._predicates import (
     SUPPORTED_KEYS,
     Pred,
     add_field,
     condition,
     host_matcher,
+    is_http_only_key,
     namespace_matcher,
     request_principal_matcher,
     service_account_matcher,
+    trust_domain_matcher,
 )
 from adapters.rbac._request import RequestView
 
@@ -49,7 +51,7 @@ _FALSE = {"0", "f", "F", "false", "FALSE", "False"}
 SPEC_KEYS = ("selector", "action", "provider", "rules", "targetRef", "targetRefs")
 RULE_KEYS = ("from", "to", "when")
 SOURCE_KEYS = ("principals", "requestPrincipals", "namespaces", "serviceAccounts", "ipBlocks",
-               "remoteIpBlocks")
+               "remoteIpBlocks", "trustDomains")
 OPERATION_KEYS = ("hosts", "ports", "methods", "paths")
 
 
@@ -81,6 +83,8 @@ class CompiledRule:
     when: tuple[Pred, ...]
     key: tuple[str, frozenset[Any]] | None = None
     name: str = ""
+    #: The rule as Istio builds it for a TCP (network filter) check; None: never matches TCP.
+    tcp: "CompiledRule | None" = None
 
     def matches(self, request: RequestView) -> bool:
         """Tell whether the request matches this rule."""
@@ -138,7 +142,8 @@ def _values(raw: Any, at: str, where: tuple[str, str], issues: PolicyIssues) -> 
 
 
 def _source(raw: Any, at: str, where: tuple[str, str], policy_ns: str, issues: PolicyIssues,
-            keys: dict[str, frozenset[Any]]) -> tuple[Pred, ...] | None:
+            keys: dict[str, frozenset[Any]]) -> tuple[tuple[Pred, ...], tuple[Pred, ...]] | None:
+    """The source's predicates, split into (any protocol, HTTP only)."""
     if not isinstance(raw, Mapping) or set(raw) - {"source"}:
         issues.add(*where, at, f"expected {{source: {{...}}}}, got {raw!r}")
         return None
@@ -162,11 +167,12 @@ def _source(raw: Any, at: str, where: tuple[str, str], policy_ns: str, issues: P
                    "serviceAccounts cannot be set together with principals or namespaces")
         return None
     preds: list[Pred] = []
+    http: list[Pred] = []
     try:
         add_field(preds, keys, lists["principals"], lists["notPrincipals"], string_set,
                _get("principal"), "principal")
-        add_field(preds, keys, lists["requestPrincipals"], lists["notRequestPrincipals"],
-               request_principal_matcher, _get("auth_principal"))
+        add_field(http, keys, lists["requestPrincipals"], lists["notRequestPrincipals"],
+               request_principal_matcher, _get("jwt_identity"))
         for values, negate in ((lists["namespaces"], False), (lists["notNamespaces"], True)):
             if values:
                 m = namespace_matcher(values)
@@ -178,14 +184,19 @@ def _source(raw: Any, at: str, where: tuple[str, str], policy_ns: str, issues: P
         add_field(preds, keys, lists["ipBlocks"], lists["notIpBlocks"], ip_set, _get("source_ip"))
         add_field(preds, keys, lists["remoteIpBlocks"], lists["notRemoteIpBlocks"], ip_set,
                _get("remote_ip"))
+        for values, negate in ((lists["trustDomains"], False), (lists["notTrustDomains"], True)):
+            if values:
+                m = trust_domain_matcher(values)
+                preds.append((lambda r, m=m: not m(r)) if negate else m)
     except MatchError as exc:
         issues.add(*where, f"{at}.source", str(exc))
         return None
-    return tuple(preds)
+    return tuple(preds), tuple(http)
 
 
 def _operation(raw: Any, at: str, where: tuple[str, str], issues: PolicyIssues,
-               keys: dict[str, frozenset[Any]]) -> tuple[Pred, ...] | None:
+               keys: dict[str, frozenset[Any]]) -> tuple[tuple[Pred, ...], tuple[Pred, ...]] | None:
+    """The operation's predicates, split into (any protocol, HTTP only: hosts, methods, paths)."""
     if not isinstance(raw, Mapping) or set(raw) - {"operation"}:
         issues.add(*where, at, f"expected {{operation: {{...}}}}, got {raw!r}")
         return None
@@ -204,25 +215,26 @@ def _operation(raw: Any, at: str, where: tuple[str, str], issues: PolicyIssues,
         if lists[name] is None:
             return None
     preds: list[Pred] = []
+    http: list[Pred] = []
     try:
         hosts, not_hosts = lists["hosts"], lists["notHosts"]
         if hosts:
-            preds.append(host_matcher(hosts))
+            http.append(host_matcher(hosts))
             if all("*" not in h for h in hosts):
                 keys["host"] = frozenset(h.lower() for h in hosts)
         if not_hosts:
             negated = host_matcher(not_hosts)
-            preds.append(lambda r, m=negated: not m(r))
+            http.append(lambda r, m=negated: not m(r))
         add_field(preds, keys, lists["ports"], lists["notPorts"], port_set, _get("port"))
         if lists["ports"]:
-            keys["port"] = frozenset(int(p) for p in lists["ports"])
-        add_field(preds, keys, lists["methods"], lists["notMethods"], header_set,
+            keys["port"] = frozenset(port_number(p) for p in lists["ports"])
+        add_field(http, keys, lists["methods"], lists["notMethods"], header_set,
                _get("method"), "method")
-        add_field(preds, keys, lists["paths"], lists["notPaths"], path_set, _get("path"), "path")
+        add_field(http, keys, lists["paths"], lists["notPaths"], path_set, _get("path"), "path")
     except MatchError as exc:
         issues.add(*where, f"{at}.operation", str(exc))
         return None
-    return tuple(preds)
+    return tuple(preds), tuple(http)
 
 
 def _when(raw: Any, at: str, where: tuple[str, str], policy_ns: str, issues: PolicyIssues) -> Pred | None:
@@ -266,26 +278,48 @@ def _rule(raw: Any, index: int, policy: CompiledPolicy, ordinal: int, where: tup
         issues.add(*where, f"{at}.{unknown[0]}", f"unknown field (known: {', '.join(RULE_KEYS)})")
         return None
     before = len(issues.errors)
-    froms, tos, whens = [], [], []
+    froms, tos = [], []
+    whens: list[tuple[Pred | None, bool]] = []
     from_keys: list[dict[str, frozenset[Any]]] = []
     to_keys: list[dict[str, frozenset[Any]]] = []
     for i, item in enumerate(_list(raw.get("from"), f"{at}.from", where, issues)):
         keys: dict[str, frozenset[Any]] = {}
-        compiled = _source(item, f"{at}.from[{i}]", where, policy.namespace, issues, keys)
-        froms.append(compiled)
+        froms.append(_source(item, f"{at}.from[{i}]", where, policy.namespace, issues, keys))
         from_keys.append(keys)
     for i, item in enumerate(_list(raw.get("to"), f"{at}.to", where, issues)):
         keys = {}
-        compiled = _operation(item, f"{at}.to[{i}]", where, issues, keys)
-        tos.append(compiled)
+        tos.append(_operation(item, f"{at}.to[{i}]", where, issues, keys))
         to_keys.append(keys)
     for i, item in enumerate(_list(raw.get("when"), f"{at}.when", where, issues)):
-        whens.append(_when(item, f"{at}.when[{i}]", where, policy.namespace, issues))
+        key = item.get("key") if isinstance(item, Mapping) else None
+        whens.append((_when(item, f"{at}.when[{i}]", where, policy.namespace, issues),
+                      isinstance(key, str) and is_http_only_key(key)))
     if len(issues.errors) > before:
         return None
-    rule = CompiledRule(policy, index, ordinal, tuple(froms) if froms else None, tuple(tos) if tos else None,
-                        tuple(whens), _index_key(from_keys, to_keys), policy.rule_name(index))
+    rule = CompiledRule(policy, index, ordinal,
+                        tuple(g + h for g, h in froms) if froms else None,  # type: ignore[misc]
+                        tuple(g + h for g, h in tos) if tos else None,  # type: ignore[misc]
+                        tuple(p for p, _ in whens), _index_key(from_keys, to_keys), policy.rule_name(index))
+    uses_http = (any(h for _, h in froms) or any(h for _, h in tos)  # type: ignore[misc]
+                 or any(http for _, http in whens))
+    if not uses_http:
+        rule.tcp = rule
+    elif policy.action != "ALLOW":
+        # Istio's model.Generate for TCP: a DENY, AUDIT (and CUSTOM) rule ignores its HTTP-only
+        # values ("missing attributes are treated as matches"), a wider rule.
+        tcp_keys = [{k: v for k, v in keys.items() if k not in _HTTP_KEYS} for keys in to_keys]
+        rule.tcp = CompiledRule(policy, index, ordinal,
+                                tuple(g for g, _ in froms) if froms else None,  # type: ignore[misc]
+                                tuple(g for g, _ in tos) if tos else None,  # type: ignore[misc]
+                                tuple(p for p, http in whens if not http), _index_key(from_keys, tcp_keys),
+                                rule.name)
+        rule.tcp.tcp = rule.tcp
+    # else: an ALLOW rule with an HTTP-only field is skipped on TCP (a narrower allow).
     return rule
+
+
+# Index keys of fields that only exist in HTTP requests.
+_HTTP_KEYS = ("path", "host", "method")
 
 
 def _index_key(from_keys: list[dict[str, frozenset[Any]]],

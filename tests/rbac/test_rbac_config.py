@@ -27,7 +27,7 @@ BAD = [
      "spec.rules[0].from[0].source: '10.0.0.300/8' is not an IP address or CIDR block"),
     ("bad port", "{rules: [{to: [{operation: {ports: ['http']}}]}]}", "'http' is not a port number"),
     ("port out of range", "{rules: [{to: [{operation: {ports: ['70000']}}]}]}", "port 70000 is out of range"),
-    ("{**} not last", "{rules: [{to: [{operation: {paths: ['/a/{**}/b']}}]}]}", "{**} must be the last operator"),
+    ("{**} not last", "{rules: [{to: [{operation: {paths: ['/a/{**}/{*}']}}]}]}", "{**} must be the last operator"),
     ("template inside a segment", "{rules: [{to: [{operation: {paths: ['/a{*}']}}]}]}", "must be a whole path segment"),
     ("unknown when key", "{rules: [{when: [{key: request.bogus, values: [x]}]}]}",
      "spec.rules[0].when[0].key: unknown attribute 'request.bogus'"),
