@@ -150,11 +150,14 @@ def _fingerprint(paths: list[Path]) -> tuple[tuple[str, int, int], ...]:
     return tuple(out)
 
 
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def _read_files(paths: list[Path], issues: list[ConfigIssue]) -> list[dict[str, Any]]:
     docs: list[dict[str, Any]] = []
     for file in _files(paths):
         try:
-            for doc in yaml.safe_load_all(file.read_text(encoding="utf-8")):
+            for doc in yaml.load_all(file.read_text(encoding="utf-8"), Loader=_YAML_LOADER):
                 if isinstance(doc, dict):
                     docs.append({**doc, "_source": str(file)})
         except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
