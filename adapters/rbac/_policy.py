@@ -381,8 +381,13 @@ def parse_policy(doc: Mapping[str, Any], first_ordinal: int, issues: PolicyIssue
         issues.add(*where, f"spec.{unknown[0]}", f"unknown field (known: {', '.join(SPEC_KEYS)})")
         return None
     if spec.get("targetRef") or spec.get("targetRefs"):
-        issues.add(*where, "spec.targetRef", "targetRef/targetRefs (gateways, services) are not supported"
-                                             " by a sidecar-local policy service; use selector")
+        if spec.get("selector"):
+            issues.add(*where, "spec.selector", "at most one of selector and targetRef/targetRefs can be set")
+            return None
+        # A policy attached to a Gateway (or waypoint) never applies to a sidecar's workload.
+        if log is not None:
+            log.warning("%s %s: targetRef/targetRefs attach the policy to a gateway, not to this sidecar's"
+                        " workloads; the policy is ignored", file, where[1])
         return None
     action = spec.get("action") or "ALLOW"
     if action not in ACTIONS:

@@ -21,8 +21,6 @@ BAD = [
     ("unknown action", "{action: PERMIT}", "spec.action: expected one of ALLOW, DENY, AUDIT, CUSTOM"),
     ("CUSTOM without provider", "{action: CUSTOM, rules: [{}]}", "spec.provider.name: a CUSTOM policy needs"),
     ("provider on ALLOW", "{provider: {name: x}, rules: [{}]}", "provider is only allowed with action CUSTOM"),
-    ("CUSTOM provider not configured", "{action: CUSTOM, provider: {name: ext}, rules: [{}]}",
-     "provider 'ext' is not configured"),
     ("bad CIDR", "{rules: [{from: [{source: {ipBlocks: ['10.0.0.300/8']}}]}]}",
      "spec.rules[0].from[0].source: '10.0.0.300/8' is not an IP address or CIDR block"),
     ("bad port", "{rules: [{to: [{operation: {ports: ['http']}}]}]}", "'http' is not a port number"),
@@ -39,7 +37,8 @@ BAD = [
     ("serviceAccounts with principals", "{rules: [{from: [{source: {serviceAccounts: [a], principals: [b]}}]}]}",
      "serviceAccounts cannot be set together with principals or namespaces"),
     ("values not a list", "{rules: [{to: [{operation: {methods: GET}}]}]}", "expected a list of strings"),
-    ("targetRef", "{targetRef: {kind: Gateway, name: gw}}", "targetRef/targetRefs"),
+    ("targetRef with selector", "{selector: {matchLabels: {a: b}}, targetRef: {kind: Gateway, name: gw}}",
+     "at most one of selector and targetRef"),
 ]
 
 
@@ -122,3 +121,12 @@ async def test_policy_files_are_reloaded_when_they_change(tmp_path, policy_confi
     assert not still.allowed
     assert "'http' is not a port number" in handler.last_error
     assert "the last good policies stay in force" in caplog.text
+
+
+@pytest.mark.parametrize("target", ["targetRef: {kind: Gateway, group: gateway.networking.k8s.io, name: gw}",
+                                    "targetRefs: [{kind: Gateway, group: gateway.networking.k8s.io, name: gw}]"])
+async def test_gateway_attached_policy_is_ignored_with_a_warning(decide, caplog, target):
+    # A DENY-all attached to a gateway must not deny the sidecar's requests, nor reject the config.
+    decision = await decide(policy(f"{{action: DENY, {target}, rules: [{{}}]}}"), attrs(request__path="/x"))
+    assert decision.allowed
+    assert "the policy is ignored" in caplog.text
