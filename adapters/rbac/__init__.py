@@ -191,6 +191,8 @@ def load_policies(params: RbacParams, context: BuildContext) -> tuple[Engine, Mi
                 "%s: AuthorizationPolicy/%s.%s: spec.provider.name: provider %r is not configured in handler"
                 " %s's providers (configured: %s); the requests its rules match are denied", policy.source,
                 policy.name, policy.namespace, policy.provider, context.handler, ", ".join(sorted(providers)) or "none")
+    for file, document, at, message in issues.warnings:
+        context.logger.warning("%s: %s: %s: %s", file, document, at, message)
     # The host reports issues at the handler's document; name the policy's own file and field.
     problems.extend(ConfigIssue("", "", "", f"{file}: {document}: {at}: {message}")
                     for file, document, at, message in issues.errors)

@@ -60,10 +60,15 @@ class PolicyIssues:
 
     def __init__(self) -> None:
         self.errors: list[tuple[str, str, str, str]] = []
+        self.warnings: list[tuple[str, str, str, str]] = []
 
     def add(self, file: str, document: str, at: str, message: str) -> None:
         """Record one error."""
         self.errors.append((file, document, at, message))
+
+    def warn(self, file: str, document: str, at: str, message: str) -> None:
+        """Record one warning (the document is skipped, the config still loads)."""
+        self.warnings.append((file, document, at, message))
 
 
 @dataclass(eq=False, slots=True)
