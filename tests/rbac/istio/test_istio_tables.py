@@ -113,3 +113,51 @@ def test_tables_cite_their_sources_and_cover_both_outcomes():
         assert suite["source"].startswith("tests/integration/security/authz_test.go")
         outcomes = {allowed for _, _, allowed in expand(suite)}
         assert outcomes == {True, False}, suite["name"]
+
+
+def builder_attributes(case: dict[str, Any]) -> dict[str, Any]:
+    """Attributes for a builder-testdata case (see builder.yaml's header)."""
+    attrs: dict[str, Any] = {
+        "destination.namespace": "foo",
+        "destination.labels": case.get("labels", {"app": "httpbin", "version": "v1"}),
+        "destination.port": case.get("port", 8080),
+        "source.ip": ipaddress.ip_address(case.get("source_ip", "192.0.2.1")),
+    }
+    if "principal" in case:
+        attrs["source.principal"] = "spiffe://" + case["principal"]
+    if case.get("tcp"):
+        attrs["context.protocol"] = "tcp"
+        return attrs
+    attrs.update({"request.method": case.get("method", "GET"), "request.path": case.get("path", "/"),
+                  "request.host": case.get("host", "httpbin.foo.svc.cluster.local"), "context.protocol": "http"})
+    if case.get("headers"):
+        attrs["request.headers"] = dict(case["headers"])
+    if "jwt" in case:
+        claims = case["jwt"]
+        attrs["request.auth.raw_claims"] = json.dumps(claims)
+        attrs["request.auth.principal"] = f"{claims['iss']}/{claims['sub']}"
+    return attrs
+
+
+async def run_builder_suite(suite: dict[str, Any], policy_config: Any, policy_service_factory: Any) -> None:
+    service = await policy_service_factory(policy_config(config_text(suite["policies"])))
+    wrong = []
+    for index, case in enumerate(suite["cases"]):
+        decision = await service.check(builder_attributes(case))
+        if decision.allowed is not case["allow"]:
+            wrong.append(f"case {index} {case}: got {decision.message!r}")
+        metadata = decision.metadata
+        for action in ("allow", "deny"):
+            expected = case.get(f"shadow_{action}")
+            got = metadata.get(f"istio_dry_run_{action}_shadow_engine_result")
+            if expected is not None and got != expected:
+                wrong.append(f"case {index} {case}: shadow {action} result {got!r}, expected {expected!r}")
+    assert not wrong, f"{suite['name']} ({suite['source']}):\n" + "\n".join(wrong)
+
+
+BUILDER = _suites("builder.yaml")
+
+
+@pytest.mark.parametrize("suite", BUILDER, ids=[s["name"] for s in BUILDER])
+async def test_istio_builder_suite(suite, policy_config, policy_service_factory):
+    await run_builder_suite(suite, policy_config, policy_service_factory)
