@@ -118,7 +118,7 @@ def test_tables_cite_their_sources_and_cover_both_outcomes():
 def builder_attributes(case: dict[str, Any]) -> dict[str, Any]:
     """Attributes for a builder-testdata case (see builder.yaml's header)."""
     attrs: dict[str, Any] = {
-        "destination.namespace": "foo",
+        "destination.namespace": case.get("namespace", "foo"),
         "destination.labels": case.get("labels", {"app": "httpbin", "version": "v1"}),
         "destination.port": case.get("port", 8080),
         "source.ip": ipaddress.ip_address(case.get("source_ip", "192.0.2.1")),
@@ -147,6 +147,8 @@ async def run_builder_suite(suite: dict[str, Any], policy_config: Any, policy_se
         if decision.allowed is not case["allow"]:
             wrong.append(f"case {index} {case}: got {decision.message!r}")
         metadata = decision.metadata
+        if "audited" in case and bool(metadata.get("access_log_hint")) is not case["audited"]:
+            wrong.append(f"case {index} {case}: audit hint {metadata.get('access_log_hint')!r}")
         for action in ("allow", "deny"):
             expected = case.get(f"shadow_{action}")
             got = metadata.get(f"istio_dry_run_{action}_shadow_engine_result")
@@ -161,3 +163,25 @@ BUILDER = _suites("builder.yaml")
 @pytest.mark.parametrize("suite", BUILDER, ids=[s["name"] for s in BUILDER])
 async def test_istio_builder_suite(suite, policy_config, policy_service_factory):
     await run_builder_suite(suite, policy_config, policy_service_factory)
+
+
+PROTO = _suites("proto_examples.yaml")
+
+
+@pytest.mark.parametrize("suite", PROTO, ids=[s["name"] for s in PROTO])
+async def test_proto_example(suite, policy_config, policy_service_factory):
+    await run_builder_suite(suite, policy_config, policy_service_factory)
+
+
+INVALID_PATHS = yaml.safe_load((HERE / "proto_examples.yaml").read_text())["invalid_paths"]
+
+
+@pytest.mark.parametrize("path", INVALID_PATHS)
+def test_proto_invalid_path_templates_are_rejected(path, policy_config, policy_host_factory):
+    from policy import ConfigError
+    from policy.config import load_config
+
+    policy = ("apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: p, namespace: foo}\n"
+              f"spec: {{rules: [{{to: [{{operation: {{paths: ['{path}']}}}}]}}]}}\n")
+    with pytest.raises(ConfigError, match="path template"):
+        load_config(policy_config(config_text(policy)), policy_host_factory())
