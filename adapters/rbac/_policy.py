@@ -143,6 +143,10 @@ def _values(raw: Any, at: str, where: tuple[str, str], issues: PolicyIssues) -> 
     if not isinstance(raw, list) or not all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in raw):
         issues.add(*where, at, f"expected a list of strings, got {raw!r}")
         return None
+    if "" in raw:
+        # Istio's CheckEmptyValues: the webhook rejects an empty value in any field.
+        issues.add(*where, at, "empty value not allowed")
+        return None
     return [str(v) for v in raw]
 
 

@@ -17,6 +17,15 @@ def policy(spec: str, name: str = "p") -> str:
 
 
 BAD = [
+    ("empty value", "{rules: [{to: [{operation: {paths: ['']}}]}]}", "paths: empty value not allowed"),
+    ("trust domain with a slash", "{rules: [{from: [{source: {trustDomains: ['a/b']}}]}]}",
+     "trust domain must not contain '/'"),
+    ("trust domain wildcard inside", "{rules: [{from: [{source: {notTrustDomains: ['a*b']}}]}]}",
+     "one '*', at the start or end only"),
+    ("experimental Envoy filter key", "{rules: [{when: [{key: 'experimental.envoy.filters.a.b[c]', values: [x]}]}]}",
+     "is not supported: Envoy filter metadata"),
+    ("destination.labels key", "{rules: [{when: [{key: 'destination.labels[app]', values: [x]}]}]}",
+     "replaces it by the workload selector"),
     ("unknown spec field", "{rulez: []}", "spec.rulez: unknown field"),
     ("unknown action", "{action: PERMIT}", "spec.action: expected one of ALLOW, DENY, AUDIT, CUSTOM"),
     ("CUSTOM without provider", "{action: CUSTOM, rules: [{}]}", "spec.provider.name: a CUSTOM policy needs"),
