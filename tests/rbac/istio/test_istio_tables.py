@@ -27,7 +27,7 @@ from tests.rbac.conftest import config_text
 
 HERE = Path(__file__).parent
 PORTS = {"http": 18080, "http2": 18085, "grpc": 17070, "tcp": 19090}
-WORKLOAD_IPS = {"ns1/a": "10.1.0.1", "ns2/a": "10.2.0.1", "ns1/b": "10.1.0.2", "ns1/c": "10.1.0.3",
+WORKLOAD_IPS = {"ns1/a": "10.1.0.1", "ns2/a": "10.2.0.1", "ns2/b": "10.2.0.2", "ns1/b": "10.1.0.2", "ns1/c": "10.1.0.3",
                 "plaintext": "10.2.0.9"}
 
 
@@ -90,8 +90,18 @@ def expand(suite: dict[str, Any]) -> list[tuple[str, dict[str, Any], bool]]:
     return out
 
 
+def _suite_config(suite: dict[str, Any]) -> str:
+    text = config_text(suite["policies"], suite.get("params", "{}"))
+    if suite.get("handlers"):
+        # Extra handlers (a CUSTOM provider) go after the rbac handler in the handlers list.
+        head, sep, rest = text.partition("instances:")
+        extra = "".join("  " + line + "\n" for line in suite["handlers"].splitlines())
+        text = head + extra + sep + rest
+    return text
+
+
 async def run_suite(suite: dict[str, Any], policy_config: Any, policy_service_factory: Any) -> None:
-    service = await policy_service_factory(policy_config(config_text(suite["policies"])))
+    service = await policy_service_factory(policy_config(_suite_config(suite)))
     wrong = []
     for label, attrs, allowed in expand(suite):
         decision = await service.check(attrs)
@@ -105,6 +115,14 @@ INTEGRATION = _suites("integration.yaml")
 
 @pytest.mark.parametrize("suite", INTEGRATION, ids=[s["name"] for s in INTEGRATION])
 async def test_istio_integration_suite(suite, policy_config, policy_service_factory):
+    await run_suite(suite, policy_config, policy_service_factory)
+
+
+CUSTOM = yaml.safe_load((HERE / "integration.yaml").read_text())["custom_suites"]
+
+
+@pytest.mark.parametrize("suite", CUSTOM, ids=[s["name"] for s in CUSTOM])
+async def test_istio_integration_custom_suite(suite, policy_config, policy_service_factory):
     await run_suite(suite, policy_config, policy_service_factory)
 
 
