@@ -10,13 +10,20 @@ Semantics follow Istio's ``pilot/pkg/security/authz`` (model.go, generator.go):
 * a policy without rules matches nothing (``spec: {}`` allows nothing), ``rules: [{}]``
   matches everything;
 * the ``istio.io/dry-run`` annotation (Go's ``strconv.ParseBool`` spellings) makes the
-  policy a shadow policy: evaluated and reported, never enforced.
+  policy a shadow policy: evaluated and reported, never enforced;
+* every rule is compiled twice, as Istio builds it for the HTTP filter and for the TCP
+  filter (``model.Generate(forTCP)``): in the TCP form the HTTP-only values (hosts,
+  methods, paths, requestPrincipals, ``request.*`` keys, their ``not`` twins) are
+  dropped from DENY, AUDIT and CUSTOM rules ("missing attributes are treated as
+  matches"), and an ALLOW rule using any of them has no TCP form (it never matches);
+* policies with ``targetRef(s)`` attach to gateways: ignored with a warning.
 
 Where Istio's webhook validation would reject a document (unknown fields or ``when``
-keys, a bad CIDR or port, CUSTOM without a provider, a provider on another action, an
-empty source or operation, ``serviceAccounts`` together with ``principals`` or
-``namespaces``), this module reports an error naming the file, the policy and the
-field, and the whole config is rejected (the last good one keeps serving).
+keys, a bad CIDR, port or path template, an empty value, CUSTOM without a provider, a
+provider on another action, an empty source or operation, ``serviceAccounts`` together
+with ``principals`` or ``namespaces``, ``selector`` with ``targetRef``), this module
+reports an error naming the file, the policy and the field, and the whole config is
+rejected (the last good one keeps serving).
 """
 
 from __future__ import annotations

@@ -71,8 +71,20 @@ def namespace_matcher(values: list[str]) -> Callable[[RequestView], bool]:
 
 
 def service_account_matcher(values: list[str], default_ns: str) -> Callable[[RequestView], bool]:
+    """Istio's ``serviceAccounts`` / ``source.serviceAccount``: ``[<namespace>/]<account>`` of the peer.
+
+    Values are checked as Istio's ``CheckServiceAccount`` does (no wildcard, at most one
+    ``/``, no empty part, at most 16 values of at most 320 characters).
+    """
+    if len(values) > 16:
+        raise MatchError("serviceAccounts may not have more than 16 values")
     regexes = []
     for value in values:
+        if "*" in value:
+            raise MatchError(f"wildcard not allowed in a service account: {value!r}")
+        if len(value) > 320 or value.count("/") > 1 or value.startswith("/") or value.endswith("/"):
+            raise MatchError(f"expected 'serviceAccount' or 'namespace/serviceAccount' (at most 320"
+                             f" characters), found {value!r}")
         ns, sep, sa = value.partition("/")
         if not sep:
             ns, sa = default_ns, value

@@ -112,11 +112,19 @@ def claim_values(req: Req, name: str) -> list[str]:
     return []
 
 
+def trust_domain(p: str, principal: str | None) -> bool:
+    if not principal:
+        return False
+    domain = principal.split("/", 1)[0]
+    return p == "*" or (pattern(p, domain) if "*" in p else domain == p)
+
+
 # field name -> (HTTP only, test of one value)
 FIELDS: dict[str, tuple[bool, Any]] = {
     "principals": (False, lambda v, r: pattern(v, r.principal)),
     "namespaces": (False, lambda v, r: namespace_of(r.principal, v)),
     "ipBlocks": (False, lambda v, r: ip_in(v, r.source_ip)),
+    "trustDomains": (False, lambda v, r: trust_domain(v, r.principal)),
     "requestPrincipals": (True, request_principal),
     "ports": (False, lambda v, r: int(v) == r.port),
     "methods": (True, lambda v, r: header_pattern(v, r.method)),

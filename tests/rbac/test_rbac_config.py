@@ -17,6 +17,10 @@ def policy(spec: str, name: str = "p") -> str:
 
 
 BAD = [
+    ("service account wildcard", "{rules: [{from: [{source: {serviceAccounts: ['ns/*']}}]}]}",
+     "wildcard not allowed in a service account"),
+    ("service account format", "{rules: [{from: [{source: {serviceAccounts: ['a/b/c']}}]}]}",
+     "expected 'serviceAccount' or 'namespace/serviceAccount'"),
     ("empty value", "{rules: [{to: [{operation: {paths: ['']}}]}]}", "paths: empty value not allowed"),
     ("trust domain with a slash", "{rules: [{from: [{source: {trustDomains: ['a/b']}}]}]}",
      "trust domain must not contain '/'"),

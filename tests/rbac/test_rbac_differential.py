@@ -26,6 +26,7 @@ POOLS: dict[str, list[str]] = {
     "principals": [*PRINCIPALS, "cluster.local/*", "*/sa/sleep", "*"],
     "namespaces": ["default", "test", "te*", "*"],
     "ipBlocks": ["10.0.0.0/16", "10.0.0.1", "192.168.0.0/16"],
+    "trustDomains": ["cluster.local", "td*", "*.local", "*"],
     "requestPrincipals": ["https://iss.example/alice", "https://iss.example/*", "*/alice", "*", "iss/a/b",
                           "iss/a*", "https://iss*"],
     "ports": ["80", "8080", "9090"],
@@ -39,7 +40,7 @@ WHEN: dict[str, list[str]] = {
     "source.ip": ["10.0.0.0/24", "192.168.1.1"],
     "destination.port": ["8080", "9090"],
 }
-SOURCE_FIELDS = ["principals", "namespaces", "ipBlocks", "requestPrincipals"]
+SOURCE_FIELDS = ["principals", "namespaces", "ipBlocks", "requestPrincipals", "trustDomains"]
 OPERATION_FIELDS = ["ports", "methods", "paths", "hosts"]
 
 
