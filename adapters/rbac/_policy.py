@@ -357,6 +357,43 @@ def _list(raw: Any, at: str, where: tuple[str, str], issues: PolicyIssues) -> li
     return raw
 
 
+# Istio's webhook (ValidateAuthorizationPolicy): fields and keys a CUSTOM rule may not use.
+_CUSTOM_SOURCE_FIELDS = ("namespaces", "notNamespaces", "serviceAccounts", "notServiceAccounts", "trustDomains",
+                         "notTrustDomains", "principals", "notPrincipals", "requestPrincipals",
+                         "notRequestPrincipals")
+_CUSTOM_WHEN_KEYS = ("source.namespace", "source.serviceAccount", "source.trustDomain", "source.principal")
+
+
+def _webhook_rules_check(spec: Mapping[str, Any], action: str, where: tuple[str, str],
+                         issues: PolicyIssues) -> bool:
+    """Istio's webhook rules on actions: DENY and CUSTOM need ``rules``; CUSTOM rules match no identity."""
+    rules = spec.get("rules")
+    if action in ("DENY", "CUSTOM") and rules is None:
+        issues.add(*where, "spec.rules", f"{action} action without `rules` is meaningless as it will never be"
+                                         " triggered, add an empty rule `{}` if you want it be triggered for"
+                                         " every request")
+        return False
+    if action != "CUSTOM" or not isinstance(rules, list):
+        return True
+    for i, rule in enumerate(rules):
+        if not isinstance(rule, Mapping):
+            continue
+        for j, item in enumerate(rule.get("from") or ()):
+            source = item.get("source") if isinstance(item, Mapping) else None
+            for name in _CUSTOM_SOURCE_FIELDS:
+                if isinstance(source, Mapping) and source.get(name):
+                    issues.add(*where, f"spec.rules[{i}].from[{j}].source.{name}",
+                               "currently not supported with CUSTOM action (Istio's webhook rejects it)")
+                    return False
+        for j, cond in enumerate(rule.get("when") or ()):
+            key = cond.get("key") if isinstance(cond, Mapping) else None
+            if isinstance(key, str) and (key in _CUSTOM_WHEN_KEYS or key.startswith("request.auth.")):
+                issues.add(*where, f"spec.rules[{i}].when[{j}].key",
+                           f"{key} is currently not supported with CUSTOM action (Istio's webhook rejects it)")
+                return False
+    return True
+
+
 def parse_bool(text: Any) -> bool | None:
     """Go's ``strconv.ParseBool``; None when the text is none of its spellings."""
     if isinstance(text, bool):
@@ -416,6 +453,8 @@ def parse_policy(doc: Mapping[str, Any], first_ordinal: int, issues: PolicyIssue
         return None
     if action != "CUSTOM" and provider is not None:
         issues.add(*where, "spec.provider", f"provider is only allowed with action CUSTOM, not {action}")
+        return None
+    if not _webhook_rules_check(spec, action, where, issues):
         return None
     selector = spec.get("selector") or {}
     labels = selector.get("matchLabels") if isinstance(selector, Mapping) else None
