@@ -113,7 +113,9 @@ def request_principal_matcher(values: list[str]) -> Callable[[tuple[str, str] | 
                 pairs.append((string_set(["*"]), string_set([value])))
         elif value.endswith("*"):
             if found:
-                pairs.append((string_set([iss], exact_only=True), string_set(["*" if sub == "*" else sub])))
+                # Istio: the sub is a prefix match of sub[:-1], taken literally (a leading "*" too).
+                sub_match = string_set(["*"]) if sub == "*" else StringSet(prefixes=(sub[:-1],))
+                pairs.append((string_set([iss], exact_only=True), sub_match))
             else:
                 pairs.append((string_set([value]), string_set(["*"])))
         else:
