@@ -53,6 +53,13 @@ def _use_uvloop() -> None:
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
+#: The native API and ``policy check`` normalize request paths as Envoy does (policy.servers.paths).
+_PATH_NORMALIZATION = click.option(
+    "--path-normalization", type=click.Choice(["none", "base", "merge-slashes"]), default="merge-slashes",
+    show_default=True, help="Normalize request.path / request.url_path of native-API checks as Envoy's"
+                            " normalize_path (base) and merge_slashes would; ext_authz paths arrive normalized.")
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="sidecar-policy", prog_name="policy")
 def main() -> None:
@@ -98,8 +105,10 @@ def _listen_address(ctx: click.Context, param: click.Parameter, value: str | Non
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
 @click.option("--no-autoload", is_flag=True, help="Load only built-in adapters (like POLICY_DISABLE_PLUGIN_AUTOLOAD=1).")
+@_PATH_NORMALIZATION
 def serve(config_path: Path, listen: tuple[str, ...], watch_interval: float, grace: float,
-          metrics_listen: str | None, decision_log: bool, log_level: str, no_autoload: bool) -> None:
+          metrics_listen: str | None, decision_log: bool, log_level: str, no_autoload: bool,
+          path_normalization: str) -> None:
     """Serve the native, Envoy and health gRPC APIs on CONFIG until SIGTERM."""
     from policy.runtime.service import PolicyService
     from policy.sdk import ConfigError
@@ -112,7 +121,7 @@ def serve(config_path: Path, listen: tuple[str, ...], watch_interval: float, gra
         snapshot = service.load()
     except ConfigError as exc:
         _fail_config(exc)
-    server = PolicyServer(service, listen or [DEFAULT_LISTEN])
+    server = PolicyServer(service, listen or [DEFAULT_LISTEN], registrars=_registrars(path_normalization))
 
     def ready(addresses: list[str]) -> None:
         click.echo(f"policy: loaded {config_path} (generation {snapshot.generation}):"
@@ -137,6 +146,17 @@ def serve(config_path: Path, listen: tuple[str, ...], watch_interval: float, gra
 
 
 # --- check -------------------------------------------------------------------
+
+
+def _registrars(path_normalization: str) -> list[Any]:
+    """The APIs to serve, the native one normalizing paths by ``path_normalization``."""
+    import functools
+
+    from policy.servers import native
+    from policy.servers.app import default_registrars
+
+    return [functools.partial(native.register, path_normalization=path_normalization)
+            if r is native.register else r for r in default_registrars()]
 
 
 def _decision_json(decision: Any) -> dict[str, Any]:
@@ -211,6 +231,7 @@ def _parse_quotas(items: tuple[str, ...]) -> dict[str, Any]:
 @main.command()
 @click.option("--config", "config_path", required=True, type=click.Path(exists=True, path_type=Path),
               help="A YAML config file or directory.")
+@_PATH_NORMALIZATION
 @click.option("--attr", "attrs", multiple=True, metavar="NAME=VALUE",
               help="An attribute, parsed by its type (source.ip=10.0.0.1, request.headers[x-user]=alice, "
                    "request.headers=a:1,b:2). Repeat for several.")
@@ -218,7 +239,7 @@ def _parse_quotas(items: tuple[str, ...]) -> dict[str, Any]:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--no-autoload", is_flag=True, help="Load only built-in adapters.")
 def check(config_path: Path, attrs: tuple[str, ...], quotas: tuple[str, ...], as_json: bool,
-          no_autoload: bool) -> None:
+          no_autoload: bool, path_normalization: str) -> None:
     """Evaluate one request in-process and explain the decision.
 
     Exits 0 when allowed, 1 when denied, 2 on a config or usage error.
@@ -232,6 +253,9 @@ def check(config_path: Path, attrs: tuple[str, ...], quotas: tuple[str, ...], as
         attributes = parse_attribute_args(list(attrs), service.host.vocabulary)
     except ValueParseError as exc:
         raise click.UsageError(str(exc)) from None
+    from policy.servers.paths import normalize_attributes
+
+    attributes = normalize_attributes(attributes, path_normalization)
     quota_args = _parse_quotas(quotas)
 
     async def run() -> Any:

@@ -46,11 +46,12 @@ Cacheability
     host's cache.
 
 Limits
-    A bad policy (unknown field or ``when`` key, bad CIDR or port, CUSTOM provider not
-    configured) rejects the whole config, keeping the last good one, where Istio's
-    webhook would have rejected the document. ``targetRef(s)``, the experimental
-    ``request.experimental.inline.headers`` and ``experimental.envoy.filters.*`` keys
-    and trust-domain aliases are not supported. ``namespaces`` and
+    A bad policy (unknown field or ``when`` key, bad CIDR or port) rejects the whole
+    config, keeping the last good one, where Istio's webhook would have rejected the
+    document. A CUSTOM policy naming a provider that is not configured is kept and
+    denies the requests its rules match (with a warning), as Istio does. Policies with
+    ``targetRef(s)`` attach to gateways and are ignored with a warning. The
+    ``experimental.envoy.filters.*`` keys and trust-domain aliases are not supported. ``namespaces`` and
     ``source.namespace`` fall back to the ``source.namespace`` attribute when the
     request has no peer principal (Istio would never match then). Policy files named
     in params are polled only while checks come in; a decision cached before a reload
@@ -150,11 +151,14 @@ def _fingerprint(paths: list[Path]) -> tuple[tuple[str, int, int], ...]:
     return tuple(out)
 
 
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def _read_files(paths: list[Path], issues: list[ConfigIssue]) -> list[dict[str, Any]]:
     docs: list[dict[str, Any]] = []
     for file in _files(paths):
         try:
-            for doc in yaml.safe_load_all(file.read_text(encoding="utf-8")):
+            for doc in yaml.load_all(file.read_text(encoding="utf-8"), Loader=_YAML_LOADER):
                 if isinstance(doc, dict):
                     docs.append({**doc, "_source": str(file)})
         except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
@@ -182,10 +186,13 @@ def load_policies(params: RbacParams, context: BuildContext) -> tuple[Engine, Mi
     providers = _providers(params)
     for policy in policies:
         if policy.action == "CUSTOM" and policy.provider not in providers:
-            issues.add(policy.source, f"AuthorizationPolicy/{policy.name}.{policy.namespace}",
-                       "spec.provider.name",
-                       f"provider {policy.provider!r} is not configured in handler {context.handler}'s"
-                       f" providers (configured: {', '.join(sorted(providers)) or 'none'})")
+            # Istio keeps serving and denies the requests the policy matches (getBadCustomDenyRules).
+            context.logger.warning(
+                "%s: AuthorizationPolicy/%s.%s: spec.provider.name: provider %r is not configured in handler"
+                " %s's providers (configured: %s); the requests its rules match are denied", policy.source,
+                policy.name, policy.namespace, policy.provider, context.handler, ", ".join(sorted(providers)) or "none")
+    for file, document, at, message in issues.warnings:
+        context.logger.warning("%s: %s: %s: %s", file, document, at, message)
     # The host reports issues at the handler's document; name the policy's own file and field.
     problems.extend(ConfigIssue("", "", "", f"{file}: {document}: {at}: {message}")
                     for file, document, at, message in issues.errors)
@@ -274,8 +281,17 @@ class RbacHandler(Handler):
         request = RequestView(instance)
         engine = self.engine
         groups = engine.groups_for(request)
+        if engine.has_custom:
+            # Without providers every matching CUSTOM rule names a provider that is not configured.
+            for rule in engine.custom(groups, request):
+                return self._unconfigured(rule)
         verdict = engine.decide(groups, request)
         return self._result(verdict.allowed, verdict.reason, verdict.metadata)
+
+    def _unconfigured(self, rule: Any) -> CheckResult:
+        self.engine.stats["custom_denied"] += 1
+        return self._result(False, f"RBAC: access denied by {rule.name}: CUSTOM provider"
+                                   f" {rule.policy.provider!r} is not configured")
 
 
 class CustomRbacHandler(RbacHandler):
@@ -290,22 +306,23 @@ class CustomRbacHandler(RbacHandler):
         request = RequestView(instance)
         engine = self.engine
         groups = engine.groups_for(request)
-        rule, error = engine.custom(groups, request)
-        if error is not None:
-            engine.stats["custom_denied"] += 1
-            return self._result(False, error)
-        provided: CheckResult | None = None
-        if rule is not None:
-            provided = await self._ask(rule.policy.provider or "", rule.name, instance)
+        result: CheckResult | None = None
+        answers: list[CheckResult] = []
+        for rule in engine.custom(groups, request) if engine.has_custom else ():
+            provider = rule.policy.provider or ""
+            if provider not in self.providers:
+                return self._unconfigured(rule)
+            provided = await self._ask(provider, rule.name, instance)
             if not provided.status.ok:
                 engine.stats["custom_denied"] += 1
                 return provided
             engine.stats["custom_allowed"] += 1
+            answers.append(provided)
         verdict = engine.decide(groups, request)
         result = self._result(verdict.allowed, verdict.reason, verdict.metadata)
-        if provided is None:
-            return result
-        return _merge(result, provided)
+        for provided in answers:
+            result = _merge(result, provided)
+        return result
 
     async def _ask(self, provider: str, rule: str, instance: Any) -> CheckResult:
         spec = self.providers[provider]
@@ -353,8 +370,10 @@ def _merge(result: CheckResult, provided: CheckResult) -> CheckResult:
         status = Status(Code.OK, f"{status.message} ({provided.status.message})")
     if not status.ok:
         return result
-    return CheckResult(status, duration, min(uses) if uses else None, provided.request_headers,
-                       provided.response_headers, None, None, {**provided.metadata, **result.metadata})
+    return CheckResult(status, duration, min(uses) if uses else None,
+                       (*result.request_headers, *provided.request_headers),
+                       (*result.response_headers, *provided.response_headers), None, None,
+                       {**provided.metadata, **result.metadata})
 
 
 class RbacAdapter(Adapter):

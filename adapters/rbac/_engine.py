@@ -89,7 +89,7 @@ class Group:
     namespace: str
     selector: Mapping[str, str]
     policies: list[CompiledPolicy] = field(default_factory=list)
-    indexes: dict[tuple[str, bool], RuleIndex] = field(default_factory=dict)
+    indexes: dict[tuple[str, bool, bool], RuleIndex] = field(default_factory=dict)
     has_allow: bool = False
     has_dry_allow: bool = False
     has_dry_deny: bool = False
@@ -97,9 +97,14 @@ class Group:
 
     def finish(self) -> None:
         """Build the indexes once every policy is added."""
-        by: dict[tuple[str, bool], list[CompiledRule]] = {}
+        by: dict[tuple[str, bool, bool], list[CompiledRule]] = {}
         for policy in self.policies:
-            by.setdefault((policy.action, policy.dry_run), []).extend(policy.rules)
+            # CUSTOM rules are indexed per provider: each provider is asked for its own matches.
+            action = custom_key(policy.provider or "") if policy.action == "CUSTOM" else policy.action
+            by.setdefault((action, policy.dry_run, False), []).extend(policy.rules)
+            # TCP checks see each rule as Istio builds it for the network filter.
+            by.setdefault((action, policy.dry_run, True), []).extend(
+                rule.tcp for rule in policy.rules if rule.tcp is not None)
         self.indexes = {key: RuleIndex(rules) for key, rules in by.items()}
         self.has_allow = any(p.action == "ALLOW" and not p.dry_run for p in self.policies)
         self.has_dry_allow = any(p.action == "ALLOW" and p.dry_run for p in self.policies)
@@ -154,7 +159,7 @@ class Verdict:
 def _first(groups: list[Group], action: str, dry: bool, request: RequestView) -> CompiledRule | None:
     best: CompiledRule | None = None
     for group in groups:
-        index = group.indexes.get((action, dry))
+        index = group.indexes.get((action, dry, request.tcp))
         if index is None:
             continue
         rule = index.first_match(request)
@@ -200,17 +205,22 @@ class Engine:
                 scope.applicable(labels, out)
         return out
 
-    def custom(self, groups: list[Group], request: RequestView) -> tuple[CompiledRule | None, str | None]:
-        """The matching CUSTOM rule (to send to its provider), or an error when providers conflict."""
+    def custom(self, groups: list[Group], request: RequestView) -> list[CompiledRule]:
+        """The first matching CUSTOM rule of each provider applying to the workload, by provider name.
+
+        Istio builds one RBAC + ext_authz filter pair per provider, in sorted order
+        (``PILOT_ENABLE_MULTIPLE_CUSTOM_AUTHZ_PROVIDERS``); each provider is asked only for
+        the requests its own rules match.
+        """
         providers: set[str] = set()
         for group in groups:
             providers |= group.providers
-        if not providers:
-            return None, None
-        if len(providers) > 1:
-            return None, (f"RBAC: access denied: only one CUSTOM provider may apply to a workload,"
-                          f" found {', '.join(sorted(providers))}")
-        return _first(groups, "CUSTOM", False, request), None
+        matches = []
+        for provider in sorted(providers):
+            rule = _first(groups, custom_key(provider), False, request)
+            if rule is not None:
+                matches.append(rule)
+        return matches
 
     def decide(self, groups: list[Group], request: RequestView) -> Verdict:
         """Evaluate DENY, then ALLOW, then AUDIT and the dry-run policies."""
@@ -256,8 +266,13 @@ class Engine:
         notes.append(f"dry-run {action.upper()} policies: would be {result}{by}")
 
 
+def custom_key(provider: str) -> str:
+    """The index action of a provider's CUSTOM rules."""
+    return "CUSTOM/" + provider
+
+
 def _with(reason: str, notes: list[str]) -> str:
     return reason if not notes else f"{reason} ({'; '.join(notes)})"
 
 
-__all__ = ["Engine", "Group", "RuleIndex", "Scope", "Verdict"]
+__all__ = ["Engine", "Group", "RuleIndex", "Scope", "Verdict", "custom_key"]

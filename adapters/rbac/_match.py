@@ -18,7 +18,7 @@ from typing import Any
 from policy import Regex, compile_regex, regex_escape
 
 #: Characters Envoy's URI template accepts in a path segment (RFC 3986 pchar, minus ``/``).
-_SEGMENT = r"[A-Za-z0-9\-._~%!$&'()*+,;:@=]"
+_SEGMENT = r"[A-Za-z0-9\-._~%!$&'()+,;:@=]"
 MATCH_ONE = "{*}"
 MATCH_ANY = "{**}"
 
@@ -62,15 +62,18 @@ class StringSet:
         return not (self.prefixes or self.suffixes or self.presence)
 
 
-def string_set(values: Iterable[str], *, fold: bool = False) -> StringSet:
-    """Compile Istio string patterns (exact, ``prefix*``, ``*suffix``, ``*``)."""
+def string_set(values: Iterable[str], *, fold: bool = False, exact_only: bool = False) -> StringSet:
+    """Compile Istio string patterns (exact, ``prefix*``, ``*suffix``, ``*``); with ``exact_only``
+    every value is compared exactly, ``*`` included."""
     exact: set[str] = set()
     prefixes: list[str] = []
     suffixes: list[str] = []
     presence = False
     for raw in values:
         value = raw.lower() if fold else raw
-        if value == "*":
+        if exact_only:
+            exact.add(value)
+        elif value == "*":
             presence = True
         elif value.startswith("*"):
             suffixes.append(value[1:])
@@ -122,23 +125,35 @@ def is_path_template(value: str) -> bool:
 
 
 def path_template(value: str) -> Regex:
-    """Compile a path template into a full-match regex; raise MatchError for a malformed one."""
+    """Compile a path template into a full-match regex; raise MatchError for a malformed one.
+
+    Istio's ``CheckValidPathTemplate`` rules: ``{*}`` and ``{**}`` are whole segments, no
+    operator follows ``{**}`` (literal segments may), other segments are RFC 3986 pchars
+    without ``*``. Envoy's ``uri_template`` regexes: ``{*}`` one non-empty segment, ``{**}``
+    any run of pchars and ``/`` (possibly empty).
+    """
     if not value.startswith("/"):
         raise MatchError(f"path template {value!r} must start with '/'")
     segments = value[1:].split("/")
     parts = []
-    for index, segment in enumerate(segments):
-        if segment == MATCH_ONE:
-            parts.append(_SEGMENT + "+")
-        elif segment == MATCH_ANY:
-            if index != len(segments) - 1:
+    seen_any = False
+    for segment in segments:
+        if segment in (MATCH_ONE, MATCH_ANY):
+            if seen_any:
                 raise MatchError(f"path template {value!r}: {{**}} must be the last operator")
-            parts.append(r"(?:" + _SEGMENT + r"|/)*")
+            seen_any = segment == MATCH_ANY
+            parts.append(_SEGMENT + "+" if segment == MATCH_ONE else r"(?:" + _SEGMENT + r"|/)*")
         elif "{" in segment or "}" in segment:
             raise MatchError(f"path template {value!r}: {{*}} and {{**}} must be a whole path segment")
+        elif segment and not _LITERAL.fullmatch(segment):
+            raise MatchError(f"path template {value!r}: segment {segment!r} has characters other than"
+                             " RFC 3986 pchars (a '*' is only allowed as {*} or {**})")
         else:
             parts.append(regex_escape(segment))
     return compile_regex("/" + "/".join(parts))
+
+
+_LITERAL = compile_regex(_SEGMENT + "+")
 
 
 @dataclass(frozen=True, slots=True)

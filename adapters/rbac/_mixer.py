@@ -58,7 +58,8 @@ class RoleRule:
             return False
         for key, values in self.constraints:
             value = properties.get(key)
-            if not (isinstance(value, str) and values(value)):
+            # Mixer's stringMatch: "*" matches any string, the empty one too.
+            if not (isinstance(value, str) and (values(value) or (value == "" and values.presence))):
                 return False
         return True
 
@@ -167,8 +168,9 @@ def _binding(doc: Mapping[str, Any], roles: dict[tuple[str, str], Role], issues:
         return
     role = roles.get((namespace, ref["name"]))
     if role is None:
-        issues.add(*where, "spec.roleRef.name",
-                   f"ServiceRole {ref['name']!r} does not exist in namespace {namespace!r}")
+        # Mixer's controller logs "Failed to add ServiceRoleBinding" and skips the binding.
+        issues.warn(*where, "spec.roleRef.name",
+                    f"ServiceRole {ref['name']!r} does not exist in namespace {namespace!r}; the binding is skipped")
         return
     subjects_raw = spec.get("subjects")
     if not isinstance(subjects_raw, list) or not subjects_raw:
@@ -192,7 +194,7 @@ def _binding(doc: Mapping[str, Any], roles: dict[tuple[str, str], Role], issues:
         subjects.append(Subject(raw.get("user"), raw.get("group"),
                                 tuple((str(k), str(v)) for k, v in props.items())))
     if any(b == name for b, _ in role.bindings):
-        issues.add(*where, "metadata.name", f"duplicate ServiceRoleBinding {name!r}")
+        issues.warn(*where, "metadata.name", f"duplicate ServiceRoleBinding {name!r}; skipped")
         return
     role.bindings.append((name, tuple(subjects)))
 

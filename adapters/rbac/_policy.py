@@ -10,13 +10,20 @@ Semantics follow Istio's ``pilot/pkg/security/authz`` (model.go, generator.go):
 * a policy without rules matches nothing (``spec: {}`` allows nothing), ``rules: [{}]``
   matches everything;
 * the ``istio.io/dry-run`` annotation (Go's ``strconv.ParseBool`` spellings) makes the
-  policy a shadow policy: evaluated and reported, never enforced.
+  policy a shadow policy: evaluated and reported, never enforced;
+* every rule is compiled twice, as Istio builds it for the HTTP filter and for the TCP
+  filter (``model.Generate(forTCP)``): in the TCP form the HTTP-only values (hosts,
+  methods, paths, requestPrincipals, ``request.*`` keys, their ``not`` twins) are
+  dropped from DENY, AUDIT and CUSTOM rules ("missing attributes are treated as
+  matches"), and an ALLOW rule using any of them has no TCP form (it never matches);
+* policies with ``targetRef(s)`` attach to gateways: ignored with a warning.
 
 Where Istio's webhook validation would reject a document (unknown fields or ``when``
-keys, a bad CIDR or port, CUSTOM without a provider, a provider on another action, an
-empty source or operation, ``serviceAccounts`` together with ``principals`` or
-``namespaces``), this module reports an error naming the file, the policy and the
-field, and the whole config is rejected (the last good one keeps serving).
+keys, a bad CIDR, port or path template, an empty value, CUSTOM without a provider, a
+provider on another action, an empty source or operation, ``serviceAccounts`` together
+with ``principals`` or ``namespaces``, ``selector`` with ``targetRef``), this module
+reports an error naming the file, the policy and the field, and the whole config is
+rejected (the last good one keeps serving).
 """
 
 from __future__ import annotations
@@ -26,16 +33,18 @@ from dataclasses import dataclass, field
 from operator import attrgetter as _get
 from typing import Any
 
-from adapters.rbac._match import MatchError, header_set, ip_set, path_set, port_set, string_set
+from adapters.rbac._match import MatchError, header_set, ip_set, path_set, port_number, port_set, string_set
 from adapters.rbac._predicates import (
     SUPPORTED_KEYS,
     Pred,
     add_field,
     condition,
     host_matcher,
+    is_http_only_key,
     namespace_matcher,
     request_principal_matcher,
     service_account_matcher,
+    trust_domain_matcher,
 )
 from adapters.rbac._request import RequestView
 
@@ -49,7 +58,7 @@ _FALSE = {"0", "f", "F", "false", "FALSE", "False"}
 SPEC_KEYS = ("selector", "action", "provider", "rules", "targetRef", "targetRefs")
 RULE_KEYS = ("from", "to", "when")
 SOURCE_KEYS = ("principals", "requestPrincipals", "namespaces", "serviceAccounts", "ipBlocks",
-               "remoteIpBlocks")
+               "remoteIpBlocks", "trustDomains")
 OPERATION_KEYS = ("hosts", "ports", "methods", "paths")
 
 
@@ -58,10 +67,15 @@ class PolicyIssues:
 
     def __init__(self) -> None:
         self.errors: list[tuple[str, str, str, str]] = []
+        self.warnings: list[tuple[str, str, str, str]] = []
 
     def add(self, file: str, document: str, at: str, message: str) -> None:
         """Record one error."""
         self.errors.append((file, document, at, message))
+
+    def warn(self, file: str, document: str, at: str, message: str) -> None:
+        """Record one warning (the document is skipped, the config still loads)."""
+        self.warnings.append((file, document, at, message))
 
 
 @dataclass(eq=False, slots=True)
@@ -81,6 +95,8 @@ class CompiledRule:
     when: tuple[Pred, ...]
     key: tuple[str, frozenset[Any]] | None = None
     name: str = ""
+    #: The rule as Istio builds it for a TCP (network filter) check; None: never matches TCP.
+    tcp: "CompiledRule | None" = None
 
     def matches(self, request: RequestView) -> bool:
         """Tell whether the request matches this rule."""
@@ -134,11 +150,16 @@ def _values(raw: Any, at: str, where: tuple[str, str], issues: PolicyIssues) -> 
     if not isinstance(raw, list) or not all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in raw):
         issues.add(*where, at, f"expected a list of strings, got {raw!r}")
         return None
+    if "" in raw:
+        # Istio's CheckEmptyValues: the webhook rejects an empty value in any field.
+        issues.add(*where, at, "empty value not allowed")
+        return None
     return [str(v) for v in raw]
 
 
 def _source(raw: Any, at: str, where: tuple[str, str], policy_ns: str, issues: PolicyIssues,
-            keys: dict[str, frozenset[Any]]) -> tuple[Pred, ...] | None:
+            keys: dict[str, frozenset[Any]]) -> tuple[tuple[Pred, ...], tuple[Pred, ...]] | None:
+    """The source's predicates, split into (any protocol, HTTP only)."""
     if not isinstance(raw, Mapping) or set(raw) - {"source"}:
         issues.add(*where, at, f"expected {{source: {{...}}}}, got {raw!r}")
         return None
@@ -162,11 +183,12 @@ def _source(raw: Any, at: str, where: tuple[str, str], policy_ns: str, issues: P
                    "serviceAccounts cannot be set together with principals or namespaces")
         return None
     preds: list[Pred] = []
+    http: list[Pred] = []
     try:
         add_field(preds, keys, lists["principals"], lists["notPrincipals"], string_set,
                _get("principal"), "principal")
-        add_field(preds, keys, lists["requestPrincipals"], lists["notRequestPrincipals"],
-               request_principal_matcher, _get("auth_principal"))
+        add_field(http, keys, lists["requestPrincipals"], lists["notRequestPrincipals"],
+               request_principal_matcher, _get("jwt_identity"))
         for values, negate in ((lists["namespaces"], False), (lists["notNamespaces"], True)):
             if values:
                 m = namespace_matcher(values)
@@ -178,14 +200,19 @@ def _source(raw: Any, at: str, where: tuple[str, str], policy_ns: str, issues: P
         add_field(preds, keys, lists["ipBlocks"], lists["notIpBlocks"], ip_set, _get("source_ip"))
         add_field(preds, keys, lists["remoteIpBlocks"], lists["notRemoteIpBlocks"], ip_set,
                _get("remote_ip"))
+        for values, negate in ((lists["trustDomains"], False), (lists["notTrustDomains"], True)):
+            if values:
+                m = trust_domain_matcher(values)
+                preds.append((lambda r, m=m: not m(r)) if negate else m)
     except MatchError as exc:
         issues.add(*where, f"{at}.source", str(exc))
         return None
-    return tuple(preds)
+    return tuple(preds), tuple(http)
 
 
 def _operation(raw: Any, at: str, where: tuple[str, str], issues: PolicyIssues,
-               keys: dict[str, frozenset[Any]]) -> tuple[Pred, ...] | None:
+               keys: dict[str, frozenset[Any]]) -> tuple[tuple[Pred, ...], tuple[Pred, ...]] | None:
+    """The operation's predicates, split into (any protocol, HTTP only: hosts, methods, paths)."""
     if not isinstance(raw, Mapping) or set(raw) - {"operation"}:
         issues.add(*where, at, f"expected {{operation: {{...}}}}, got {raw!r}")
         return None
@@ -204,25 +231,26 @@ def _operation(raw: Any, at: str, where: tuple[str, str], issues: PolicyIssues,
         if lists[name] is None:
             return None
     preds: list[Pred] = []
+    http: list[Pred] = []
     try:
         hosts, not_hosts = lists["hosts"], lists["notHosts"]
         if hosts:
-            preds.append(host_matcher(hosts))
+            http.append(host_matcher(hosts))
             if all("*" not in h for h in hosts):
                 keys["host"] = frozenset(h.lower() for h in hosts)
         if not_hosts:
             negated = host_matcher(not_hosts)
-            preds.append(lambda r, m=negated: not m(r))
+            http.append(lambda r, m=negated: not m(r))
         add_field(preds, keys, lists["ports"], lists["notPorts"], port_set, _get("port"))
         if lists["ports"]:
-            keys["port"] = frozenset(int(p) for p in lists["ports"])
-        add_field(preds, keys, lists["methods"], lists["notMethods"], header_set,
+            keys["port"] = frozenset(port_number(p) for p in lists["ports"])
+        add_field(http, keys, lists["methods"], lists["notMethods"], header_set,
                _get("method"), "method")
-        add_field(preds, keys, lists["paths"], lists["notPaths"], path_set, _get("path"), "path")
+        add_field(http, keys, lists["paths"], lists["notPaths"], path_set, _get("path"), "path")
     except MatchError as exc:
         issues.add(*where, f"{at}.operation", str(exc))
         return None
-    return tuple(preds)
+    return tuple(preds), tuple(http)
 
 
 def _when(raw: Any, at: str, where: tuple[str, str], policy_ns: str, issues: PolicyIssues) -> Pred | None:
@@ -266,26 +294,48 @@ def _rule(raw: Any, index: int, policy: CompiledPolicy, ordinal: int, where: tup
         issues.add(*where, f"{at}.{unknown[0]}", f"unknown field (known: {', '.join(RULE_KEYS)})")
         return None
     before = len(issues.errors)
-    froms, tos, whens = [], [], []
+    froms, tos = [], []
+    whens: list[tuple[Pred | None, bool]] = []
     from_keys: list[dict[str, frozenset[Any]]] = []
     to_keys: list[dict[str, frozenset[Any]]] = []
     for i, item in enumerate(_list(raw.get("from"), f"{at}.from", where, issues)):
         keys: dict[str, frozenset[Any]] = {}
-        compiled = _source(item, f"{at}.from[{i}]", where, policy.namespace, issues, keys)
-        froms.append(compiled)
+        froms.append(_source(item, f"{at}.from[{i}]", where, policy.namespace, issues, keys))
         from_keys.append(keys)
     for i, item in enumerate(_list(raw.get("to"), f"{at}.to", where, issues)):
         keys = {}
-        compiled = _operation(item, f"{at}.to[{i}]", where, issues, keys)
-        tos.append(compiled)
+        tos.append(_operation(item, f"{at}.to[{i}]", where, issues, keys))
         to_keys.append(keys)
     for i, item in enumerate(_list(raw.get("when"), f"{at}.when", where, issues)):
-        whens.append(_when(item, f"{at}.when[{i}]", where, policy.namespace, issues))
+        key = item.get("key") if isinstance(item, Mapping) else None
+        whens.append((_when(item, f"{at}.when[{i}]", where, policy.namespace, issues),
+                      isinstance(key, str) and is_http_only_key(key)))
     if len(issues.errors) > before:
         return None
-    rule = CompiledRule(policy, index, ordinal, tuple(froms) if froms else None, tuple(tos) if tos else None,
-                        tuple(whens), _index_key(from_keys, to_keys), policy.rule_name(index))
+    rule = CompiledRule(policy, index, ordinal,
+                        tuple(g + h for g, h in froms) if froms else None,  # type: ignore[misc]
+                        tuple(g + h for g, h in tos) if tos else None,  # type: ignore[misc]
+                        tuple(p for p, _ in whens), _index_key(from_keys, to_keys), policy.rule_name(index))
+    uses_http = (any(h for _, h in froms) or any(h for _, h in tos)  # type: ignore[misc]
+                 or any(http for _, http in whens))
+    if not uses_http:
+        rule.tcp = rule
+    elif policy.action != "ALLOW":
+        # Istio's model.Generate for TCP: a DENY, AUDIT (and CUSTOM) rule ignores its HTTP-only
+        # values ("missing attributes are treated as matches"), a wider rule.
+        tcp_keys = [{k: v for k, v in keys.items() if k not in _HTTP_KEYS} for keys in to_keys]
+        rule.tcp = CompiledRule(policy, index, ordinal,
+                                tuple(g for g, _ in froms) if froms else None,  # type: ignore[misc]
+                                tuple(g for g, _ in tos) if tos else None,  # type: ignore[misc]
+                                tuple(p for p, http in whens if not http), _index_key(from_keys, tcp_keys),
+                                rule.name)
+        rule.tcp.tcp = rule.tcp
+    # else: an ALLOW rule with an HTTP-only field is skipped on TCP (a narrower allow).
     return rule
+
+
+# Index keys of fields that only exist in HTTP requests.
+_HTTP_KEYS = ("path", "host", "method")
 
 
 def _index_key(from_keys: list[dict[str, frozenset[Any]]],
@@ -305,6 +355,43 @@ def _list(raw: Any, at: str, where: tuple[str, str], issues: PolicyIssues) -> li
         issues.add(*where, at, f"expected a list, got {raw!r}")
         return []
     return raw
+
+
+# Istio's webhook (ValidateAuthorizationPolicy): fields and keys a CUSTOM rule may not use.
+_CUSTOM_SOURCE_FIELDS = ("namespaces", "notNamespaces", "serviceAccounts", "notServiceAccounts", "trustDomains",
+                         "notTrustDomains", "principals", "notPrincipals", "requestPrincipals",
+                         "notRequestPrincipals")
+_CUSTOM_WHEN_KEYS = ("source.namespace", "source.serviceAccount", "source.trustDomain", "source.principal")
+
+
+def _webhook_rules_check(spec: Mapping[str, Any], action: str, where: tuple[str, str],
+                         issues: PolicyIssues) -> bool:
+    """Istio's webhook rules on actions: DENY and CUSTOM need ``rules``; CUSTOM rules match no identity."""
+    rules = spec.get("rules")
+    if action in ("DENY", "CUSTOM") and rules is None:
+        issues.add(*where, "spec.rules", f"{action} action without `rules` is meaningless as it will never be"
+                                         " triggered, add an empty rule `{}` if you want it be triggered for"
+                                         " every request")
+        return False
+    if action != "CUSTOM" or not isinstance(rules, list):
+        return True
+    for i, rule in enumerate(rules):
+        if not isinstance(rule, Mapping):
+            continue
+        for j, item in enumerate(rule.get("from") or ()):
+            source = item.get("source") if isinstance(item, Mapping) else None
+            for name in _CUSTOM_SOURCE_FIELDS:
+                if isinstance(source, Mapping) and source.get(name):
+                    issues.add(*where, f"spec.rules[{i}].from[{j}].source.{name}",
+                               "currently not supported with CUSTOM action (Istio's webhook rejects it)")
+                    return False
+        for j, cond in enumerate(rule.get("when") or ()):
+            key = cond.get("key") if isinstance(cond, Mapping) else None
+            if isinstance(key, str) and (key in _CUSTOM_WHEN_KEYS or key.startswith("request.auth.")):
+                issues.add(*where, f"spec.rules[{i}].when[{j}].key",
+                           f"{key} is currently not supported with CUSTOM action (Istio's webhook rejects it)")
+                return False
+    return True
 
 
 def parse_bool(text: Any) -> bool | None:
@@ -347,8 +434,13 @@ def parse_policy(doc: Mapping[str, Any], first_ordinal: int, issues: PolicyIssue
         issues.add(*where, f"spec.{unknown[0]}", f"unknown field (known: {', '.join(SPEC_KEYS)})")
         return None
     if spec.get("targetRef") or spec.get("targetRefs"):
-        issues.add(*where, "spec.targetRef", "targetRef/targetRefs (gateways, services) are not supported"
-                                             " by a sidecar-local policy service; use selector")
+        if spec.get("selector"):
+            issues.add(*where, "spec.selector", "at most one of selector and targetRef/targetRefs can be set")
+            return None
+        # A policy attached to a Gateway (or waypoint) never applies to a sidecar's workload.
+        if log is not None:
+            log.warning("%s %s: targetRef/targetRefs attach the policy to a gateway, not to this sidecar's"
+                        " workloads; the policy is ignored", file, where[1])
         return None
     action = spec.get("action") or "ALLOW"
     if action not in ACTIONS:
@@ -361,6 +453,8 @@ def parse_policy(doc: Mapping[str, Any], first_ordinal: int, issues: PolicyIssue
         return None
     if action != "CUSTOM" and provider is not None:
         issues.add(*where, "spec.provider", f"provider is only allowed with action CUSTOM, not {action}")
+        return None
+    if not _webhook_rules_check(spec, action, where, issues):
         return None
     selector = spec.get("selector") or {}
     labels = selector.get("matchLabels") if isinstance(selector, Mapping) else None

@@ -72,8 +72,20 @@ def namespace_matcher(values: list[str]) -> Callable[[RequestView], bool]:
 
 
 def service_account_matcher(values: list[str], default_ns: str) -> Callable[[RequestView], bool]:
+    """Istio's ``serviceAccounts`` / ``source.serviceAccount``: ``[<namespace>/]<account>`` of the peer.
+
+    Values are checked as Istio's ``CheckServiceAccount`` does (no wildcard, at most one
+    ``/``, no empty part, at most 16 values of at most 320 characters).
+    """
+    if len(values) > 16:
+        raise MatchError("serviceAccounts may not have more than 16 values")
     regexes = []
     for value in values:
+        if "*" in value:
+            raise MatchError(f"wildcard not allowed in a service account: {value!r}")
+        if len(value) > 320 or value.count("/") > 1 or value.startswith("/") or value.endswith("/"):
+            raise MatchError(f"expected 'serviceAccount' or 'namespace/serviceAccount' (at most 320"
+                             f" characters), found {value!r}")
         ns, sep, sa = value.partition("/")
         if not sep:
             ns, sa = default_ns, value
@@ -85,8 +97,9 @@ def service_account_matcher(values: list[str], default_ns: str) -> Callable[[Req
     return match
 
 
-def request_principal_matcher(values: list[str]) -> Callable[[str | None], bool]:
-    """Istio's ``iss/sub`` matching: split at the last ``/``; ``*`` halves mean any non-empty value."""
+def request_principal_matcher(values: list[str]) -> Callable[[tuple[str, str] | None], bool]:
+    """Istio's ``iss/sub`` matching: the policy value splits at its last ``/``, each half compares
+    with the JWT's ``iss`` and ``sub`` claims; ``*`` halves mean any non-empty value."""
     pairs = []
     for value in values:
         idx = value.rfind("/")
@@ -96,25 +109,68 @@ def request_principal_matcher(values: list[str]) -> Callable[[str | None], bool]
             pairs.append((string_set(["*"]), string_set(["*"])))
         elif value.startswith("*"):
             if found:
-                pairs.append((string_set(["*" if iss == "*" else iss]), string_set([sub])))
+                pairs.append((string_set(["*" if iss == "*" else iss]), string_set([sub], exact_only=True)))
             else:
                 pairs.append((string_set(["*"]), string_set([value])))
         elif value.endswith("*"):
             if found:
-                pairs.append((string_set([iss]), string_set(["*" if sub == "*" else sub])))
+                # Istio: the sub is a prefix match of sub[:-1], taken literally (a leading "*" too).
+                sub_match = string_set(["*"]) if sub == "*" else StringSet(prefixes=(sub[:-1],))
+                pairs.append((string_set([iss], exact_only=True), sub_match))
             else:
                 pairs.append((string_set([value]), string_set(["*"])))
         else:
-            pairs.append((string_set([iss]), string_set([sub])))
+            pairs.append((string_set([iss], exact_only=True), string_set([sub], exact_only=True)))
 
-    def match(principal: str | None) -> bool:
-        if not principal:
+    def match(identity: tuple[str, str] | None) -> bool:
+        if identity is None:
             return False
-        idx = principal.rfind("/")
-        iss, sub = (principal[:idx], principal[idx + 1:]) if idx >= 0 else (principal, "")
+        iss, sub = identity
         return any(mi(iss) and ms(sub) for mi, ms in pairs)
 
     return match
+
+
+def trust_domain_matcher(values: list[str]) -> Callable[[RequestView], bool]:
+    """Istio's ``trustDomains`` / ``source.trustDomain``: the peer's SPIFFE trust domain.
+
+    ``*`` is any peer principal, ``td`` the prefix ``spiffe://td/``, and one ``*`` at the start
+    or end of the value matches within the trust domain (never across a ``/``).
+    """
+    regexes = []
+    for value in values:
+        if not value:
+            raise MatchError("empty value not allowed in trustDomains")
+        if "/" in value:
+            raise MatchError(f"trust domain must not contain '/': {value!r}")
+        stars = value.count("*")
+        if stars > 1 or (stars == 1 and value != "*" and not (value.startswith("*") or value.endswith("*"))):
+            raise MatchError(f"a trust domain allows one '*', at the start or end only: {value!r}")
+        if value == "*":
+            regexes.append(re.compile(r"spiffe://.*", re.S))
+        else:
+            head, _, tail = value.partition("*")
+            middle = "[^/]*" if stars else ""
+            regexes.append(re.compile(f"spiffe://{re.escape(head)}{middle}{re.escape(tail)}/.*", re.S))
+
+    def match(r: RequestView) -> bool:
+        return r.uri_principal is not None and any(x.fullmatch(r.uri_principal) for x in regexes)
+
+    return match
+
+
+#: ``when`` keys Istio accepts but that have no meaning here, with the reason (rejected at load).
+_UNSUPPORTED_KEYS = {
+    "destination.namespace": "Istio replaces it by the policy's metadata.namespace",
+    "destination.labels": "Istio replaces it by the workload selector",
+    "destination.name": "deprecated, only supported by Mixer's v1alpha1 RBAC",
+    "destination.user": "deprecated, only supported by Mixer's v1alpha1 RBAC",
+}
+
+
+def is_http_only_key(key: str) -> bool:
+    """True for ``when`` keys Istio cannot evaluate on a TCP connection (``request.*``)."""
+    return key.startswith("request.")
 
 
 def any_of(values: list[str]) -> Callable[[list[str]], bool]:
@@ -135,6 +191,17 @@ def condition(key: str, values: list[str], not_values: list[str], policy_ns: str
     elif key in _SIMPLE_CONDITIONS:
         make, get = _SIMPLE_CONDITIONS[key]
         add_field(preds, ignore, values, not_values, make, get)
+    elif key == "source.trustDomain":
+        if values:
+            preds.append(trust_domain_matcher(values))
+        if not_values:
+            negated_td = trust_domain_matcher(not_values)
+            preds.append(lambda r, m=negated_td: not m(r))
+    elif key.startswith("experimental.envoy.filters."):
+        raise MatchError(f"{key!r} is not supported: Envoy filter metadata does not reach this service")
+    elif key in _UNSUPPORTED_KEYS or key.startswith("destination.labels["):
+        reason = _UNSUPPORTED_KEYS.get(key, _UNSUPPORTED_KEYS["destination.labels"])
+        raise MatchError(f"{key!r} is not supported ({reason})")
     elif key in ("source.namespace", "source.serviceAccount"):
         if key == "source.namespace":
             make_ns: Callable[[list[str]], Pred] = namespace_matcher
@@ -160,7 +227,7 @@ _SIMPLE_CONDITIONS: dict[str, tuple[Callable[[list[str]], Any], Callable[[Reques
     "source.ip": (ip_set, _get("source_ip")),
     "remote.ip": (ip_set, _get("remote_ip")),
     "source.principal": (string_set, _get("principal")),
-    "request.auth.principal": (request_principal_matcher, _get("auth_principal")),
+    "request.auth.principal": (request_principal_matcher, _get("jwt_identity")),
     "request.auth.audiences": (any_of, lambda r: r.audiences()),
     "request.auth.presenter": (any_of, lambda r: r.presenter()),
     "destination.ip": (ip_set, _get("destination_ip")),
@@ -170,7 +237,7 @@ _SIMPLE_CONDITIONS: dict[str, tuple[Callable[[list[str]], Any], Callable[[Reques
 
 SUPPORTED_KEYS = (
     "request.headers[<name>]", "source.ip", "remote.ip", "source.namespace", "source.principal",
-    "source.serviceAccount", "request.auth.principal", "request.auth.audiences",
+    "source.serviceAccount", "source.trustDomain", "request.auth.principal", "request.auth.audiences",
     "request.auth.presenter", "request.auth.claims[<name>]...", "destination.ip", "destination.port",
     "connection.sni",
 )
@@ -195,5 +262,6 @@ def host_matcher(values: list[str]) -> Callable[[RequestView], bool]:
 
 __all__ = [
     "Pred", "SUPPORTED_KEYS", "add_field", "any_of", "condition", "exact_values", "host_matcher",
-    "namespace_matcher", "request_principal_matcher", "service_account_matcher",
+    "is_http_only_key", "namespace_matcher", "request_principal_matcher", "service_account_matcher",
+    "trust_domain_matcher",
 ]

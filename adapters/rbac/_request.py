@@ -13,7 +13,14 @@ Istio matches some fields on derived values, computed here once per request:
 * hosts are compared case-insensitively, and a host value without a port also
   matches the request's host with any port;
 * JWT claims come from ``request.auth.raw_claims`` (the payload as JSON, with lists and
-  nested objects) when present, else from the ``request.auth.claims`` string map.
+  nested objects) when present, else from the ``request.auth.claims`` string map. As in
+  Envoy's metadata list matcher, a claim matches only as a string or as one string of a
+  list of strings: ``"g1,g2"`` is one string, ``true`` and ``7`` match no string;
+* the JWT identity ``requestPrincipals`` compare is the ``iss`` and ``sub`` claims; without
+  them (the native API given only ``request.auth.principal``) the principal is split at
+  its last ``/``;
+* ``context.protocol`` ``tcp`` marks a TCP (network filter) check: Istio's TCP filter has
+  no HTTP attribute, see :mod:`adapters.rbac._policy`.
 """
 
 from __future__ import annotations
@@ -46,7 +53,7 @@ class RequestView:
     __slots__ = (
         "instance", "source_ip", "remote_ip", "principal", "uri_principal", "namespace", "auth_principal",
         "host", "host_no_port", "method", "path", "port", "destination_ip", "sni", "headers",
-        "_claims",
+        "tcp", "_claims", "_identity",
     )
 
     def __init__(self, instance: Any) -> None:
@@ -77,7 +84,9 @@ class RequestView:
         self.port = instance.destination_port or None
         self.destination_ip = _address(instance.destination_ip)
         self.sni = instance.connection_sni or None
+        self.tcp = instance.request_protocol == "tcp"
         self._claims: Any = _MISSING
+        self._identity: Any = _MISSING
 
     def header(self, name: str) -> str | None:
         """A request header by (case-insensitive) name; ``:authority``/``:method``/``:path`` too."""
@@ -93,6 +102,22 @@ class RequestView:
             if name == ":path":
                 return self.instance.request_path or None
         return value
+
+    @property
+    def jwt_identity(self) -> tuple[str, str] | None:
+        """``(iss, sub)`` of the JWT: the claims when both are strings, else the principal split
+        at its last ``/``; None without a JWT."""
+        if self._identity is _MISSING:
+            identity = None
+            claims = self.claims()
+            iss, sub = claims.get("iss"), claims.get("sub")
+            if isinstance(iss, str) and isinstance(sub, str):
+                identity = (iss, sub)
+            elif self.auth_principal:
+                head, sep, tail = self.auth_principal.rpartition("/")
+                identity = (head, tail) if sep else (self.auth_principal, "")
+            self._identity = identity
+        return self._identity
 
     def claims(self) -> Mapping[str, Any]:
         """The JWT payload: parsed raw claims, else the claims string map (empty when neither)."""
@@ -113,13 +138,14 @@ class RequestView:
     def claim_strings(self, path: list[str]) -> list[str]:
         """The string values of a (nested) claim: a string, or the strings of a list; [] when absent.
 
-        Values from the flat claims map that hold JSON (objects, lists) or comma-joined
-        lists are unpacked, so ``claims[groups]`` matches one group of ``"a,b"``.
+        Only the flat claims map (strings only) is descended through JSON objects, for a
+        nested name; a value is never split at commas nor converted from a number or boolean.
         """
         value: Any = self.claims()
+        flat = not self.instance.auth_raw_claims or value is self.instance.auth_claims
         for depth, name in enumerate(path):
-            if isinstance(value, str) and depth > 0:
-                value = _json_or(value)
+            if flat and isinstance(value, str) and depth > 0:
+                value = _json_object(value)
             if not isinstance(value, Mapping):
                 return []
             value = value.get(name)
@@ -144,8 +170,8 @@ class RequestView:
         return [text] if text else []
 
 
-def _json_or(text: str) -> Any:
-    if text[:1] in ("{", "["):
+def _json_object(text: str) -> Any:
+    if text[:1] == "{":
         try:
             return json.loads(text)
         except ValueError:
@@ -154,18 +180,11 @@ def _json_or(text: str) -> Any:
 
 
 def _strings(value: Any) -> list[str]:
+    """Envoy's list matcher: a string, or the string elements of a list."""
     if isinstance(value, str):
-        value = _json_or(value)
-        if isinstance(value, str):
-            if "," in value:
-                return [value, *(part.strip() for part in value.split(","))]
-            return [value]
+        return [value]
     if isinstance(value, list):
         return [v for v in value if isinstance(v, str)]
-    if isinstance(value, bool):
-        return ["true" if value else "false"]
-    if isinstance(value, (int, float)):
-        return [json.dumps(value)]
     return []
 
 

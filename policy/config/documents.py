@@ -139,7 +139,7 @@ def _read_file(file: Path, reporter: Reporter) -> list[Document]:
         reporter.error(Where(name, ""), f"cannot read file: {exc}")
         return []
     out: list[Document] = []
-    loader = yaml.SafeLoader(text)
+    loader = _LOADER(text)
     index = 0
     try:
         while loader.check_node():
@@ -154,6 +154,10 @@ def _read_file(file: Path, reporter: Reporter) -> list[Document]:
     finally:
         loader.dispose()
     return out
+
+
+#: libyaml's loader when PyYAML was built with it (10x faster; same nodes, marks and errors).
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def _unwrap(document: Document, reporter: Reporter) -> list[Document]:

@@ -2,6 +2,8 @@
 
 A translator only: requests become attribute bags, decisions become responses.
 A malformed request is answered with INVALID_ARGUMENT naming the attribute.
+Check normalizes ``request.path`` / ``request.url_path`` as Envoy would
+(:mod:`policy.servers.paths`; ``policy serve --path-normalization``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from policy.runtime.decision import Decision
 from policy.runtime.service import PolicyService
 from policy.sdk import HeaderOperationKind, QuotaArgs
 from policy.servers._grpc import add_unary_handlers, decode
+from policy.servers.paths import DEFAULT_MODE, normalize_attributes
 from policy.servers.native_codec import CodecError, attributes_from_proto, duration_to_proto, status_to_proto
 from policy.v1 import policy_pb2
 
@@ -109,8 +112,9 @@ def _add_quotas(response: policy_pb2.CheckResponse, decision: Decision) -> None:
 class PolicyServicer:
     """Serves ``policy.v1.Policy`` from a :class:`PolicyService` (requests arrive as raw bytes)."""
 
-    def __init__(self, service: PolicyService) -> None:
+    def __init__(self, service: PolicyService, path_normalization: str = DEFAULT_MODE) -> None:
         self.service = service
+        self.path_normalization = path_normalization
 
     async def Check(self, data: bytes, context: grpc.aio.ServicerContext) -> Any:
         """Decide one request (and charge its quotas when the precondition allows)."""
@@ -128,6 +132,8 @@ class PolicyServicer:
                     await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                         f"quota {name!r}: amount must not be negative, got {params.amount}")
                 quotas[name] = QuotaArgs(name, params.amount or 1, params.best_effort, request.deduplication_id)
+        if self.path_normalization != "none":
+            values = normalize_attributes(values, self.path_normalization)
         decision = await service.check(AttributeBag.trusted(values), quotas, api="native")
         return encode_response(decision)
 
@@ -145,9 +151,9 @@ class PolicyServicer:
         return policy_pb2.ReportResponse()
 
 
-def register(server: grpc.aio.Server, service: PolicyService) -> list[str]:
+def register(server: grpc.aio.Server, service: PolicyService, path_normalization: str = DEFAULT_MODE) -> list[str]:
     """Add the native API to ``server``; returns the service names registered."""
-    servicer = PolicyServicer(service)
+    servicer = PolicyServicer(service, path_normalization)
     add_unary_handlers(server, SERVICE_NAME, {
         "Check": (servicer.Check, None),
         "Report": (servicer.Report, policy_pb2.ReportResponse),

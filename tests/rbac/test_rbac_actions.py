@@ -62,8 +62,6 @@ SCENARIOS = [
     Scenario("a DENY that does not match, no ALLOW: allowed",
              policy("deny-delete", "{action: DENY, rules: [{to: [{operation: {methods: [DELETE]}}]}]}"),
              attrs(request__method="GET"), True, "no ALLOW policy applies"),
-    Scenario("DENY without rules matches nothing", policy("deny-none", "{action: DENY}"),
-             attrs(request__method="GET"), True, "no ALLOW policy applies"),
     Scenario("DENY with rules [{}] denies everything", policy("deny-all", "{action: DENY, rules: [{}]}"),
              attrs(request__method="GET"), False, "access denied by ns[foo]-policy[deny-all]-rule[0]"),
     Scenario("AUDIT never changes the outcome", policy("audit", "{action: AUDIT, rules: [{}]}"),

@@ -131,13 +131,44 @@ async def test_provider_fail_open_allows_uncached(service_for):
     assert not decision.valid_duration
 
 
-async def test_two_providers_for_one_workload_deny(service_for):
-    policies = CUSTOM_ADMIN + ap("ext2", "{action: CUSTOM, provider: {name: other}, rules: [{}]}")
+async def test_each_provider_is_asked_for_the_requests_its_rules_match(service_for):
+    # Istio (tests/integration/security/authz_multiple_providers_test.go): one filter pair per
+    # provider, each triggered by its own rules.
+    policies = CUSTOM_ADMIN + ap("ext2", "{action: CUSTOM, provider: {name: other}, rules: [{to: [{operation: {paths: ['/other*']}}]}]}")
     service = await service_for(config("{ext: provider, other: second}",
-                                       scripted("allow") + scripted("allow", name="second"), policies))
-    decision = await service.check(attrs(request__path="/x"))
-    assert not decision.allowed
-    assert "only one CUSTOM provider may apply to a workload, found ext, other" in reason(decision)
+                                       scripted("allow") + scripted("deny", name="second"), policies))
+    first = service.snapshot.handlers["provider"].handler
+    second = service.snapshot.handlers["second"].handler
+    assert (await service.check(attrs(request__path="/x"))).allowed
+    assert first.calls == [] and second.calls == []
+    assert (await service.check(attrs(request__path="/admin"))).allowed
+    assert len(first.calls) == 1 and second.calls == []
+    denied = await service.check(attrs(request__path="/other"))
+    assert not denied.allowed
+    assert "CUSTOM provider 'other'" in reason(denied)
+    assert len(first.calls) == 1 and len(second.calls) == 1
+
+
+async def test_overlapping_providers_must_all_allow(service_for):
+    policies = (ap("a", "{action: CUSTOM, provider: {name: ext}, rules: [{}]}")
+                + ap("b", "{action: CUSTOM, provider: {name: other}, rules: [{}]}"))
+    both_allow = await service_for(config("{ext: provider, other: second}",
+                                          scripted("allow") + scripted("allow", name="second"), policies))
+    assert (await both_allow.check(attrs(request__path="/x"))).allowed
+    one_denies = await service_for(config("{ext: provider, other: second}",
+                                          scripted("allow") + scripted("deny", name="second"), policies))
+    assert not (await one_denies.check(attrs(request__path="/x"))).allowed
+
+
+@pytest.mark.parametrize("providers, extra", [("{}", ""), ("{other: provider}", None)])
+async def test_unconfigured_provider_denies_only_what_its_rules_match(service_for, caplog, providers, extra):
+    extra = scripted("allow") if extra is None else extra
+    service = await service_for(config(providers, extra, CUSTOM_ADMIN))
+    assert (await service.check(attrs(request__path="/public"))).allowed
+    denied = await service.check(attrs(request__path="/admin/x"))
+    assert not denied.allowed
+    assert "CUSTOM provider 'ext' is not configured" in reason(denied)
+    assert "provider 'ext' is not configured" in caplog.text
 
 
 async def test_dry_run_custom_policy_does_not_call_the_provider(service_for):

@@ -129,9 +129,6 @@ async def test_service_role_scenario(policy_config, policy_service_factory, requ
 
 
 BAD = [
-    ("binding to a missing role", "kind: ServiceRoleBinding\nmetadata: {name: b, namespace: default}\n"
-     "spec: {subjects: [{user: a}], roleRef: {kind: ServiceRole, name: nope}}",
-     "ServiceRole 'nope' does not exist in namespace 'default'"),
     ("a field Mixer never read", "kind: ServiceRole\nmetadata: {name: r, namespace: default}\n"
      "spec: {rules: [{services: ['*'], methods: [GET], notPaths: [/admin]}]}",
      "spec.rules[0].notPaths: not supported by Mixer's RBAC"),
@@ -160,3 +157,43 @@ async def test_through_the_native_grpc_server(policy_config, policy_server_facto
         assert denied.precondition.status.code == Code.PERMISSION_DENIED
         assert "RBAC: permission denied: no ServiceRole" in denied.precondition.status.message
         assert allowed.precondition.valid_duration.seconds == 60
+
+
+async def test_binding_to_a_missing_role_is_skipped_with_a_warning(policy_config, policy_service_factory, caplog):
+    # Mixer's controller.go: "Failed to add ServiceRoleBinding" is logged and the binding skipped.
+    extra = ("---\napiVersion: rbac.istio.io/v1alpha1\nkind: ServiceRoleBinding\n"
+             "metadata: {name: b, namespace: default}\n"
+             "spec: {subjects: [{user: mallory}], roleRef: {kind: ServiceRole, name: nope}}\n")
+    service = await policy_service_factory(policy_config(MIXER + extra))
+    assert "ServiceRole 'nope' does not exist in namespace 'default'; the binding is skipped" in caplog.text
+    assert (await service.check(req(source__principal=PRODUCTPAGE))).allowed
+    assert not (await service.check(req(source__principal="mallory"))).allowed
+
+
+STAR_ROLE = """
+---
+apiVersion: rbac.istio.io/v1alpha1
+kind: ServiceRole
+metadata: {name: any-version, namespace: default}
+spec:
+  rules:
+  - services: ["*"]
+    methods: ["DELETE"]
+    constraints:
+    - {key: version, values: ["*"]}
+---
+apiVersion: rbac.istio.io/v1alpha1
+kind: ServiceRoleBinding
+metadata: {name: bind-any-version, namespace: default}
+spec:
+  subjects: [{user: "*"}]
+  roleRef: {kind: ServiceRole, name: any-version}
+"""
+
+
+@pytest.mark.parametrize(("labels", "allowed"), [({"version": "v9"}, True), ({}, True)])
+async def test_star_constraint_matches_an_empty_property(policy_config, policy_service_factory, labels, allowed):
+    # Mixer's stringMatch: s == "*" matches any string, "" too (the instance gives version: "").
+    service = await policy_service_factory(policy_config(MIXER + STAR_ROLE))
+    decision = await service.check({**req("DELETE"), "destination.labels": labels})
+    assert decision.allowed is allowed, decision.message
