@@ -147,11 +147,11 @@ def trust_domain_matcher(values: list[str]) -> Callable[[RequestView], bool]:
         if stars > 1 or (stars == 1 and value != "*" and not (value.startswith("*") or value.endswith("*"))):
             raise MatchError(f"a trust domain allows one '*', at the start or end only: {value!r}")
         if value == "*":
-            regexes.append(re.compile(r"spiffe://.*", re.S))
+            regexes.append(compile_regex(r"(?s)spiffe://.*"))
         else:
             head, _, tail = value.partition("*")
             middle = "[^/]*" if stars else ""
-            regexes.append(re.compile(f"spiffe://{re.escape(head)}{middle}{re.escape(tail)}/.*", re.S))
+            regexes.append(compile_regex(f"(?s)spiffe://{regex_escape(head)}{middle}{regex_escape(tail)}/.*"))
 
     def match(r: RequestView) -> bool:
         return r.uri_principal is not None and any(x.fullmatch(r.uri_principal) for x in regexes)
