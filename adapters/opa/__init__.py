@@ -49,10 +49,20 @@ Cacheability
     a policy reading ``time.now_ns()`` or external data should not be cached longer
     than it may be stale. A reload takes effect for cached decisions when they expire.
 
+Never fails open
+    A policy calling a function that is neither a built-in of the embedded engine
+    (rego-cpp lacks ``net.cidr_*``, ``http.send``, ``json.match_schema`` ...) nor
+    defined by the policy is refused when it loads (``policy validate --build`` too),
+    naming the function and ``file:line:column``: rego-cpp would evaluate the call as
+    undefined, so ``allow if not deny`` would allow. Use a remote OPA (``url``) for
+    such policies. A built-in's error (``1 / 0``, ``to_number("x")``) is an evaluation
+    error answered with the fail mode, never "undefined". Input strings are handed to
+    the engine in the same spelling as the policy's literals and data, so strings
+    with quotes, backslashes, control or non-ASCII characters compare as in OPA.
+
 Limits
-    rego-cpp reports some errors OPA reports at compile time (unknown functions,
-    conflicting rules) only when evaluated; they answer as evaluation errors (fail
-    mode). Evaluation runs on the event loop: a policy taking milliseconds delays
+    rego-cpp reports some errors OPA reports at compile time (conflicting rules,
+    type errors) only when evaluated; they answer as evaluation errors (fail mode). Evaluation runs on the event loop: a policy taking milliseconds delays
     other requests for that long. ``parsed_body`` covers JSON and form bodies, not
     multipart. The remote client's decision logs and bundle management are OPA's.
 """
