@@ -37,11 +37,14 @@ Params
                         keep it below the handler's ``timeout``), a bearer token.
 
 Fail mode
-    An evaluation error, an undefined decision, a malformed decision object, a body
-    that does not parse, or (remote) a server that is down, errs or is slower than
-    ``timeout``: CLOSED denies (INTERNAL, or UNAVAILABLE / DEADLINE_EXCEEDED for the
-    server), OPEN allows; neither answer is cached. A policy denial is
-    PERMISSION_DENIED.
+    An evaluation error, an undefined decision, a malformed decision object (an
+    illegal type, a bad ``headers`` or ``request_headers_to_remove`` shape, a status
+    Envoy does not know) or a body that does not parse: CLOSED answers INTERNAL, which
+    the ext_authz server answers as a gRPC error — as OPA-Envoy does — so Envoy's
+    ``failure_mode_allow`` / ``status_on_error`` decide. (Remote) a server that is
+    down, errs or is slower than ``timeout``: UNAVAILABLE / DEADLINE_EXCEEDED denials.
+    OPEN allows instead; no such answer is cached. A policy denial is
+    PERMISSION_DENIED, with the decision's ``http_status`` (403) and ``body`` (empty).
 
 Cacheability
     Opt-in via ``validDuration``: the decision depends only on the input, built from
@@ -222,8 +225,8 @@ class EmbeddedOpaHandler(_OpaHandler):
                 self.reload_if_changed()
         try:
             defined, value = self.compiled.evaluate(to_native(build_input(instance)))
-        except InputError as exc:
-            return self._failed(Code.INVALID_ARGUMENT, str(exc))
+        except InputError as exc:  # OPA-Envoy answers an input it cannot build with an error
+            return self._failed(Code.INTERNAL, str(exc))
         except EvalError as exc:
             return self._failed(Code.INTERNAL, f"decision {self.path}: {exc}")
         return self._answer(defined, value)
@@ -241,7 +244,7 @@ class RemoteOpaHandler(_OpaHandler):
         try:
             document = build_input(instance)
         except InputError as exc:
-            return self._failed(Code.INVALID_ARGUMENT, str(exc))
+            return self._failed(Code.INTERNAL, str(exc))
         try:
             defined, value = await self.remote.decide(document)
         except RemoteError as exc:

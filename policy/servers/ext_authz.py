@@ -27,8 +27,10 @@ difference; the others would only cost time.
 
 Errors: a request that does not decode, is larger than :data:`MAX_REQUEST_BYTES` or
 has an address that is not an IP answers INVALID_ARGUMENT; a failure inside the
-service answers INTERNAL, so Envoy's ``failure_mode_allow`` / ``status_on_error``
-decide. The parsed request rides along in the bag for OPA-style adapters
+service, or a decision whose code is INTERNAL or UNKNOWN (an adapter that could not
+decide: a Rego evaluation error, a malformed decision, a crash), answers a gRPC
+INTERNAL error rather than a denied response, as OPA-Envoy answers an evaluation
+error, so Envoy's ``failure_mode_allow`` / ``status_on_error`` decide. The parsed request rides along in the bag for OPA-style adapters
 (:mod:`policy.servers.envoy_input`).
 """
 
@@ -73,6 +75,10 @@ _ACTION = {
     HeaderOperationKind.APPEND: _HeaderValueOption.APPEND_IF_EXISTS_OR_ADD,
 }
 _METADATA_FIELD = _CheckResponse.DESCRIPTOR.fields_by_name["dynamic_metadata"].number
+#: Decision codes that say the service could not decide (an adapter's evaluation error, a crash):
+#: answered as a gRPC error, as OPA-Envoy answers an evaluation error, so Envoy's
+#: ``failure_mode_allow`` / ``status_on_error`` decide instead of a denied response.
+_ERROR_CODES = frozenset({Code.INTERNAL, Code.UNKNOWN})
 
 
 def _options(operations: tuple[HeaderOperation, ...]) -> list[Any]:
@@ -267,7 +273,10 @@ class AuthorizationServicer:
         try:
             bindings = snapshot.quota_bindings
             quotas = binding_quotas(bindings, bag, request.attributes.request.http.id) if bindings else None
-            return encode_check_response(await service.check(bag, quotas, api="ext_authz"))
+            decision = await service.check(bag, quotas, api="ext_authz")
+            if decision.status.code not in _ERROR_CODES:
+                return encode_check_response(decision)
+            failure = decision.message
         except Exception as exc:  # answered as a gRPC error: Envoy's failure_mode_allow decides
             log.exception("ext_authz check failed")
             failure = f"{type(exc).__name__}: {exc}"

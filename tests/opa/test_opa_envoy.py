@@ -10,6 +10,9 @@ from __future__ import annotations
 import json
 import time
 
+import grpc
+import pytest
+
 from envoy.config.core.v3 import base_pb2
 
 from policy import Code
@@ -179,13 +182,67 @@ async def test_parsed_query_repeated_values_and_form_body(policy_config, policy_
     assert other.status.code == Code.PERMISSION_DENIED
 
 
-async def test_a_body_that_is_not_json_fails_closed(policy_config, policy_server_factory):
+async def test_a_body_that_is_not_json_is_a_grpc_error(policy_config, policy_server_factory):
     running = await policy_server_factory(policy_config(opa_config(inline(
         "package envoy.authz\nimport rego.v1\ndefault allow := true"))))
-    response = await authz(running, "tcp").Check(check_request(
-        method="POST", path="/x", body="{not json", headers={"content-type": "application/json"}))
-    assert response.status.code == Code.INVALID_ARGUMENT
-    assert "request body is not valid JSON" in response.status.message
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await authz(running, "tcp").Check(check_request(
+            method="POST", path="/x", body="{not json", headers={"content-type": "application/json"}))
+    assert caught.value.code() == grpc.StatusCode.INTERNAL
+    assert "request body is not valid JSON" in caught.value.details()
+
+
+ERRORING = {
+    "evaluation error": "allow if to_number(input.attributes.request.http.method) > 1",
+    "undefined decision": "allow if input.nope",
+    "illegal decision type": 'allow := "yes"',
+    "missing allowed": 'allow := {"headers": {"a": "b"}}',
+    "bad headers shape": 'allow := {"allowed": true, "headers": "x-a: b"}',
+    "bad header value": 'allow := {"allowed": true, "headers": {"x-a": 1}}',
+    "bad request_headers_to_remove shape": 'allow := {"allowed": true, "request_headers_to_remove": "x-a"}',
+    "status Envoy does not know": 'allow := {"allowed": false, "http_status": 418}',
+    "body not a string": 'allow := {"allowed": false, "body": 1}',
+    "query parameters it cannot apply": 'allow := {"allowed": true, "query_parameters_to_set": {"a": "b"}}',
+}
+
+
+@pytest.mark.parametrize("rule", ERRORING.values(), ids=ERRORING.keys())
+async def test_a_decision_that_errors_is_a_grpc_error_not_a_check_response(policy_config, policy_server_factory,
+                                                                           rule):
+    running = await policy_server_factory(policy_config(opa_config(inline(
+        f"package envoy.authz\nimport rego.v1\n{rule}\n"))))
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await authz(running, "unix").Check(check_request())
+    assert caught.value.code() == grpc.StatusCode.INTERNAL
+    assert "OPA:" in caught.value.details()
+
+
+async def test_fail_mode_open_allows_an_erroring_decision(policy_config, policy_server_factory):
+    params = inline("package envoy.authz\nimport rego.v1\nallow if input.nope") + "\nfailMode: OPEN"
+    running = await policy_server_factory(policy_config(opa_config(params)))
+    response = await authz(running, "tcp").Check(check_request())
+    assert response.status.code == Code.OK
+
+
+async def test_a_denial_without_body_sends_an_empty_body_and_403(policy_config, policy_server_factory):
+    policy = """
+        package envoy.authz
+        import rego.v1
+        default allow := false
+        decision := {"allowed": false, "dynamic_metadata": {"reason": "no", "n": 1}} if input.parsed_path[0] == "o"
+    """
+    running = await policy_server_factory(policy_config(opa_config(inline(policy))))
+    stub = authz(running, "tcp")
+    denied = await stub.Check(check_request())
+    assert denied.status.code == Code.PERMISSION_DENIED
+    assert (denied.denied_response.status.code, denied.denied_response.body) == (403, "")
+    object_running = await policy_server_factory(policy_config(opa_config(
+        inline(policy) + "\ndecision: envoy/authz/decision")))
+    object_denied = await authz(object_running, "tcp").Check(check_request(path="/o"))
+    assert (object_denied.denied_response.status.code, object_denied.denied_response.body) == (403, "")
+    fields = object_denied.dynamic_metadata.fields
+    assert fields["reason"].string_value == "no" and fields["n"].number_value == 1
+    assert fields["decision_id"].string_value
 
 
 async def test_input_from_the_instance_matches_the_transports_document(policy_config, policy_service_factory):
