@@ -37,14 +37,21 @@ Params
                         keep it below the handler's ``timeout``), a bearer token.
 
 Fail mode
-    An evaluation error, an undefined decision, a malformed decision object (an
+    An evaluation error, an undefined decision or a malformed decision object (an
     illegal type, a bad ``headers`` or ``request_headers_to_remove`` shape, a status
-    Envoy does not know) or a body that does not parse: CLOSED answers INTERNAL, which
+    Envoy does not know): CLOSED answers INTERNAL, which
     the ext_authz server answers as a gRPC error — as OPA-Envoy does — so Envoy's
     ``failure_mode_allow`` / ``status_on_error`` decide. (Remote) a server that is
     down, errs or is slower than ``timeout``: UNAVAILABLE / DEADLINE_EXCEEDED denials.
     OPEN allows instead; no such answer is cached. A policy denial is
     PERMISSION_DENIED, with the decision's ``http_status`` (403) and ``body`` (empty).
+    A request whose path, query or body does not parse is denied with HTTP 400 and
+    the reason as body, as OPA-Envoy answers it.
+
+OPA-Envoy's options
+    ``dryRun``: a denial is answered as an allow (with the decision's metadata,
+    without its headers); errors stay errors. ``skipRequestBodyParse``: the input has
+    no ``parsed_body`` / ``truncated_body``.
 
 Cacheability
     Opt-in via ``validDuration``: the decision depends only on the input, built from
@@ -129,6 +136,9 @@ class OpaParams:
     url: str = param("", doc="A remote OPA server (http://host:port); empty for the embedded engine.")
     timeout: dt.timedelta = param(dt.timedelta(milliseconds=500), doc="Longest wait for the remote server.")
     token: str = param("", doc="Bearer token for the remote server.")
+    dry_run: bool = param(False, doc="Allow every request the policy denies (OPA-Envoy's dry-run); errors stay errors.")
+    skip_request_body_parse: bool = param(False, doc="Leave parsed_body and truncated_body out of the input"
+                                                     " (OPA-Envoy's skip-request-body-parse).")
     policy: list[str] = param(default_factory=list, doc="Mixer's name for policies.")
     check_method: str = param("", doc="Mixer's name for the decision (data.x.allow).")
     fail_close: bool | None = param(None, doc="Mixer's fail mode (true: CLOSED).")
@@ -163,6 +173,8 @@ class _OpaHandler(Handler):
         self.fail_mode = _fail_mode(params)
         self.valid_duration = params.valid_duration.total_seconds()
         self.valid_use_count = params.valid_use_count
+        self.dry_run = params.dry_run
+        self.skip_body = params.skip_request_body_parse
         self._last_failure = ""
 
     def _failed(self, code: Code, message: str) -> CheckResult:
@@ -173,13 +185,26 @@ class _OpaHandler(Handler):
             return CheckResult(Status(Code.OK, f"OPA: {message}; allowed (failMode OPEN)"), valid_duration=0.0)
         return CheckResult(Status(code, f"OPA: {message}"), valid_duration=0.0)
 
+    def _input(self, instance: Any) -> dict[str, Any] | CheckResult:
+        """The input document, or (as OPA-Envoy answers a request it cannot parse) a 400 denial."""
+        try:
+            return build_input(instance, self.skip_body)
+        except InputError as exc:
+            message = f"OPA: the request cannot be parsed: {exc}"
+            return CheckResult(Status(Code.PERMISSION_DENIED, message), valid_duration=0.0, http_status=400,
+                               body=message)
+
     def _answer(self, defined: bool, value: Any) -> CheckResult:
         if not defined:
             return self._failed(Code.INTERNAL, f"decision {self.path} is undefined")
         try:
-            return to_result(value, self.path, self.valid_duration, self.valid_use_count)
+            result = to_result(value, self.path, self.valid_duration, self.valid_use_count)
         except DecisionError as exc:
             return self._failed(Code.INTERNAL, f"decision {self.path}: {exc}")
+        if self.dry_run and not result.status.ok:  # OPA-Envoy's dry-run: a denial allows, nothing else changes
+            return CheckResult(Status(Code.OK, f"OPA: dry-run, {result.status.message}"), result.valid_duration,
+                               result.valid_use_count, metadata=result.metadata)
+        return result
 
 
 class EmbeddedOpaHandler(_OpaHandler):
@@ -223,10 +248,11 @@ class EmbeddedOpaHandler(_OpaHandler):
             if now >= self._next_poll:
                 self._next_poll = now + self.reload_interval
                 self.reload_if_changed()
+        document = self._input(instance)
+        if isinstance(document, CheckResult):
+            return document
         try:
-            defined, value = self.compiled.evaluate(to_native(build_input(instance)))
-        except InputError as exc:  # OPA-Envoy answers an input it cannot build with an error
-            return self._failed(Code.INTERNAL, str(exc))
+            defined, value = self.compiled.evaluate(to_native(document))
         except EvalError as exc:
             return self._failed(Code.INTERNAL, f"decision {self.path}: {exc}")
         return self._answer(defined, value)
@@ -241,10 +267,9 @@ class RemoteOpaHandler(_OpaHandler):
 
     async def check(self, instance: Any) -> CheckResult:
         """Ask the server for the decision on the instance's input."""
-        try:
-            document = build_input(instance)
-        except InputError as exc:
-            return self._failed(Code.INTERNAL, str(exc))
+        document = self._input(instance)
+        if isinstance(document, CheckResult):
+            return document
         try:
             defined, value = await self.remote.decide(document)
         except RemoteError as exc:

@@ -30,8 +30,9 @@ has an address that is not an IP answers INVALID_ARGUMENT; a failure inside the
 service, or a decision whose code is INTERNAL or UNKNOWN (an adapter that could not
 decide: a Rego evaluation error, a malformed decision, a crash), answers a gRPC
 INTERNAL error rather than a denied response, as OPA-Envoy answers an evaluation
-error, so Envoy's ``failure_mode_allow`` / ``status_on_error`` decide. The parsed request rides along in the bag for OPA-style adapters
-(:mod:`policy.servers.envoy_input`).
+error, so Envoy's ``failure_mode_allow`` / ``status_on_error`` decide. OPA-Envoy's input document is built by the opa adapter from its
+``requestcontext`` instance (``adapters/opa/_input.py``), so the decision cache sees
+what it reads.
 """
 
 from __future__ import annotations
@@ -57,7 +58,6 @@ from policy.runtime.snapshot import Snapshot
 from policy.sdk import Code, HeaderOperation, HeaderOperationKind, http_status
 from policy.servers._grpc import add_unary_handlers
 from policy.servers.envoy_attributes import FULL, Plan, TranslationError, check_request_attributes
-from policy.servers.envoy_input import ENVOY_REQUEST_KEY
 
 log = logging.getLogger("policy.servers.ext_authz")
 
@@ -182,14 +182,12 @@ def encode_check_response(decision: Decision) -> bytes:
 
 
 def request_bag(request: Any, plan: Plan = FULL) -> AttributeBag:
-    """The attribute bag of a ``CheckRequest``: its attributes, plus the request under ENVOY_REQUEST_KEY.
+    """The attribute bag of a ``CheckRequest``: its attributes (see :mod:`policy.servers.envoy_attributes`).
 
     :param plan: which attributes to translate (default: every one the request carries).
     :raises TranslationError: a field that does not translate (see :mod:`policy.servers.envoy_attributes`).
     """
-    values = check_request_attributes(request, plan)
-    values[ENVOY_REQUEST_KEY] = request
-    return AttributeBag.trusted(values)
+    return AttributeBag.trusted(check_request_attributes(request, plan))
 
 
 def _reads(snapshot: Snapshot) -> set[tuple[str, str | None]] | None:
