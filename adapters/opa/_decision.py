@@ -14,9 +14,8 @@ below is the peer's ``EvalResult.Get…``, tested with its own cases in
 * ``http_status`` (a status code Envoy knows; 403 when absent) and ``body`` (empty when
   absent) shape a denial — no handler or decision names reach the client;
 * ``dynamic_metadata`` (an object) becomes the result's metadata as the policy returns it;
-* ``query_parameters_to_set`` / ``query_parameters_to_remove`` are checked as OPA-Envoy
-  checks them; the check result has no member to carry them to Envoy, so a decision
-  that asks for either is an error (never silently ignored).
+* ``query_parameters_to_set`` (an object of string or list-of-string values) and
+  ``query_parameters_to_remove`` (a list of names) rewrite an allowed request's query.
 
 A malformed member is a :class:`DecisionError`, which the handler answers with its
 fail mode (CLOSED: an error the ext_authz server answers as a gRPC error), as
@@ -209,15 +208,15 @@ def to_result(decision: Any, path: str, valid_duration: float, valid_use_count: 
     allowed = is_allowed(decision)
     metadata = dynamic_metadata(decision) if isinstance(decision, Mapping) else None
     if allowed:
-        if query_parameters_to_set(decision) or string_list(decision, "query_parameters_to_remove"):
-            raise DecisionError("query_parameters_to_set / query_parameters_to_remove cannot be applied by this"
-                                " server (its check results carry no query parameters)")
+        query_set = tuple(query_parameters_to_set(decision))
+        query_remove = tuple(string_list(decision, "query_parameters_to_remove"))
         removes = string_list(decision, "request_headers_to_remove")
         request_ops = _ops(header_pairs(decision, "headers"), REPLACE) + [HeaderOperation(n, "", REMOVE)
                                                                           for n in removes]
         response_ops = _ops(header_pairs(decision, "response_headers_to_add"), APPEND)
         return CheckResult(Status(Code.OK, f"OPA: allowed by {path}"), valid_duration, valid_use_count,
-                           tuple(request_ops), tuple(response_ops), metadata=metadata or {})
+                           tuple(request_ops), tuple(response_ops), metadata=metadata or {},
+                           query_parameters_to_set=query_set, query_parameters_to_remove=query_remove)
     return CheckResult(Status(Code.PERMISSION_DENIED, f"OPA: denied by {path}"), valid_duration, valid_use_count,
                        (), tuple(_ops(header_pairs(decision, "headers"), REPLACE)), http_status(decision),
                        response_body(decision), metadata or {})

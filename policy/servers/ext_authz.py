@@ -6,8 +6,9 @@ A translator only: the ``CheckRequest`` becomes attributes
 * **allowed**: status OK and an ``ok_response`` with the rules' request header
   operations (``headers``; REPLACE → ``OVERWRITE_IF_EXISTS_OR_ADD``, APPEND →
   ``APPEND_IF_EXISTS_OR_ADD``; REMOVE → ``headers_to_remove``) and response header
-  operations (``response_headers_to_add``). ext_authz v3 cannot remove response
-  headers, so a response REMOVE is not sent (the native API carries it);
+  operations (``response_headers_to_add``), and the adapters' query rewrites
+  (``query_parameters_to_set`` / ``query_parameters_to_remove``). ext_authz v3 cannot
+  remove response headers, so a response REMOVE is not sent (the native API carries it);
 * **denied**: the decision's status (code and message) and a ``denied_response``
   whose HTTP status is the decision's own ``http_status`` or the code's mapping
   (:func:`policy.sdk.http_status`: 403, 401, 429, 503, 400 ...), whose body is the
@@ -122,6 +123,9 @@ def check_response(decision: Decision, *, with_id: bool = True) -> _CheckRespons
         ok.headers_to_remove.extend(
             op.name for op in decision.request_headers if op.operation is HeaderOperationKind.REMOVE)
         ok.response_headers_to_add.extend(_options(decision.response_headers))
+        ok.query_parameters_to_set.extend(base_pb2.QueryParameter(key=key, value=value)
+                                          for key, value in decision.query_parameters_to_set)
+        ok.query_parameters_to_remove.extend(decision.query_parameters_to_remove)
         return response
     message = decision.message
     response.status.CopyFrom(status_pb2.Status(code=int(code), message=message))

@@ -202,7 +202,7 @@ ERRORING = {
     "bad request_headers_to_remove shape": 'allow := {"allowed": true, "request_headers_to_remove": "x-a"}',
     "status Envoy does not know": 'allow := {"allowed": false, "http_status": 418}',
     "body not a string": 'allow := {"allowed": false, "body": 1}',
-    "query parameters it cannot apply": 'allow := {"allowed": true, "query_parameters_to_set": {"a": "b"}}',
+    "bad query_parameters_to_set": 'allow := {"allowed": true, "query_parameters_to_set": {"a": 1}}',
 }
 
 
