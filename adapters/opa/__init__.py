@@ -12,10 +12,11 @@ What it does
 
     Embedded (the default): Rego is compiled and evaluated in-process with ``regopy``.
     Rego v1 syntax is required, as OPA 1.x requires it (``regoVersion: v0`` accepts
-    v0). Policy and data files are polled every ``reloadInterval`` while checks come
-    in; a change is compiled beside the running policy and swapped in, and a policy
-    that fails to compile leaves the last good one in force, with the reason logged
-    and kept in the handler's ``last_error``.
+    v0). A background task polls the policy and data files every ``reloadInterval``;
+    a change is compiled in a worker thread, off the request path, while the running
+    policy keeps answering, then swapped in, and the decisions the host cached from
+    the old policy are dropped. A policy that fails to compile leaves the last good
+    one in force, with the reason logged and kept in the handler's ``last_error``.
 
     Remote (``url`` set): each check asks a running OPA server's Data API through
     ``opa-python-client``'s async client, within ``timeout``.
@@ -57,7 +58,7 @@ Cacheability
     Opt-in via ``validDuration``: the decision depends only on the input, built from
     the instance, so the host's cache (keyed by the instance's reads) stays correct;
     a policy reading ``time.now_ns()`` or external data should not be cached longer
-    than it may be stale. A reload takes effect for cached decisions when they expire.
+    than it may be stale. A reloaded policy file drops the cached decisions.
 
 Never fails open
     A policy calling a function that is neither a built-in of the embedded engine
@@ -79,6 +80,7 @@ Limits
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import enum
 import re
@@ -208,7 +210,7 @@ class _OpaHandler(Handler):
 
 
 class EmbeddedOpaHandler(_OpaHandler):
-    """Evaluates Rego in-process; reloads its files when they change."""
+    """Evaluates Rego in-process; a background task recompiles its files when they change."""
 
     def __init__(self, params: OpaParams, context: BuildContext, source: PolicySource) -> None:
         super().__init__(params, context)
@@ -217,37 +219,59 @@ class EmbeddedOpaHandler(_OpaHandler):
         self.fingerprint = source.fingerprint()
         self.reload_interval = params.reload_interval.total_seconds()
         self._watch = self.reload_interval > 0 and bool(self.fingerprint)
-        self._next_poll = context.clock.monotonic() + self.reload_interval
+        self._watcher: asyncio.Task | None = None
+        self._reloading = asyncio.Lock()
         self.last_error: str | None = None
         self.reloads = 0
+        #: Set each time a file change has been handled (a new policy in force, or rejected).
+        self.changed = asyncio.Event()
 
-    def reload_if_changed(self) -> bool:
-        """Recompile when a file changed; True when a new policy is in force."""
-        fingerprint = self.source.fingerprint()
-        if fingerprint == self.fingerprint:
-            return False
-        self.fingerprint = fingerprint
-        log = self.context.logger
-        try:
-            compiled = self.source.compile(self.path)
-        except CompileError as exc:
-            self.last_error = str(exc)
-            log.error("handler %s: policy change rejected, the last good policy stays in force: %s",
-                      self.context.handler, exc)
-            return False
-        self.compiled = compiled
-        self.last_error = None
-        self.reloads += 1
-        log.info("handler %s: policy reloaded (%d modules)", self.context.handler, len(compiled.modules))
-        return True
+    async def start(self) -> None:
+        """Start polling the policy and data files (every ``reloadInterval``) off the request path."""
+        if self._watch and self._watcher is None:
+            self._watcher = asyncio.get_running_loop().create_task(
+                self._poll(), name=f"opa-reload-{self.context.handler}")
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(self.reload_interval)
+            try:
+                await self.reload_if_changed()
+            except Exception:  # never let the watcher die: the next round tries again
+                self.context.logger.exception("handler %s: checking the policy files failed", self.context.handler)
+
+    async def reload_if_changed(self) -> bool:
+        """Recompile in a worker thread when a file changed; True when a new policy is in force.
+
+        Checks keep being answered by the policy in force while the new one compiles; once
+        it is swapped in, decisions the host cached from the old one are dropped.
+        """
+        async with self._reloading:
+            fingerprint = await asyncio.to_thread(self.source.fingerprint)
+            if fingerprint == self.fingerprint:
+                return False
+            self.fingerprint = fingerprint
+            log = self.context.logger
+            try:
+                compiled = await asyncio.to_thread(self.source.compile, self.path)
+            except CompileError as exc:
+                self.last_error = str(exc)
+                log.error("handler %s: policy change rejected, the last good policy stays in force: %s",
+                          self.context.handler, exc)
+                self.changed.set()
+                return False
+            self.compiled = compiled
+            invalidate = self.context.extras.get("invalidate_decisions")
+            if invalidate is not None:
+                invalidate()
+            self.last_error = None
+            self.reloads += 1
+            log.info("handler %s: policy reloaded (%d modules)", self.context.handler, len(compiled.modules))
+            self.changed.set()
+            return True
 
     def check(self, instance: Any) -> CheckResult:
-        """Evaluate the decision for the instance's input."""
-        if self._watch:
-            now = self.context.clock.monotonic()
-            if now >= self._next_poll:
-                self._next_poll = now + self.reload_interval
-                self.reload_if_changed()
+        """Evaluate the decision for the instance's input (never compiles: see :meth:`reload_if_changed`)."""
         document = self._input(instance)
         if isinstance(document, CheckResult):
             return document
@@ -256,6 +280,13 @@ class EmbeddedOpaHandler(_OpaHandler):
         except EvalError as exc:
             return self._failed(Code.INTERNAL, f"decision {self.path}: {exc}")
         return self._answer(defined, value)
+
+    async def close(self) -> None:
+        """Stop the file watcher."""
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
 
 
 class RemoteOpaHandler(_OpaHandler):
