@@ -71,9 +71,32 @@ Never fails open
     the engine in the same spelling as the policy's literals and data, so strings
     with quotes, backslashes, control or non-ASCII characters compare as in OPA.
 
-Limits
+Known differences from OPA (rego-cpp)
     rego-cpp reports some errors OPA reports at compile time (conflicting rules,
-    type errors) only when evaluated; they answer as evaluation errors (fail mode). Evaluation runs on the event loop: a policy taking milliseconds delays
+    type errors) only when evaluated; they answer as evaluation errors (fail mode).
+    Built-in errors are always strict (OPA's default makes them "undefined", which
+    ``allow if not deny`` would turn into an allow). rego-cpp's ``count``,
+    ``substring`` and other position-based string built-ins count a ``"``, ``\\`` or
+    control character by its escaped spelling (``count("a\\"b")`` is 4, OPA: 3);
+    comparisons are exact. ``with`` does not replace built-ins that take no argument
+    (``opa.runtime``). ``print`` writes to the process's standard output.
+
+Engine choice
+    Measured on the same suite (``python -m tools.opa_conformance run --engine``),
+    speed on the benchmark's OPA-Envoy policy, and maintenance:
+
+    | engine | OPA suite | decision | maintenance |
+    |---|---|---|---|
+    | regopy 1.5.2 (rego-cpp), kept | 87.9% pass, 2 wrong, 12% refused at load | ~0.27 ms | Microsoft's rego-cpp project publishes it on PyPI, wheels for CPython 3.9+ |
+    | regorus (Rust), PyPI fork gordon-to-regorus 0.13.0 | 66.7% pass (crypto/JWT built-ins missing), the strings family crashes the process | ~0.08 ms | no official PyPI package; several forks (gordon-to-, celine-, hobofan-, lakera-regorus) |
+    | OPA's Go engine, opa-golib-python-bindings 0.4.4 | not runnable here | — | requires Python >= 3.14 (the project supports 3.11) |
+    | OPA compiled to Wasm (opa-wasm, opa-py-wasm, opa-wasmtime on wasmtime) | not runnable here | — | policies must be compiled by the ``opa`` binary, which neither PyPI nor Debian provides |
+
+    regopy passes the most of OPA's suite and never answers wrongly where it
+    could refuse; regorus is faster but fails closed less often and crashed. A
+    policy needing full OPA runs on a remote OPA server (``url``).
+
+Limits Evaluation runs on the event loop: a policy taking milliseconds delays
     other requests for that long. ``parsed_body`` covers JSON and form bodies, not
     multipart. The remote client's decision logs and bundle management are OPA's.
 """
@@ -108,7 +131,10 @@ from adapters.opa._decision import DecisionError, to_result
 from adapters.opa._engine import CompileError, EvalError, PolicySource, to_native
 from adapters.opa._input import InputError, build_input
 from adapters.opa._remote import RemoteError, RemoteOpa, url_error
+from adapters.opa._conformance import section as _conformance_section
 from adapters.requestcontext import TEMPLATE_NAME
+
+__doc__ = f"{__doc__}\n{_conformance_section()}\n"
 
 DEFAULT_DECISION = "envoy/authz/allow"
 _PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*(/[A-Za-z_][A-Za-z0-9_\-]*)*\Z")

@@ -60,6 +60,21 @@ class _Module:
     calls: list[tuple[str, int, int]]
 
 
+def _function_head(items: list[tuple[str, str, int]], index: int) -> str | None:
+    """The dotted name of the function a rule head at ``index`` defines, or None (not a function)."""
+    parts = [items[index][1]]
+    at = index + 1
+    while at + 2 < len(items) and items[at][1] == "[" and items[at + 1][0] == "string" and items[at + 2][1] == "]":
+        try:
+            parts.append(json.loads(items[at + 1][1]))
+        except ValueError:
+            return None
+        at += 3
+    if at < len(items) and items[at][1] == "(":
+        return ".".join(parts)
+    return None
+
+
 def _scan(name: str, text: str) -> _Module:
     package = ""
     imports: dict[str, str] = {}
@@ -78,9 +93,13 @@ def _scan(name: str, text: str) -> _Module:
                 alias = items[index + 2][1]
             if token.startswith("data."):
                 imports[alias] = token[len("data."):]
+        elif kind == "name" and depth == 0 and previous not in _VALUE_BEFORE and token not in _KEYWORDS:
+            head = _function_head(items, index)  # a rule head: foo(x), foo.bar(x), foo["bar"](x)
+            if head is not None:
+                defined.add(head)
         elif kind == "name" and following == "(" and token not in _KEYWORDS:
-            if depth == 0 and previous not in _VALUE_BEFORE:
-                defined.add(token)
+            if token == "set" and index + 2 < len(items) and items[index + 2][1] == ")":
+                pass  # set(): the empty set, not a call
             else:
                 calls.append((token, *position(text, offset)))
         if token in ("{", "(", "["):
