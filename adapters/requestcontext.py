@@ -56,6 +56,7 @@ class RequestContext:
     source_port: int | None = None
     source_principal: str | None = None
     source_namespace: str | None = None
+    source_labels: Mapping[str, str] | None = None
     remote_ip: IPAddress | None = None
     destination_ip: IPAddress | None = None
     destination_port: int | None = None
@@ -87,7 +88,7 @@ _S, _I, _B, _M, _IP = (ValueType.STRING, ValueType.INT64, ValueType.BOOL, ValueT
 
 #: Field name → type (every field is a scalar expression; maps are STRING_MAP values).
 FIELDS: dict[str, ValueType] = {
-    "source_ip": _IP, "source_port": _I, "source_principal": _S, "source_namespace": _S,
+    "source_ip": _IP, "source_port": _I, "source_principal": _S, "source_namespace": _S, "source_labels": _M,
     "remote_ip": _IP,
     "destination_ip": _IP, "destination_port": _I, "destination_principal": _S,
     "destination_namespace": _S, "destination_labels": _M,
@@ -104,6 +105,7 @@ DEFAULTS: dict[str, str] = {
     "source_ip": 'source.ip | ip("0.0.0.0")',
     "source_principal": 'source.principal | ""',
     "source_namespace": 'source.namespace | ""',
+    "source_labels": "source.labels | emptyStringMap()",
     # Istio's remote.ip is the original client (X-Forwarded-For, proxy protocol); transports
     # that know it put it in origin.ip, and without it the peer is the client.
     "remote_ip": 'origin.ip | source.ip | ip("0.0.0.0")',

@@ -4,7 +4,7 @@ For ``requestcontext`` instances it is OPA-Envoy's shape (``opa-envoy-plugin``'s
 ``envoyauth/request.go`` for an ext_authz v3 ``CheckRequest``), so policies written
 for OPA-Envoy run unchanged::
 
-    {"attributes": {"source": {"address": {"socketAddress": {"address", "portValue"}}, "principal"},
+    {"attributes": {"source": {"address": {"socketAddress": {"address", "portValue"}}, "principal", "labels"},
                     "destination": {...same..., "labels"},
                     "request": {"http": {"method", "path", "host", "scheme", "headers", "body",
                                          "id", "size"}},
@@ -35,7 +35,7 @@ As OPA-Envoy builds it:
 
 Not carried by the template, so absent here although OPA-Envoy has them:
 ``request.http.protocol`` (``HTTP/1.1`` as sent), ``request.time``, ``metadataContext``,
-``source.labels`` / ``source.service``, ``source.certificate``; a policy reading them
+``source.service``, ``source.certificate``; a policy reading them
 sees them undefined (a remote OPA gets the same document).
 
 For ``authorization`` instances it is Mixer's opa adapter shape:
@@ -188,6 +188,8 @@ def envoy_input(instance: Any, skip_body: bool = False) -> dict[str, Any]:
     source = _address(instance.source_ip, instance.source_port)
     if instance.source_principal:
         source["principal"] = instance.source_principal
+    if getattr(instance, "source_labels", None):
+        source["labels"] = dict(instance.source_labels)
     if source:
         attributes["source"] = source
     destination = _address(instance.destination_ip, instance.destination_port)

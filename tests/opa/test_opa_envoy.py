@@ -268,7 +268,8 @@ async def test_input_attributes_agree_with_protobufs_json_mapping(policy_config,
     request = check_request(method="POST", path="/people/a%20b?lang=en&id=1&id=2", body=body,
                             headers={"content-type": "application/json", "x-user": "ann"},
                             source_principal="spiffe://cluster.local/ns/shop/sa/web", sni="books.shop",
-                            context_extensions={"route": "r1"}, destination_labels={"app": "books"})
+                            context_extensions={"route": "r1"}, destination_labels={"app": "books"},
+                            source_labels={"app": "web"})
     instance = service.snapshot.instances["request"].build(request_bag(request))
     ours = build_input(instance)
     theirs = json_format.MessageToDict(request)
