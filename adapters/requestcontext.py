@@ -30,7 +30,10 @@ Limits
     ``request_id``, ``request_size`` and ``source_port`` have no default: they differ
     on (nearly) every request and would make every decision a cache miss; set them
     (``source_port: source.port``) when a policy needs them; without a default a field
-    whose attribute is absent is None.
+    whose attribute is absent is None. So has ``envoy_attributes``: set it to
+    ``envoy.attributes`` to give the opa adapter Envoy's whole ``AttributeContext``
+    (OPA-Envoy's ``input.attributes`` verbatim: ``metadataContext``, ``request.time``,
+    the HTTP protocol as sent ...); a cached decision then needs the same request.
 """
 
 from __future__ import annotations
@@ -81,6 +84,7 @@ class RequestContext:
     connection_sni: str | None = None
     connection_mtls: bool | None = None
     context_extensions: Mapping[str, str] | None = None
+    envoy_attributes: str | None = None
 
 
 _S, _I, _B, _M, _IP = (ValueType.STRING, ValueType.INT64, ValueType.BOOL, ValueType.STRING_MAP,
@@ -98,6 +102,7 @@ FIELDS: dict[str, ValueType] = {
     "auth_principal": _S, "auth_audiences": _S, "auth_presenter": _S, "auth_claims": _M,
     "auth_raw_claims": _S,
     "connection_sni": _S, "connection_mtls": _B, "context_extensions": _M,
+    "envoy_attributes": _S,
 }
 
 #: Default expression of every field an instance leaves out (fields absent here default to None).
@@ -140,6 +145,12 @@ TEMPLATE = Template(
     "The whole request (peer, identities, HTTP request, destination, TLS) for RBAC and OPA.",
     defaults=DEFAULTS,
 )
+
+
+@hookimpl
+def policy_attributes() -> dict[str, str]:
+    """Declare ``envoy.attributes``: the ext_authz request's AttributeContext as protobuf JSON."""
+    return {"envoy.attributes": "STRING"}
 
 
 @hookimpl

@@ -33,10 +33,13 @@ As OPA-Envoy builds it:
 * ``skip_body`` (OPA-Envoy's ``skip-request-body-parse``) leaves ``parsed_body`` and
   ``truncated_body`` out.
 
-Not carried by the template, so absent here although OPA-Envoy has them:
+Not carried by the template's fields, so absent although OPA-Envoy has them:
 ``request.http.protocol`` (``HTTP/1.1`` as sent), ``request.time``, ``metadataContext``,
-``source.service``, ``source.certificate``; a policy reading them
-sees them undefined (a remote OPA gets the same document).
+``source.service``, ``source.certificate``; a policy reading them sees them undefined
+(a remote OPA gets the same document). An instance that sets ``envoy_attributes:
+envoy.attributes`` hands over Envoy's whole ``AttributeContext`` instead, in protobuf's
+JSON mapping, as OPA-Envoy's ``input.attributes`` exactly (then a cached decision needs
+the very same request: request time, id and port included).
 
 For ``authorization`` instances it is Mixer's opa adapter shape:
 ``{"subject": {"user", "groups": [groups], "properties"}, "action": {"namespace",
@@ -172,6 +175,32 @@ def envoy_input(instance: Any, skip_body: bool = False) -> dict[str, Any]:
     """OPA-Envoy's input document for a ``requestcontext`` instance (see the module docstring)."""
     headers = dict(instance.request_headers or {})
     path = instance.request_path or headers.get(":path") or ""
+    verbatim = getattr(instance, "envoy_attributes", None)
+    attributes = _verbatim(verbatim) if verbatim else _attributes(instance, headers, path)
+    document: dict[str, Any] = {
+        "attributes": attributes,
+        "version": dict(VERSION),
+        "parsed_path": parsed_path(path),
+        "parsed_query": parse_query(path.partition("?")[2]),
+    }
+    if not skip_body:
+        document["parsed_body"], document["truncated_body"] = parsed_body(headers, instance.request_body)
+    if instance.source_principal:
+        document["source_principal"] = instance.source_principal
+    return document
+
+
+def _verbatim(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise InputError(f"envoy_attributes is not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise InputError("envoy_attributes is not a JSON object")
+    return value
+
+
+def _attributes(instance: Any, headers: dict[str, str], path: str) -> dict[str, Any]:
     attributes: dict[str, Any] = {}
     if instance.request_protocol != "tcp":
         http: dict[str, Any] = {}
@@ -203,17 +232,7 @@ def envoy_input(instance: Any, skip_body: bool = False) -> dict[str, Any]:
         attributes["contextExtensions"] = dict(instance.context_extensions)
     if instance.connection_sni:
         attributes["tlsSession"] = {"sni": instance.connection_sni}
-    document: dict[str, Any] = {
-        "attributes": attributes,
-        "version": dict(VERSION),
-        "parsed_path": parsed_path(path),
-        "parsed_query": parse_query(path.partition("?")[2]),
-    }
-    if not skip_body:
-        document["parsed_body"], document["truncated_body"] = parsed_body(headers, instance.request_body)
-    if instance.source_principal:
-        document["source_principal"] = instance.source_principal
-    return document
+    return attributes
 
 
 def _present(pairs: Mapping[str, Any]) -> dict[str, Any]:

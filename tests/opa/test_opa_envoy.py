@@ -284,3 +284,45 @@ async def test_input_attributes_agree_with_protobufs_json_mapping(policy_config,
     assert ours["parsed_query"] == {"lang": ["en"], "id": ["1", "2"]}
     assert ours["parsed_body"] == {"firstname": "Charlie", "tags": ["a", "b"]}
     assert ours["source_principal"] == "spiffe://cluster.local/ns/shop/sa/web"
+
+
+VERBATIM_CONFIG = """
+handlers:
+  - name: opa
+    adapter: opa
+    params:
+      policies:
+        - |
+          package envoy.authz
+          default allow := false
+          allow if {
+            input.attributes.request.http.protocol == "HTTP/1.1"
+            input.attributes.request.time == "2025-11-24T16:00:00Z"
+            input.attributes.metadataContext.filterMetadata["envoy.filters.http.jwt_authn"]["https://issuer.example"].sub == "ann"
+            input.attributes.source.address.socketAddress.portValue == 43210
+            input.parsed_path == ["people"]
+          }
+instances:
+  - {name: request, template: requestcontext, params: {envoy_attributes: envoy.attributes}}
+rules:
+  - name: opa
+    actions: [{handler: opa, instances: [request]}]
+"""
+
+
+async def test_an_instance_can_hand_over_envoys_attributes_verbatim(policy_config, policy_server_factory):
+    """With envoy_attributes: envoy.attributes, input.attributes is protobuf's JSON mapping of the
+    request's AttributeContext, exactly OPA-Envoy's (protocol as sent, time, metadataContext ...)."""
+    from google.protobuf import json_format
+
+    from adapters.opa._input import build_input
+    from policy.servers.ext_authz import request_bag
+
+    running = await policy_server_factory(policy_config(VERBATIM_CONFIG))
+    request = check_request(path="/people", jwt={"iss": "i", "sub": "ann"})
+    response = await authz(running, "tcp").Check(request)
+    assert response.status.code == Code.OK
+    other = await authz(running, "tcp").Check(check_request(path="/people", jwt={"iss": "i", "sub": "bob"}))
+    assert other.status.code == Code.PERMISSION_DENIED
+    instance = running.service.snapshot.instances["request"].build(request_bag(request))
+    assert build_input(instance)["attributes"] == json_format.MessageToDict(request)["attributes"]
