@@ -127,10 +127,12 @@ from policy import (
     param,
 )
 
+from adapters.opa._builtins import unknown_calls
 from adapters.opa._decision import DecisionError, to_result
 from adapters.opa._engine import CompileError, EvalError, PolicySource, to_native
 from adapters.opa._input import InputError, build_input
 from adapters.opa._remote import RemoteError, RemoteOpa, url_error
+from adapters.opa._syntax import DEPRECATED_BUILTINS
 from adapters.opa._conformance import section as _conformance_section
 from adapters.requestcontext import TEMPLATE_NAME
 
@@ -372,6 +374,16 @@ class OpaAdapter(Adapter):
             yield FieldError("decision", f"not a decision path such as envoy/authz/allow: {params.decision!r}")
         if params.valid_use_count < 0:
             yield FieldError("validUseCount", "must not be negative")
+        inline = [*params.policies, *params.policy]
+        if inline:  # files are checked when the handler is built (their paths are relative to the config)
+            from regopy import Interpreter
+
+            field = "policies" if params.policies else "policy"
+            modules = [(f"inline-{i}.rego", text) for i, text in enumerate(inline)]
+            for call in unknown_calls(modules, Interpreter().is_builtin):
+                if params.rego_version is RegoVersion.v1 and call.name in DEPRECATED_BUILTINS:
+                    continue  # the v1 syntax check names them better when the handler is built
+                yield FieldError(field, f"{call} (use a remote OPA server, url, for this policy)")
 
     @classmethod
     def build(cls, params: OpaParams, context: BuildContext) -> Handler:

@@ -62,6 +62,15 @@ def test_policy_validate_refuses_it_too(tmp_path):
     assert f"{rego}:3:10: http.send is not a built-in function" in result.stderr
 
 
+def test_policy_validate_refuses_inline_policies_without_building(tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text(opa_config(inline("package envoy.authz\ndefault allow := false\nallow if not deny\n"
+                                        "deny if net.cidr_contains(\"10.0.0.0/8\", \"10.1.2.3\")")))
+    result = policy_cli("validate", str(config))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "inline-0.rego:4:9: net.cidr_contains is not a built-in function" in result.stderr
+
+
 @pytest.mark.parametrize("module", [
     "package t\nimport data.lib\nallow if lib.f(1)\n",
     "package t\nallow if data.lib.f(1)\n",
