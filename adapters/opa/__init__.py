@@ -36,6 +36,9 @@ Params
     ``reloadInterval``  how often files are checked for changes (default ``1s``; ``0s``: never).
     ``url``, ``timeout``, ``token``   the remote server, the longest wait (default ``500ms``;
                         keep it below the handler's ``timeout``), a bearer token.
+    ``dryRun``          OPA-Envoy's ``dry-run``: denials are answered as allows (default false).
+    ``skipRequestBodyParse``  OPA-Envoy's ``skip-request-body-parse``: no ``parsed_body`` /
+                        ``truncated_body`` in the input (default false).
 
 Fail mode
     An evaluation error, an undefined decision or a malformed decision object (an
