@@ -18,8 +18,7 @@ def test_the_vendored_suite_is_the_recorded_one():
 
 
 def test_no_family_falls_below_its_recorded_pass_count():
-    summary = opa_conformance.run()
-    assert summary["engine"] == RECORDED.ENGINE, "a new engine version: rerun the tool with --record"
+    summary = opa_conformance.run()  # a newer engine may pass more (then rerun the tool with --record), never less
     worse = {name: (f["pass"], RECORDED.FAMILIES[name][1]) for name, f in summary["families"].items()
              if f["pass"] < RECORDED.FAMILIES[name][1]}
     assert not worse, f"families passing fewer cases than recorded (now, recorded): {worse}"
