@@ -30,7 +30,10 @@ Limits
     ``request_id``, ``request_size`` and ``source_port`` have no default: they differ
     on (nearly) every request and would make every decision a cache miss; set them
     (``source_port: source.port``) when a policy needs them; without a default a field
-    whose attribute is absent is None.
+    whose attribute is absent is None. So has ``envoy_attributes``: set it to
+    ``envoy.attributes`` to give the opa adapter Envoy's whole ``AttributeContext``
+    (OPA-Envoy's ``input.attributes`` verbatim: ``metadataContext``, ``request.time``,
+    the HTTP protocol as sent ...); a cached decision then needs the same request.
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ class RequestContext:
     source_port: int | None = None
     source_principal: str | None = None
     source_namespace: str | None = None
+    source_labels: Mapping[str, str] | None = None
     remote_ip: IPAddress | None = None
     destination_ip: IPAddress | None = None
     destination_port: int | None = None
@@ -80,6 +84,7 @@ class RequestContext:
     connection_sni: str | None = None
     connection_mtls: bool | None = None
     context_extensions: Mapping[str, str] | None = None
+    envoy_attributes: str | None = None
 
 
 _S, _I, _B, _M, _IP = (ValueType.STRING, ValueType.INT64, ValueType.BOOL, ValueType.STRING_MAP,
@@ -87,7 +92,7 @@ _S, _I, _B, _M, _IP = (ValueType.STRING, ValueType.INT64, ValueType.BOOL, ValueT
 
 #: Field name → type (every field is a scalar expression; maps are STRING_MAP values).
 FIELDS: dict[str, ValueType] = {
-    "source_ip": _IP, "source_port": _I, "source_principal": _S, "source_namespace": _S,
+    "source_ip": _IP, "source_port": _I, "source_principal": _S, "source_namespace": _S, "source_labels": _M,
     "remote_ip": _IP,
     "destination_ip": _IP, "destination_port": _I, "destination_principal": _S,
     "destination_namespace": _S, "destination_labels": _M,
@@ -97,6 +102,7 @@ FIELDS: dict[str, ValueType] = {
     "auth_principal": _S, "auth_audiences": _S, "auth_presenter": _S, "auth_claims": _M,
     "auth_raw_claims": _S,
     "connection_sni": _S, "connection_mtls": _B, "context_extensions": _M,
+    "envoy_attributes": _S,
 }
 
 #: Default expression of every field an instance leaves out (fields absent here default to None).
@@ -104,6 +110,7 @@ DEFAULTS: dict[str, str] = {
     "source_ip": 'source.ip | ip("0.0.0.0")',
     "source_principal": 'source.principal | ""',
     "source_namespace": 'source.namespace | ""',
+    "source_labels": "source.labels | emptyStringMap()",
     # Istio's remote.ip is the original client (X-Forwarded-For, proxy protocol); transports
     # that know it put it in origin.ip, and without it the peer is the client.
     "remote_ip": 'origin.ip | source.ip | ip("0.0.0.0")',
@@ -138,6 +145,12 @@ TEMPLATE = Template(
     "The whole request (peer, identities, HTTP request, destination, TLS) for RBAC and OPA.",
     defaults=DEFAULTS,
 )
+
+
+@hookimpl
+def policy_attributes() -> dict[str, str]:
+    """Declare ``envoy.attributes``: the ext_authz request's AttributeContext as protobuf JSON."""
+    return {"envoy.attributes": "STRING"}
 
 
 @hookimpl

@@ -12,10 +12,11 @@ What it does
 
     Embedded (the default): Rego is compiled and evaluated in-process with ``regopy``.
     Rego v1 syntax is required, as OPA 1.x requires it (``regoVersion: v0`` accepts
-    v0). Policy and data files are polled every ``reloadInterval`` while checks come
-    in; a change is compiled beside the running policy and swapped in, and a policy
-    that fails to compile leaves the last good one in force, with the reason logged
-    and kept in the handler's ``last_error``.
+    v0). A background task polls the policy and data files every ``reloadInterval``;
+    a change is compiled in a worker thread, off the request path, while the running
+    policy keeps answering, then swapped in, and the decisions the host cached from
+    the old policy are dropped. A policy that fails to compile leaves the last good
+    one in force, with the reason logged and kept in the handler's ``last_error``.
 
     Remote (``url`` set): each check asks a running OPA server's Data API through
     ``opa-python-client``'s async client, within ``timeout``.
@@ -35,30 +36,77 @@ Params
     ``reloadInterval``  how often files are checked for changes (default ``1s``; ``0s``: never).
     ``url``, ``timeout``, ``token``   the remote server, the longest wait (default ``500ms``;
                         keep it below the handler's ``timeout``), a bearer token.
+    ``dryRun``          OPA-Envoy's ``dry-run``: denials are answered as allows (default false).
+    ``skipRequestBodyParse``  OPA-Envoy's ``skip-request-body-parse``: no ``parsed_body`` /
+                        ``truncated_body`` in the input (default false).
 
 Fail mode
-    An evaluation error, an undefined decision, a malformed decision object, a body
-    that does not parse, or (remote) a server that is down, errs or is slower than
-    ``timeout``: CLOSED denies (INTERNAL, or UNAVAILABLE / DEADLINE_EXCEEDED for the
-    server), OPEN allows; neither answer is cached. A policy denial is
-    PERMISSION_DENIED.
+    An evaluation error, an undefined decision or a malformed decision object (an
+    illegal type, a bad ``headers`` or ``request_headers_to_remove`` shape, a status
+    Envoy does not know): CLOSED answers INTERNAL, which
+    the ext_authz server answers as a gRPC error — as OPA-Envoy does — so Envoy's
+    ``failure_mode_allow`` / ``status_on_error`` decide. (Remote) a server that is
+    down, errs or is slower than ``timeout``: UNAVAILABLE / DEADLINE_EXCEEDED denials.
+    OPEN allows instead; no such answer is cached. A policy denial is
+    PERMISSION_DENIED, with the decision's ``http_status`` (403) and ``body`` (empty).
+    A request whose path, query or body does not parse is denied with HTTP 400 and
+    the reason as body, as OPA-Envoy answers it.
+
+OPA-Envoy's options
+    ``dryRun``: a denial is answered as an allow (with the decision's metadata,
+    without its headers); errors stay errors. ``skipRequestBodyParse``: the input has
+    no ``parsed_body`` / ``truncated_body``.
 
 Cacheability
     Opt-in via ``validDuration``: the decision depends only on the input, built from
     the instance, so the host's cache (keyed by the instance's reads) stays correct;
     a policy reading ``time.now_ns()`` or external data should not be cached longer
-    than it may be stale. A reload takes effect for cached decisions when they expire.
+    than it may be stale. A reloaded policy file drops the cached decisions.
 
-Limits
-    rego-cpp reports some errors OPA reports at compile time (unknown functions,
-    conflicting rules) only when evaluated; they answer as evaluation errors (fail
-    mode). Evaluation runs on the event loop: a policy taking milliseconds delays
+Never fails open
+    A policy calling a function that is neither a built-in of the embedded engine
+    (rego-cpp lacks ``net.cidr_*``, ``http.send``, ``json.match_schema`` ...) nor
+    defined by the policy is refused when it loads (``policy validate --build`` too),
+    naming the function and ``file:line:column``: rego-cpp would evaluate the call as
+    undefined, so ``allow if not deny`` would allow. Use a remote OPA (``url``) for
+    such policies. A built-in's error (``1 / 0``, ``to_number("x")``) is an evaluation
+    error answered with the fail mode, never "undefined". Input strings are handed to
+    the engine in the same spelling as the policy's literals and data, so strings
+    with quotes, backslashes, control or non-ASCII characters compare as in OPA.
+
+Known differences from OPA (rego-cpp)
+    rego-cpp reports some errors OPA reports at compile time (conflicting rules,
+    type errors) only when evaluated; they answer as evaluation errors (fail mode).
+    Built-in errors are always strict (OPA's default makes them "undefined", which
+    ``allow if not deny`` would turn into an allow). rego-cpp's ``count``,
+    ``substring`` and other position-based string built-ins count a ``"``, ``\\`` or
+    control character by its escaped spelling (``count("a\\"b")`` is 4, OPA: 3);
+    comparisons are exact. ``with`` does not replace built-ins that take no argument
+    (``opa.runtime``). ``print`` writes to the process's standard output.
+
+Engine choice
+    Measured on the same suite (``python -m tools.opa_conformance run --engine``),
+    speed on the benchmark's OPA-Envoy policy, and maintenance:
+
+    | engine | OPA suite | decision | maintenance |
+    |---|---|---|---|
+    | regopy 1.5.2 (rego-cpp), kept | 87.9% pass, 2 wrong, 12% refused at load | ~0.27 ms | Microsoft's rego-cpp project publishes it on PyPI, wheels for CPython 3.9+ |
+    | regorus (Rust), PyPI fork gordon-to-regorus 0.13.0 | 66.7% pass (crypto/JWT built-ins missing), the strings family crashes the process | ~0.08 ms | no official PyPI package; several forks (gordon-to-, celine-, hobofan-, lakera-regorus) |
+    | OPA's Go engine, opa-golib-python-bindings 0.4.4 | not runnable here | — | requires Python >= 3.14 (the project supports 3.11) |
+    | OPA compiled to Wasm (opa-wasm, opa-py-wasm, opa-wasmtime on wasmtime) | not runnable here | — | policies must be compiled by the ``opa`` binary, which neither PyPI nor Debian provides |
+
+    regopy passes the most of OPA's suite and never answers wrongly where it
+    could refuse; regorus is faster but fails closed less often and crashed. A
+    policy needing full OPA runs on a remote OPA server (``url``).
+
+Limits Evaluation runs on the event loop: a policy taking milliseconds delays
     other requests for that long. ``parsed_body`` covers JSON and form bodies, not
     multipart. The remote client's decision logs and bundle management are OPA's.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import enum
 import re
@@ -82,11 +130,16 @@ from policy import (
     param,
 )
 
+from adapters.opa._builtins import unknown_calls
 from adapters.opa._decision import DecisionError, to_result
 from adapters.opa._engine import CompileError, EvalError, PolicySource, to_native
 from adapters.opa._input import InputError, build_input
 from adapters.opa._remote import RemoteError, RemoteOpa, url_error
+from adapters.opa._syntax import DEPRECATED_BUILTINS
+from adapters.opa._conformance import section as _conformance_section
 from adapters.requestcontext import TEMPLATE_NAME
+
+__doc__ = f"{__doc__}\n{_conformance_section()}\n"
 
 DEFAULT_DECISION = "envoy/authz/allow"
 _PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*(/[A-Za-z_][A-Za-z0-9_\-]*)*\Z")
@@ -116,6 +169,9 @@ class OpaParams:
     url: str = param("", doc="A remote OPA server (http://host:port); empty for the embedded engine.")
     timeout: dt.timedelta = param(dt.timedelta(milliseconds=500), doc="Longest wait for the remote server.")
     token: str = param("", doc="Bearer token for the remote server.")
+    dry_run: bool = param(False, doc="Allow every request the policy denies (OPA-Envoy's dry-run); errors stay errors.")
+    skip_request_body_parse: bool = param(False, doc="Leave parsed_body and truncated_body out of the input"
+                                                     " (OPA-Envoy's skip-request-body-parse).")
     policy: list[str] = param(default_factory=list, doc="Mixer's name for policies.")
     check_method: str = param("", doc="Mixer's name for the decision (data.x.allow).")
     fail_close: bool | None = param(None, doc="Mixer's fail mode (true: CLOSED).")
@@ -150,6 +206,8 @@ class _OpaHandler(Handler):
         self.fail_mode = _fail_mode(params)
         self.valid_duration = params.valid_duration.total_seconds()
         self.valid_use_count = params.valid_use_count
+        self.dry_run = params.dry_run
+        self.skip_body = params.skip_request_body_parse
         self._last_failure = ""
 
     def _failed(self, code: Code, message: str) -> CheckResult:
@@ -160,17 +218,30 @@ class _OpaHandler(Handler):
             return CheckResult(Status(Code.OK, f"OPA: {message}; allowed (failMode OPEN)"), valid_duration=0.0)
         return CheckResult(Status(code, f"OPA: {message}"), valid_duration=0.0)
 
+    def _input(self, instance: Any) -> dict[str, Any] | CheckResult:
+        """The input document, or (as OPA-Envoy answers a request it cannot parse) a 400 denial."""
+        try:
+            return build_input(instance, self.skip_body)
+        except InputError as exc:
+            message = f"OPA: the request cannot be parsed: {exc}"
+            return CheckResult(Status(Code.PERMISSION_DENIED, message), valid_duration=0.0, http_status=400,
+                               body=message)
+
     def _answer(self, defined: bool, value: Any) -> CheckResult:
         if not defined:
             return self._failed(Code.INTERNAL, f"decision {self.path} is undefined")
         try:
-            return to_result(value, self.path, self.valid_duration, self.valid_use_count)
+            result = to_result(value, self.path, self.valid_duration, self.valid_use_count)
         except DecisionError as exc:
             return self._failed(Code.INTERNAL, f"decision {self.path}: {exc}")
+        if self.dry_run and not result.status.ok:  # OPA-Envoy's dry-run: a denial allows, nothing else changes
+            return CheckResult(Status(Code.OK, f"OPA: dry-run, {result.status.message}"), result.valid_duration,
+                               result.valid_use_count, metadata=result.metadata)
+        return result
 
 
 class EmbeddedOpaHandler(_OpaHandler):
-    """Evaluates Rego in-process; reloads its files when they change."""
+    """Evaluates Rego in-process; a background task recompiles its files when they change."""
 
     def __init__(self, params: OpaParams, context: BuildContext, source: PolicySource) -> None:
         super().__init__(params, context)
@@ -179,44 +250,74 @@ class EmbeddedOpaHandler(_OpaHandler):
         self.fingerprint = source.fingerprint()
         self.reload_interval = params.reload_interval.total_seconds()
         self._watch = self.reload_interval > 0 and bool(self.fingerprint)
-        self._next_poll = context.clock.monotonic() + self.reload_interval
+        self._watcher: asyncio.Task | None = None
+        self._reloading = asyncio.Lock()
         self.last_error: str | None = None
         self.reloads = 0
+        #: Set each time a file change has been handled (a new policy in force, or rejected).
+        self.changed = asyncio.Event()
 
-    def reload_if_changed(self) -> bool:
-        """Recompile when a file changed; True when a new policy is in force."""
-        fingerprint = self.source.fingerprint()
-        if fingerprint == self.fingerprint:
-            return False
-        self.fingerprint = fingerprint
-        log = self.context.logger
-        try:
-            compiled = self.source.compile(self.path)
-        except CompileError as exc:
-            self.last_error = str(exc)
-            log.error("handler %s: policy change rejected, the last good policy stays in force: %s",
-                      self.context.handler, exc)
-            return False
-        self.compiled = compiled
-        self.last_error = None
-        self.reloads += 1
-        log.info("handler %s: policy reloaded (%d modules)", self.context.handler, len(compiled.modules))
-        return True
+    async def start(self) -> None:
+        """Start polling the policy and data files (every ``reloadInterval``) off the request path."""
+        if self._watch and self._watcher is None:
+            self._watcher = asyncio.get_running_loop().create_task(
+                self._poll(), name=f"opa-reload-{self.context.handler}")
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(self.reload_interval)
+            try:
+                await self.reload_if_changed()
+            except Exception:  # never let the watcher die: the next round tries again
+                self.context.logger.exception("handler %s: checking the policy files failed", self.context.handler)
+
+    async def reload_if_changed(self) -> bool:
+        """Recompile in a worker thread when a file changed; True when a new policy is in force.
+
+        Checks keep being answered by the policy in force while the new one compiles; once
+        it is swapped in, decisions the host cached from the old one are dropped.
+        """
+        async with self._reloading:
+            fingerprint = await asyncio.to_thread(self.source.fingerprint)
+            if fingerprint == self.fingerprint:
+                return False
+            self.fingerprint = fingerprint
+            log = self.context.logger
+            try:
+                compiled = await asyncio.to_thread(self.source.compile, self.path)
+            except CompileError as exc:
+                self.last_error = str(exc)
+                log.error("handler %s: policy change rejected, the last good policy stays in force: %s",
+                          self.context.handler, exc)
+                self.changed.set()
+                return False
+            self.compiled = compiled
+            invalidate = self.context.extras.get("invalidate_decisions")
+            if invalidate is not None:
+                invalidate()
+            self.last_error = None
+            self.reloads += 1
+            log.info("handler %s: policy reloaded (%d modules)", self.context.handler, len(compiled.modules))
+            self.changed.set()
+            return True
 
     def check(self, instance: Any) -> CheckResult:
-        """Evaluate the decision for the instance's input."""
-        if self._watch:
-            now = self.context.clock.monotonic()
-            if now >= self._next_poll:
-                self._next_poll = now + self.reload_interval
-                self.reload_if_changed()
+        """Evaluate the decision for the instance's input (never compiles: see :meth:`reload_if_changed`)."""
+        document = self._input(instance)
+        if isinstance(document, CheckResult):
+            return document
         try:
-            defined, value = self.compiled.evaluate(to_native(build_input(instance)))
-        except InputError as exc:
-            return self._failed(Code.INVALID_ARGUMENT, str(exc))
+            defined, value = self.compiled.evaluate(to_native(document))
         except EvalError as exc:
             return self._failed(Code.INTERNAL, f"decision {self.path}: {exc}")
         return self._answer(defined, value)
+
+    async def close(self) -> None:
+        """Stop the file watcher."""
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
 
 
 class RemoteOpaHandler(_OpaHandler):
@@ -228,10 +329,9 @@ class RemoteOpaHandler(_OpaHandler):
 
     async def check(self, instance: Any) -> CheckResult:
         """Ask the server for the decision on the instance's input."""
-        try:
-            document = build_input(instance)
-        except InputError as exc:
-            return self._failed(Code.INVALID_ARGUMENT, str(exc))
+        document = self._input(instance)
+        if isinstance(document, CheckResult):
+            return document
         try:
             defined, value = await self.remote.decide(document)
         except RemoteError as exc:
@@ -277,6 +377,16 @@ class OpaAdapter(Adapter):
             yield FieldError("decision", f"not a decision path such as envoy/authz/allow: {params.decision!r}")
         if params.valid_use_count < 0:
             yield FieldError("validUseCount", "must not be negative")
+        inline = [*params.policies, *params.policy]
+        if inline:  # files are checked when the handler is built (their paths are relative to the config)
+            from regopy import Interpreter
+
+            field = "policies" if params.policies else "policy"
+            modules = [(f"inline-{i}.rego", text) for i, text in enumerate(inline)]
+            for call in unknown_calls(modules, Interpreter().is_builtin):
+                if params.rego_version is RegoVersion.v1 and call.name in DEPRECATED_BUILTINS:
+                    continue  # the v1 syntax check names them better when the handler is built
+                yield FieldError(field, f"{call} (use a remote OPA server, url, for this policy)")
 
     @classmethod
     def build(cls, params: OpaParams, context: BuildContext) -> Handler:

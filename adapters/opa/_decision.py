@@ -1,6 +1,8 @@
 """Turning a policy decision (a boolean or OPA-Envoy's object) into a check result.
 
-Follows ``opa-envoy-plugin``'s ``envoyauth/response.go``:
+Follows ``opa-envoy-plugin``'s ``envoyauth/response.go``, member by member (each getter
+below is the peer's ``EvalResult.Get…``, tested with its own cases in
+``tests/opa/envoy_plugin/response_cases.yaml``):
 
 * ``true`` / ``false``, or an object whose ``allowed`` is a boolean (an object without
   it, or any other value, is an error);
@@ -9,11 +11,15 @@ Follows ``opa-envoy-plugin``'s ``envoyauth/response.go``:
   denied one;
 * ``request_headers_to_remove`` (a list of names) and ``response_headers_to_add``
   (like ``headers``) apply to allowed requests;
-* ``http_status`` (``status_code`` is accepted too) and ``body`` shape a denial;
-* ``dynamic_metadata`` (an object) becomes the result's metadata.
+* ``http_status`` (a status code Envoy knows; 403 when absent) and ``body`` (empty when
+  absent) shape a denial — no handler or decision names reach the client;
+* ``dynamic_metadata`` (an object) becomes the result's metadata as the policy returns it;
+* ``query_parameters_to_set`` (an object of string or list-of-string values) and
+  ``query_parameters_to_remove`` (a list of names) rewrite an allowed request's query.
 
 A malformed member is a :class:`DecisionError`, which the handler answers with its
-fail mode, as OPA-Envoy answers an error.
+fail mode (CLOSED: an error the ext_authz server answers as a gRPC error), as
+OPA-Envoy answers an error.
 """
 
 from __future__ import annotations
@@ -21,85 +27,200 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from envoy.type.v3 import http_status_pb2
+
 from policy import CheckResult, Code, HeaderOperation, HeaderOperationKind, Status
 
 REPLACE, APPEND, REMOVE = HeaderOperationKind.REPLACE, HeaderOperationKind.APPEND, HeaderOperationKind.REMOVE
+
+#: HTTP statuses Envoy's ``envoy.type.v3.StatusCode`` names (OPA-Envoy refuses others, e.g. 418).
+ENVOY_STATUSES = frozenset(v for v in http_status_pb2.StatusCode.values() if v)
 
 
 class DecisionError(ValueError):
     """A decision that is neither a boolean nor a well-formed decision object."""
 
 
-def _header_maps(value: Any, member: str) -> list[Mapping[str, Any]]:
+def _go_type(value: Any) -> str:
+    """The Go type name OPA-Envoy's messages use for a JSON value."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "json.Number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "[]interface {}"
     if isinstance(value, Mapping):
-        return [value]
-    if isinstance(value, list) and all(isinstance(v, Mapping) for v in value):
-        return value
-    raise DecisionError(f"{member} must be an object (or a list of objects), got {type(value).__name__}")
+        return "map[string]interface {}"
+    return "<nil>" if value is None else type(value).__name__
 
 
-def _headers(decision: Mapping[str, Any], member: str, first: HeaderOperationKind) -> list[HeaderOperation]:
-    value = decision.get(member)
-    if value is None:
+def _invalid(decision: Any) -> DecisionError:
+    return DecisionError(f"illegal value for policy evaluation result: {_go_type(decision)}")
+
+
+def is_allowed(decision: Any) -> bool:
+    """OPA-Envoy's ``IsAllowed``: the boolean, or the object's ``allowed``."""
+    if isinstance(decision, bool):
+        return decision
+    if isinstance(decision, Mapping):
+        if "allowed" not in decision:
+            raise DecisionError('unable to determine evaluation result due to missing "allowed" key')
+        allowed = decision["allowed"]
+        if not isinstance(allowed, bool):
+            raise DecisionError("type assertion error, expected allowed to be of type 'boolean' but got"
+                                f" '{_go_type(allowed)}'")
+        return allowed
+    raise _invalid(decision)
+
+
+def string_list(decision: Any, member: str) -> list[str]:
+    """A list-of-strings member (``request_headers_to_remove``, ``query_parameters_to_remove``)."""
+    if isinstance(decision, bool):
         return []
-    ops: list[HeaderOperation] = []
-    seen: set[str] = set()
-    for mapping in _header_maps(value, member):
-        for name, item in mapping.items():
-            values = item if isinstance(item, list) else [item]
-            for text in values:
-                if not isinstance(text, str):
-                    raise DecisionError(f"{member}[{name!r}] must be a string or a list of strings")
-                kind = first if name not in seen else APPEND
-                seen.add(name)
-                ops.append(HeaderOperation(str(name), text, kind))
-    return ops
+    if not isinstance(decision, Mapping):
+        raise _invalid(decision)
+    if member not in decision:
+        return []
+    value = decision[member]
+    if not isinstance(value, list):
+        raise DecisionError(f"type assertion error, expected {member} to be of type '[]string' but got"
+                            f" '{_go_type(value)}'")
+    for item in value:
+        if not isinstance(item, str):
+            raise DecisionError(f"type assertion error, expected {member} value to be of type 'string' but got"
+                                f" '{_go_type(item)}'")
+    return list(value)
 
 
-def _status(decision: Mapping[str, Any]) -> int | None:
-    value = decision.get("http_status", decision.get("status_code"))
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
-        raise DecisionError(f"http_status must be a number, got {value!r}")
-    if not 100 <= int(value) <= 599:
+def _pairs(mapping: Mapping[str, Any], what: str) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    for key, value in mapping.items():
+        if isinstance(value, str):
+            out.append((key, value))
+        elif isinstance(value, list):
+            for item in value:
+                if not isinstance(item, str):
+                    raise DecisionError(f"invalid value type {_go_type(item)} for {what} '{key}'")
+                out.append((key, item))
+        else:
+            raise DecisionError(f"invalid value type {_go_type(value)} for {what} '{key}'")
+    return out
+
+
+def header_pairs(decision: Any, member: str) -> list[tuple[str, str]]:
+    """A headers member (``headers``, ``response_headers_to_add``) as (name, value) pairs, in order."""
+    if isinstance(decision, bool):
+        return []
+    if not isinstance(decision, Mapping):
+        raise _invalid(decision)
+    if member not in decision:
+        return []
+    value = decision[member]
+    if isinstance(value, Mapping):
+        return _pairs(value, "header")
+    if isinstance(value, list):
+        out: list[tuple[str, str]] = []
+        for item in value:
+            if not isinstance(item, Mapping):
+                raise DecisionError(f"type assertion error, expected headers to be of type 'object' but got"
+                                    f" '{_go_type(item)}'")
+            out.extend(_pairs(item, "header"))
+        return out
+    raise DecisionError(f"type assertion error, expected headers to be of type 'object' but got '{_go_type(value)}'")
+
+
+def query_parameters_to_set(decision: Any) -> list[tuple[str, str]]:
+    """``query_parameters_to_set`` as (key, value) pairs (an object of string or list-of-string values)."""
+    if isinstance(decision, bool):
+        return []
+    if not isinstance(decision, Mapping):
+        raise _invalid(decision)
+    if "query_parameters_to_set" not in decision:
+        return []
+    value = decision["query_parameters_to_set"]
+    if not isinstance(value, Mapping):
+        raise DecisionError("type assertion error, expected query_parameters_to_set to be of type 'object' but"
+                            f" got '{_go_type(value)}'")
+    return _pairs(value, "query parameter")
+
+
+def response_body(decision: Any) -> str:
+    """The denial's ``body`` (empty when absent)."""
+    if not isinstance(decision, Mapping) or "body" not in decision:
+        return ""
+    body = decision["body"]
+    if not isinstance(body, str):
+        raise DecisionError(f"type assertion error, expected body to be of type 'string' but got '{_go_type(body)}'")
+    return body
+
+
+def http_status(decision: Any) -> int:
+    """The denial's ``http_status`` (403 when absent); a status Envoy does not name is an error."""
+    if isinstance(decision, bool):
+        if decision:
+            raise DecisionError("HTTP status code undefined for simple 'allow'")
+        return 403
+    if not isinstance(decision, Mapping):
+        raise _invalid(decision)
+    if "http_status" not in decision:
+        return 403
+    value = decision["http_status"]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise DecisionError(f"type assertion error, expected http_status to be of type 'number' but got"
+                            f" '{_go_type(value)}'")
+    if int(value) != value:
+        raise DecisionError(f"error converting JSON number to int: {value}")
+    if int(value) not in ENVOY_STATUSES:
         raise DecisionError(f"invalid HTTP status code {int(value)}")
     return int(value)
 
 
-def to_result(decision: Any, path: str, valid_duration: float, valid_use_count: int) -> CheckResult:
-    """The check result a decision asks for; raise DecisionError when it is malformed."""
+def dynamic_metadata(decision: Any) -> dict[str, Any] | None:
+    """``dynamic_metadata`` as the policy returns it (None when absent)."""
     if isinstance(decision, bool):
         if decision:
-            return CheckResult(Status(Code.OK, f"OPA: allowed by {path}"), valid_duration, valid_use_count)
-        return CheckResult.deny(f"OPA: denied by {path}", valid_duration=valid_duration,
-                                valid_use_count=valid_use_count)
-    if not isinstance(decision, Mapping):
-        raise DecisionError(f"illegal value for policy evaluation result: {type(decision).__name__}"
-                            f" ({decision!r:.60}); expected a boolean or an object with 'allowed'")
-    allowed = decision.get("allowed")
-    if "allowed" not in decision:
-        raise DecisionError('unable to determine evaluation result due to missing "allowed" key')
-    if not isinstance(allowed, bool):
-        raise DecisionError(f"expected allowed to be a boolean, got {allowed!r}")
-    metadata = decision.get("dynamic_metadata")
-    if metadata is not None and not isinstance(metadata, Mapping):
-        raise DecisionError("dynamic_metadata must be an object")
-    body = decision.get("body")
-    if body is not None and not isinstance(body, str):
-        raise DecisionError("body must be a string")
-    status_code = _status(decision)
+            raise DecisionError("dynamic metadata undefined for boolean decision")
+        return None
+    if not isinstance(decision, Mapping) or "dynamic_metadata" not in decision:
+        return None
+    value = decision["dynamic_metadata"]
+    if not isinstance(value, Mapping):
+        raise DecisionError(f"type assertion error, expected dynamic_metadata to be of type 'object' but got"
+                            f" '{_go_type(value)}'")
+    return dict(value)
+
+
+def _ops(pairs: list[tuple[str, str]], first: HeaderOperationKind) -> list[HeaderOperation]:
+    ops: list[HeaderOperation] = []
+    seen: set[str] = set()
+    for name, value in pairs:
+        ops.append(HeaderOperation(name, value, first if name not in seen else APPEND))
+        seen.add(name)
+    return ops
+
+
+def to_result(decision: Any, path: str, valid_duration: float, valid_use_count: int) -> CheckResult:
+    """The check result a decision asks for; raise DecisionError when it is malformed."""
+    allowed = is_allowed(decision)
+    metadata = dynamic_metadata(decision) if isinstance(decision, Mapping) else None
     if allowed:
-        removes = decision.get("request_headers_to_remove") or []
-        if not isinstance(removes, list) or not all(isinstance(n, str) for n in removes):
-            raise DecisionError("request_headers_to_remove must be a list of strings")
-        request_ops = _headers(decision, "headers", REPLACE) + [HeaderOperation(n, "", REMOVE) for n in removes]
-        response_ops = _headers(decision, "response_headers_to_add", APPEND)
+        query_set = tuple(query_parameters_to_set(decision))
+        query_remove = tuple(string_list(decision, "query_parameters_to_remove"))
+        removes = string_list(decision, "request_headers_to_remove")
+        request_ops = _ops(header_pairs(decision, "headers"), REPLACE) + [HeaderOperation(n, "", REMOVE)
+                                                                          for n in removes]
+        response_ops = _ops(header_pairs(decision, "response_headers_to_add"), APPEND)
         return CheckResult(Status(Code.OK, f"OPA: allowed by {path}"), valid_duration, valid_use_count,
-                           tuple(request_ops), tuple(response_ops), metadata=dict(metadata or {}))
+                           tuple(request_ops), tuple(response_ops), metadata=metadata or {},
+                           query_parameters_to_set=query_set, query_parameters_to_remove=query_remove)
     return CheckResult(Status(Code.PERMISSION_DENIED, f"OPA: denied by {path}"), valid_duration, valid_use_count,
-                       (), tuple(_headers(decision, "headers", REPLACE)), status_code, body,
-                       dict(metadata or {}))
+                       (), tuple(_ops(header_pairs(decision, "headers"), REPLACE)), http_status(decision),
+                       response_body(decision), metadata or {})
 
 
-__all__ = ["DecisionError", "to_result"]
+__all__ = ["DecisionError", "ENVOY_STATUSES", "dynamic_metadata", "header_pairs", "http_status", "is_allowed",
+           "query_parameters_to_set", "response_body", "string_list", "to_result"]

@@ -29,6 +29,7 @@ import yaml
 from regopy import Input, Interpreter, LogLevel, RegoError
 from regopy import rego_shared as _c
 
+from adapters.opa._builtins import canonical_literals, engine_string, unknown_calls
 from adapters.opa._syntax import v1_issues
 
 _lib = _c.rego
@@ -48,11 +49,11 @@ class EvalError(RuntimeError):
 def _add(p: Any, value: Any) -> int:
     t = type(value)
     if t is str:
-        return _STR(p, value.encode())
+        return _STR(p, engine_string(value).encode())
     if t is dict:
         bad = 0
         for k, v in value.items():
-            bad |= _STR(p, str(k).encode()) | _add(p, v) | _ITEM(p)
+            bad |= _STR(p, engine_string(str(k)).encode()) | _add(p, v) | _ITEM(p)
         return bad | _OBJ(p, len(value))
     if t is list or t is tuple:
         bad = 0
@@ -74,7 +75,7 @@ def _add(p: Any, value: Any) -> int:
         for v in value:
             bad |= _add(p, v)
         return bad | _SET(p, len(value))
-    return _STR(p, str(value).encode())
+    return _STR(p, engine_string(str(value)).encode())
 
 
 class NativeInput(Input):
@@ -170,7 +171,9 @@ class Compiled:
         finally:
             _c.rego_free_output(out)
         if not ok:
-            raise EvalError(f"evaluation failed: {text.strip()[:300]}")
+            detail = text.strip()[:300]
+            raise EvalError("evaluation failed" + (f": {detail}" if detail and detail != "<error>" else
+                                                   " (an error in a built-in call, a conflict, ...)"))
         if text == "undefined":
             return False, None
         try:
@@ -266,13 +269,20 @@ class PolicySource:
                                                          " set regoVersion: v0 for v0 policies)")
         interpreter = Interpreter()
         interpreter.log_level = LogLevel.NONE
+        interpreter.strict_built_in_errors = True  # a built-in's error is an error, never "undefined"
+        unknown = unknown_calls(modules, interpreter.is_builtin)
+        if unknown:
+            raise CompileError("; ".join(map(str, unknown)) + " (evaluating it would give undefined where OPA"
+                                                               " gives a value or an error: use a remote OPA"
+                                                               " server (url) for this policy)")
+        modules = [(name, canonical_literals(text)) for name, text in modules]
         sources = dict(modules)
         try:
             for name, text in modules:
                 interpreter.add_module(name, text)
             data = self._data()
             if data:
-                interpreter.add_data_json(json.dumps(data))
+                interpreter.add_data_json(json.dumps(data, ensure_ascii=False))
             bundle = interpreter.build(None, [entrypoint])
         except RegoError as exc:
             raise CompileError(describe_error(str(exc), sources)) from None

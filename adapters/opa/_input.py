@@ -1,45 +1,71 @@
-"""The ``input`` document a policy sees, built from the instance alone.
+"""The ``input`` document a policy sees, built from the instance alone — the one implementation.
 
 For ``requestcontext`` instances it is OPA-Envoy's shape (``opa-envoy-plugin``'s
 ``envoyauth/request.go`` for an ext_authz v3 ``CheckRequest``), so policies written
 for OPA-Envoy run unchanged::
 
-    {"attributes": {"source": {"address": {"socketAddress": {"address", "portValue"}}, "principal"},
-                    "destination": {...same...},
-                    "request": {"http": {"method", "path", "host", "scheme", "protocol",
-                                         "headers", "body", "id", "size"}},
+    {"attributes": {"source": {"address": {"socketAddress": {"address", "portValue"}}, "principal", "labels"},
+                    "destination": {...same..., "labels"},
+                    "request": {"http": {"method", "path", "host", "scheme", "headers", "body",
+                                         "id", "size"}},
                     "contextExtensions": {...}, "tlsSession": {"sni"}},
      "parsed_path": ["people", "1"], "parsed_query": {"lang": ["en"]},
      "parsed_body": {...} | null, "truncated_body": false,
+     "source_principal": "spiffe://...",
      "version": {"ext_authz": "v3", "encoding": "protojson"}}
 
-Absent and empty values are left out, as protojson leaves out fields with their
-default value (the template gives ``""``, ``0``, ``{}`` or ``0.0.0.0`` for absent attributes). ``parsed_body`` is
-the body parsed as JSON (``application/json``) or as a form
-(``application/x-www-form-urlencoded``, lists of values), else null; a body shorter
-than its ``content-length`` is ``truncated_body`` and not parsed.
+As OPA-Envoy builds it:
+
+* absent and empty values are left out, as protojson leaves out fields with their
+  default value (the template gives ``""``, ``0``, ``{}`` or ``0.0.0.0`` for absent
+  attributes); a TCP check (no HTTP request) has no ``request.http``;
+* ``parsed_path`` / ``parsed_query`` come from the path as sent: cut at the first
+  ``?``, the path percent-decoded (Go's ``url.PathUnescape``), leading ``/`` trimmed,
+  split on ``/``; the query parsed as Go's ``url.ParseQuery`` (``+`` is a space, a bad
+  escape or a ``;`` in a key is an error);
+* ``parsed_body``: with ``x-envoy-auth-partial-body: true`` none, and
+  ``truncated_body`` true; else by ``content-type``: JSON, form
+  (``application/x-www-form-urlencoded``: lists of values), ``multipart/form-data``
+  (lists of values per part name, JSON parts parsed); a body shorter than its
+  ``content-length`` is truncated and not parsed; other types (gRPC included) give
+  none. A body that does not parse is an :class:`InputError`, as OPA-Envoy errs;
+* ``source_principal`` when the source has one;
+* ``skip_body`` (OPA-Envoy's ``skip-request-body-parse``) leaves ``parsed_body`` and
+  ``truncated_body`` out.
+
+Not carried by the template's fields, so absent although OPA-Envoy has them:
+``request.http.protocol`` (``HTTP/1.1`` as sent), ``request.time``, ``metadataContext``,
+``source.service``, ``source.certificate``; a policy reading them sees them undefined
+(a remote OPA gets the same document). An instance that sets ``envoy_attributes:
+envoy.attributes`` hands over Envoy's whole ``AttributeContext`` instead, in protobuf's
+JSON mapping, as OPA-Envoy's ``input.attributes`` exactly (then a cached decision needs
+the very same request: request time, id and port included).
 
 For ``authorization`` instances it is Mixer's opa adapter shape:
 ``{"subject": {"user", "groups": [groups], "properties"}, "action": {"namespace",
 "service", "method", "path", "properties"}}`` with empty members left out.
 
 Everything comes from the instance, whose expressions' reads key the decision cache,
-so cached decisions stay correct. :func:`build_input` is the one place to change when
-the transport hands adapters a ready-made document instead.
+so cached decisions stay correct.
 """
 
 from __future__ import annotations
 
+import email.parser
+import email.policy
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import parse_qs, unquote
+from urllib.parse import unquote_to_bytes
 
 VERSION = {"ext_authz": "v3", "encoding": "protojson"}
 
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+
 
 class InputError(ValueError):
-    """The request cannot be turned into an input document (a body that does not parse)."""
+    """The request cannot be turned into an input document (a body or query that does not parse)."""
 
 
 def _address(ip: Any, port: int | None) -> dict[str, Any]:
@@ -51,77 +77,162 @@ def _address(ip: Any, port: int | None) -> dict[str, Any]:
     return {"address": {"socketAddress": socket}} if socket else {}
 
 
-def parsed_path(url_path: str) -> list[str]:
-    """OPA-Envoy's ``parsed_path``: percent-decoded, leading ``/`` trimmed, split on ``/``."""
-    return unquote(url_path).lstrip("/").split("/")
+def _unescape(text: str, what: str, plus_is_space: bool) -> str:
+    """Go's ``url.PathUnescape`` / ``url.QueryUnescape``: a ``%`` not followed by two hex digits errs."""
+    if plus_is_space:
+        text = text.replace("+", " ")
+    if "%" not in text:
+        return text
+    if _BAD_ESCAPE.search(text):
+        raise InputError(f"invalid URL escape in {what}: {text!r}")
+    return unquote_to_bytes(text).decode("utf-8", "replace")
 
 
-def _parsed_body(headers: Mapping[str, str], body: str | None) -> tuple[Any, bool]:
-    if not body:
-        return None, False
-    content_type = headers.get("content-type", "")
+def parsed_path(path: str) -> list[str]:
+    """OPA-Envoy's ``parsed_path`` of the path as sent (query cut off, decoded, leading ``/`` trimmed)."""
+    raw = path.partition("?")[0]
+    return _unescape(raw, "path", plus_is_space=False).lstrip("/").split("/")
+
+
+def parse_query(query: str) -> dict[str, list[str]]:
+    """Go's ``url.ParseQuery``: ``&``-separated ``key=value`` pairs, each list in order."""
+    values: dict[str, list[str]] = {}
+    for item in query.split("&"):
+        if not item:
+            continue
+        key, _, value = item.partition("=")
+        if ";" in key:
+            raise InputError(f"invalid semicolon separator in query: {item!r}")
+        values.setdefault(_unescape(key, "query", True), []).append(_unescape(value, "query", True))
+    return values
+
+
+def _truncated(headers: Mapping[str, str], body_length: int) -> bool:
     declared = headers.get("content-length")
-    if declared is not None:
-        try:
-            if int(declared) > len(body.encode("utf-8")):
-                return None, True
-        except ValueError:
-            raise InputError(f"content-length is not a number: {declared!r}") from None
+    if declared is None:
+        return False
+    try:
+        length = int(declared)
+    except ValueError:
+        raise InputError(f"content-length is not a number: {declared!r}") from None
+    return length != -1 and length > body_length
+
+
+def _multipart(content_type: str, payload: bytes) -> dict[str, list[Any]] | None:
+    head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode("latin-1", "replace")
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + payload)
+    if not message.get_param("boundary"):
+        return None
+    if not message.is_multipart():
+        raise InputError("multipart/form-data body has no parts for its boundary")
+    values: dict[str, list[Any]] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if not name:
+            continue
+        data = part.get_payload(decode=True) or b""
+        if data.endswith(b"\r\n"):
+            data = data[:-2]
+        elif data.endswith(b"\n"):
+            data = data[:-1]
+        if "application/json" in (part.get("content-type") or ""):
+            try:
+                value: Any = json.loads(data)
+            except ValueError as exc:
+                raise InputError(f"multipart part {name!r} is not valid JSON: {exc}") from None
+        else:
+            value = data.decode("utf-8", "replace")
+        values.setdefault(str(name), []).append(value)
+    return values
+
+
+def parsed_body(headers: Mapping[str, str], body: str | None) -> tuple[Any, bool]:
+    """OPA-Envoy's (``parsed_body``, ``truncated_body``) for the request's headers and body."""
+    if headers.get("x-envoy-auth-partial-body") == "true":
+        return None, True
+    content_type = headers.get("content-type")
+    if content_type is None or not body:
+        return None, False
+    kinds = ("application/json", "application/x-www-form-urlencoded", "multipart/form-data")
+    if "application/grpc" in content_type and "application/json" not in content_type:
+        return None, False  # decoding needs the service's descriptors, which OPA-Envoy is given and we are not
+    if not any(kind in content_type for kind in kinds):
+        return None, False
+    payload = body.encode("utf-8")
+    if _truncated(headers, len(payload)):
+        return None, True
     if "application/json" in content_type:
         try:
             return json.loads(body), False
         except ValueError as exc:
             raise InputError(f"request body is not valid JSON: {exc}") from None
     if "application/x-www-form-urlencoded" in content_type:
-        return parse_qs(body, keep_blank_values=True), False
-    return None, False
+        return parse_query(body), False
+    return _multipart(content_type, payload), False
 
 
-def envoy_input(instance: Any) -> dict[str, Any]:
+def envoy_input(instance: Any, skip_body: bool = False) -> dict[str, Any]:
     """OPA-Envoy's input document for a ``requestcontext`` instance (see the module docstring)."""
     headers = dict(instance.request_headers or {})
-    path = instance.request_path or headers.get(":path")
-    url_path = instance.request_url_path or None
-    query = ""
-    if path:
-        head, _, query = path.partition("?")
-        query = query.partition("#")[0]
-        if url_path is None:
-            url_path = head.partition("#")[0]
-    http: dict[str, Any] = {}
-    for key, value in (("method", instance.request_method), ("path", path), ("host", instance.request_host),
-                       ("scheme", instance.request_scheme), ("protocol", instance.request_protocol),
-                       ("id", instance.request_id), ("body", instance.request_body)):
-        if value:  # protojson leaves out empty strings, as the template's defaults give for absent ones
-            http[key] = value
-    if instance.request_size is not None:
-        http["size"] = str(instance.request_size)  # int64 → string in protojson
-    if headers:
-        http["headers"] = headers
-    attributes: dict[str, Any] = {"request": {"http": http}}
+    path = instance.request_path or headers.get(":path") or ""
+    verbatim = getattr(instance, "envoy_attributes", None)
+    attributes = _verbatim(verbatim) if verbatim else _attributes(instance, headers, path)
+    document: dict[str, Any] = {
+        "attributes": attributes,
+        "version": dict(VERSION),
+        "parsed_path": parsed_path(path),
+        "parsed_query": parse_query(path.partition("?")[2]),
+    }
+    if not skip_body:
+        document["parsed_body"], document["truncated_body"] = parsed_body(headers, instance.request_body)
+    if instance.source_principal:
+        document["source_principal"] = instance.source_principal
+    return document
+
+
+def _verbatim(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise InputError(f"envoy_attributes is not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise InputError("envoy_attributes is not a JSON object")
+    return value
+
+
+def _attributes(instance: Any, headers: dict[str, str], path: str) -> dict[str, Any]:
+    attributes: dict[str, Any] = {}
+    if instance.request_protocol != "tcp":
+        http: dict[str, Any] = {}
+        for key, value in (("id", instance.request_id), ("method", instance.request_method),
+                           ("path", path), ("host", instance.request_host),
+                           ("scheme", instance.request_scheme), ("body", instance.request_body)):
+            if value:  # protojson leaves out empty strings, as the template's defaults give for absent ones
+                http[key] = value
+        if headers:
+            http["headers"] = headers
+        if instance.request_size is not None:
+            http["size"] = str(instance.request_size)  # int64 → string in protojson
+        attributes["request"] = {"http": http}
     source = _address(instance.source_ip, instance.source_port)
     if instance.source_principal:
         source["principal"] = instance.source_principal
+    if getattr(instance, "source_labels", None):
+        source["labels"] = dict(instance.source_labels)
     if source:
         attributes["source"] = source
     destination = _address(instance.destination_ip, instance.destination_port)
     if instance.destination_principal:
         destination["principal"] = instance.destination_principal
+    if instance.destination_labels:
+        destination["labels"] = dict(instance.destination_labels)
     if destination:
         attributes["destination"] = destination
     if instance.context_extensions:
         attributes["contextExtensions"] = dict(instance.context_extensions)
     if instance.connection_sni:
         attributes["tlsSession"] = {"sni": instance.connection_sni}
-    body, truncated = _parsed_body(headers, instance.request_body)
-    return {
-        "attributes": attributes,
-        "parsed_path": parsed_path(url_path) if url_path is not None else [],
-        "parsed_query": parse_qs(query, keep_blank_values=True) if query else {},
-        "parsed_body": body,
-        "truncated_body": truncated,
-        "version": dict(VERSION),
-    }
+    return attributes
 
 
 def _present(pairs: Mapping[str, Any]) -> dict[str, Any]:
@@ -138,11 +249,11 @@ def mixer_input(instance: Any) -> dict[str, Any]:
     return {"subject": sub, "action": act}
 
 
-def build_input(instance: Any) -> dict[str, Any]:
+def build_input(instance: Any, skip_body: bool = False) -> dict[str, Any]:
     """The input document for an instance: OPA-Envoy's for requestcontext, Mixer's for authorization."""
     if hasattr(instance, "subject") and hasattr(instance, "action"):
         return mixer_input(instance)
-    return envoy_input(instance)
+    return envoy_input(instance, skip_body)
 
 
 def _jsonable(value: Any) -> Any:
@@ -155,4 +266,5 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-__all__ = ["InputError", "VERSION", "build_input", "envoy_input", "mixer_input", "parsed_path"]
+__all__ = ["InputError", "VERSION", "build_input", "envoy_input", "mixer_input", "parse_query", "parsed_body",
+           "parsed_path"]

@@ -17,6 +17,7 @@ top-level braces count as rule bodies.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 #: Built-ins removed in Rego v1 (OPA's ``ast.DeprecatedBuiltins``).
@@ -57,6 +58,19 @@ def _position(text: str, offset: int) -> tuple[int, int]:
     return line, column
 
 
+def tokens(text: str) -> Iterator[tuple[str, str, int]]:
+    """The tokens of a module, as (kind, text, offset), without spaces and comments."""
+    for match in _TOKEN.finditer(text):
+        kind = match.lastgroup or ""
+        if kind not in ("space", "comment"):
+            yield kind, match.group(), match.start()
+
+
+def position(text: str, offset: int) -> tuple[int, int]:
+    """The 1-based (line, column) of ``offset`` in ``text``."""
+    return _position(text, offset)
+
+
 def v1_issues(text: str) -> list[SyntaxIssue]:
     """The Rego v0 forms in ``text`` that OPA 1.x rejects (empty when the module is v1-clean)."""
     issues: list[SyntaxIssue] = []
@@ -86,4 +100,4 @@ def v1_issues(text: str) -> list[SyntaxIssue]:
     return issues
 
 
-__all__ = ["DEPRECATED_BUILTINS", "SyntaxIssue", "v1_issues"]
+__all__ = ["DEPRECATED_BUILTINS", "SyntaxIssue", "position", "tokens", "v1_issues"]

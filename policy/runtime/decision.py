@@ -61,6 +61,9 @@ class Decision:
     http_status: int | None = None
     body: str | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    #: The allowed request's query rewrites (ext_authz ``query_parameters_to_set`` / ``_to_remove``).
+    query_parameters_to_set: tuple[tuple[str, str], ...] = ()
+    query_parameters_to_remove: tuple[str, ...] = ()
     cache_hit: bool = False
     decision_id: str = ""
     generation: int = 0

@@ -171,10 +171,15 @@ class Dispatcher:
         request_headers = _header_operations(matched, recording, response=False)
         response_headers = _header_operations(matched, recording, response=True)
         metadata: dict[str, Any] = {}
+        query_set: list[tuple[str, str]] = []
+        query_remove: list[str] = []
         for call in calls:
-            request_headers.extend(call.result.request_headers)
-            response_headers.extend(call.result.response_headers)
-            metadata.update(call.result.metadata)
+            result = call.result
+            request_headers.extend(result.request_headers)
+            response_headers.extend(result.response_headers)
+            metadata.update(result.metadata)
+            query_set.extend(result.query_parameters_to_set)
+            query_remove.extend(result.query_parameters_to_remove)
         decision = Decision(
             status=status,
             valid_duration=duration,
@@ -187,6 +192,8 @@ class Dispatcher:
             http_status=deciding.http_status if deciding else None,
             body=deciding.body if deciding else None,
             metadata=metadata,
+            query_parameters_to_set=tuple(query_set),
+            query_parameters_to_remove=tuple(query_remove),
             decision_id=new_decision_id(),
             generation=snapshot.generation,
         )

@@ -157,6 +157,14 @@ class PolicyService:
             self.host.build_extras.setdefault("metrics_registry", self.telemetry.registry)
         except ImportError:
             pass
+        # adapters whose decisions change under them (a reloaded policy file) drop cached ones
+        self.host.build_extras.setdefault("invalidate_decisions", self.invalidate_decisions)
+
+    def invalidate_decisions(self) -> None:
+        """Drop every cached decision: a handler's answers changed without a config reload."""
+        dispatcher = self._dispatcher
+        if dispatcher is not None and dispatcher.cache is not None:
+            dispatcher.cache.clear()
 
     # --- loading ------------------------------------------------------------
 

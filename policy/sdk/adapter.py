@@ -61,7 +61,10 @@ class BuildContext:
         config's documents no rule claims, each with ``_source``) and
         ``"metrics_registry"`` (the serving service's ``prometheus_client.CollectorRegistry``:
         register collectors there and they are exported on ``--metrics-listen``; absent
-        when no service owns the build, as in ``policy validate``).
+        when no service owns the build, as in ``policy validate``), and
+        ``"invalidate_decisions"`` (a callable dropping the serving service's cached
+        decisions, for a handler whose answers change without a config reload, e.g. a
+        reloaded policy file; absent without a service).
     """
 
     handler: str

@@ -46,6 +46,9 @@ class CheckResult:
     :param http_status: for a denial, an HTTP status to answer instead of the code's mapping.
     :param body: for a denial, a response body to answer instead of ``CODE:message``.
     :param metadata: extra values for the transport's dynamic metadata.
+    :param query_parameters_to_set: (key, value) pairs to set on the allowed request's query
+        (ext_authz's ``query_parameters_to_set``; transports without query rewriting ignore them).
+    :param query_parameters_to_remove: query parameter names to remove from the allowed request.
     """
 
     status: Status = OK
@@ -56,6 +59,8 @@ class CheckResult:
     http_status: int | None = None
     body: str | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    query_parameters_to_set: tuple[tuple[str, str], ...] = ()
+    query_parameters_to_remove: tuple[str, ...] = ()
 
     @classmethod
     def allow(

@@ -38,6 +38,9 @@ request.auth.presenter                 the payload's ``azp``
 request.auth.claims                    every claim as a string: lists of strings joined with ``,``,
                                        numbers and booleans in JSON form, objects as compact JSON
 request.auth.raw_claims                the payload as compact JSON
+envoy.attributes                       the whole ``AttributeContext`` in protobuf's JSON mapping (as Go's
+                                       protojson writes it: OPA-Envoy's ``input.attributes``), for
+                                       instances that hand it to a policy verbatim
 =====================================  ===============================================================
 
 An address that is not an IP address, or a timestamp out of range, is a
@@ -52,6 +55,8 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl
+
+from google.protobuf import json_format
 
 __all__ = [
     "FULL",
@@ -240,7 +245,7 @@ PRODUCED: frozenset[str] = frozenset({
     "request.scheme", "request.headers", "request.id", "request.size", "request.time", "request.useragent",
     "request.referer", "request.body", "context.protocol", "context.extensions",
     "connection.requested_server_name", "connection.mtls", "request.auth.principal", "request.auth.audiences",
-    "request.auth.presenter", "request.auth.claims", "request.auth.raw_claims",
+    "request.auth.presenter", "request.auth.claims", "request.auth.raw_claims", "envoy.attributes",
 })
 
 
@@ -256,7 +261,7 @@ class Plan:
     __slots__ = ("names", "header_keys", "source", "source_identity", "source_labels", "destination",
                  "destination_identity", "destination_labels", "mtls", "time", "http", "url", "headers",
                  "useragent", "referer", "protocol", "body", "sni", "extensions", "auth", "method", "path",
-                 "host", "scheme", "id", "size", "source_port")
+                 "host", "scheme", "id", "size", "source_port", "envoy_json")
 
     def __init__(self, names: frozenset[str], header_keys: tuple[str, ...] | None = None) -> None:
         self.names, self.header_keys = names, header_keys
@@ -282,6 +287,7 @@ class Plan:
         self.sni = "connection.requested_server_name" in names
         self.extensions = "context.extensions" in names
         self.auth = any(n.startswith("request.auth.") for n in names)
+        self.envoy_json = "envoy.attributes" in names
 
     @classmethod
     def for_reads(cls, reads: Iterable[tuple[str, str | None]]) -> "Plan":
@@ -465,4 +471,7 @@ def check_request_attributes(request: Any, plan: Plan = FULL) -> dict[str, Any]:
         payload = jwt_payload(attrs.metadata_context)
         if payload is not None:
             _auth_attributes(payload, out)
+    if plan.envoy_json:
+        out["envoy.attributes"] = json.dumps(json_format.MessageToDict(attrs), separators=(",", ":"),
+                                             ensure_ascii=False)
     return out

@@ -6,8 +6,9 @@ A translator only: the ``CheckRequest`` becomes attributes
 * **allowed**: status OK and an ``ok_response`` with the rules' request header
   operations (``headers``; REPLACE → ``OVERWRITE_IF_EXISTS_OR_ADD``, APPEND →
   ``APPEND_IF_EXISTS_OR_ADD``; REMOVE → ``headers_to_remove``) and response header
-  operations (``response_headers_to_add``). ext_authz v3 cannot remove response
-  headers, so a response REMOVE is not sent (the native API carries it);
+  operations (``response_headers_to_add``), and the adapters' query rewrites
+  (``query_parameters_to_set`` / ``query_parameters_to_remove``). ext_authz v3 cannot
+  remove response headers, so a response REMOVE is not sent (the native API carries it);
 * **denied**: the decision's status (code and message) and a ``denied_response``
   whose HTTP status is the decision's own ``http_status`` or the code's mapping
   (:func:`policy.sdk.http_status`: 403, 401, 429, 503, 400 ...), whose body is the
@@ -27,9 +28,12 @@ difference; the others would only cost time.
 
 Errors: a request that does not decode, is larger than :data:`MAX_REQUEST_BYTES` or
 has an address that is not an IP answers INVALID_ARGUMENT; a failure inside the
-service answers INTERNAL, so Envoy's ``failure_mode_allow`` / ``status_on_error``
-decide. The parsed request rides along in the bag for OPA-style adapters
-(:mod:`policy.servers.envoy_input`).
+service, or a decision whose code is INTERNAL or UNKNOWN (an adapter that could not
+decide: a Rego evaluation error, a malformed decision, a crash), answers a gRPC
+INTERNAL error rather than a denied response, as OPA-Envoy answers an evaluation
+error, so Envoy's ``failure_mode_allow`` / ``status_on_error`` decide. OPA-Envoy's input document is built by the opa adapter from its
+``requestcontext`` instance (``adapters/opa/_input.py``), so the decision cache sees
+what it reads.
 """
 
 from __future__ import annotations
@@ -55,7 +59,6 @@ from policy.runtime.snapshot import Snapshot
 from policy.sdk import Code, HeaderOperation, HeaderOperationKind, http_status
 from policy.servers._grpc import add_unary_handlers
 from policy.servers.envoy_attributes import FULL, Plan, TranslationError, check_request_attributes
-from policy.servers.envoy_input import ENVOY_REQUEST_KEY
 
 log = logging.getLogger("policy.servers.ext_authz")
 
@@ -73,6 +76,10 @@ _ACTION = {
     HeaderOperationKind.APPEND: _HeaderValueOption.APPEND_IF_EXISTS_OR_ADD,
 }
 _METADATA_FIELD = _CheckResponse.DESCRIPTOR.fields_by_name["dynamic_metadata"].number
+#: Decision codes that say the service could not decide (an adapter's evaluation error, a crash):
+#: answered as a gRPC error, as OPA-Envoy answers an evaluation error, so Envoy's
+#: ``failure_mode_allow`` / ``status_on_error`` decide instead of a denied response.
+_ERROR_CODES = frozenset({Code.INTERNAL, Code.UNKNOWN})
 
 
 def _options(operations: tuple[HeaderOperation, ...]) -> list[Any]:
@@ -116,6 +123,9 @@ def check_response(decision: Decision, *, with_id: bool = True) -> _CheckRespons
         ok.headers_to_remove.extend(
             op.name for op in decision.request_headers if op.operation is HeaderOperationKind.REMOVE)
         ok.response_headers_to_add.extend(_options(decision.response_headers))
+        ok.query_parameters_to_set.extend(base_pb2.QueryParameter(key=key, value=value)
+                                          for key, value in decision.query_parameters_to_set)
+        ok.query_parameters_to_remove.extend(decision.query_parameters_to_remove)
         return response
     message = decision.message
     response.status.CopyFrom(status_pb2.Status(code=int(code), message=message))
@@ -176,14 +186,12 @@ def encode_check_response(decision: Decision) -> bytes:
 
 
 def request_bag(request: Any, plan: Plan = FULL) -> AttributeBag:
-    """The attribute bag of a ``CheckRequest``: its attributes, plus the request under ENVOY_REQUEST_KEY.
+    """The attribute bag of a ``CheckRequest``: its attributes (see :mod:`policy.servers.envoy_attributes`).
 
     :param plan: which attributes to translate (default: every one the request carries).
     :raises TranslationError: a field that does not translate (see :mod:`policy.servers.envoy_attributes`).
     """
-    values = check_request_attributes(request, plan)
-    values[ENVOY_REQUEST_KEY] = request
-    return AttributeBag.trusted(values)
+    return AttributeBag.trusted(check_request_attributes(request, plan))
 
 
 def _reads(snapshot: Snapshot) -> set[tuple[str, str | None]] | None:
@@ -267,7 +275,10 @@ class AuthorizationServicer:
         try:
             bindings = snapshot.quota_bindings
             quotas = binding_quotas(bindings, bag, request.attributes.request.http.id) if bindings else None
-            return encode_check_response(await service.check(bag, quotas, api="ext_authz"))
+            decision = await service.check(bag, quotas, api="ext_authz")
+            if decision.status.code not in _ERROR_CODES:
+                return encode_check_response(decision)
+            failure = decision.message
         except Exception as exc:  # answered as a gRPC error: Envoy's failure_mode_allow decides
             log.exception("ext_authz check failed")
             failure = f"{type(exc).__name__}: {exc}"

@@ -10,6 +10,9 @@ from __future__ import annotations
 import json
 import time
 
+import grpc
+import pytest
+
 from envoy.config.core.v3 import base_pb2
 
 from policy import Code
@@ -179,19 +182,84 @@ async def test_parsed_query_repeated_values_and_form_body(policy_config, policy_
     assert other.status.code == Code.PERMISSION_DENIED
 
 
-async def test_a_body_that_is_not_json_fails_closed(policy_config, policy_server_factory):
+async def test_a_body_that_is_not_json_is_a_400_denial_as_opa_envoy_answers(policy_config, policy_server_factory):
     running = await policy_server_factory(policy_config(opa_config(inline(
         "package envoy.authz\nimport rego.v1\ndefault allow := true"))))
     response = await authz(running, "tcp").Check(check_request(
         method="POST", path="/x", body="{not json", headers={"content-type": "application/json"}))
-    assert response.status.code == Code.INVALID_ARGUMENT
-    assert "request body is not valid JSON" in response.status.message
+    assert response.status.code == Code.PERMISSION_DENIED
+    assert response.denied_response.status.code == 400
+    assert "request body is not valid JSON" in response.denied_response.body
 
 
-async def test_input_from_the_instance_matches_the_transports_document(policy_config, policy_service_factory):
-    """The adapter builds OPA-Envoy's input from the instance; it agrees with policy.servers.envoy_input."""
+ERRORING = {
+    "evaluation error": "allow if to_number(input.attributes.request.http.method) > 1",
+    "undefined decision": "allow if input.nope",
+    "illegal decision type": 'allow := "yes"',
+    "missing allowed": 'allow := {"headers": {"a": "b"}}',
+    "bad headers shape": 'allow := {"allowed": true, "headers": "x-a: b"}',
+    "bad header value": 'allow := {"allowed": true, "headers": {"x-a": 1}}',
+    "bad request_headers_to_remove shape": 'allow := {"allowed": true, "request_headers_to_remove": "x-a"}',
+    "status Envoy does not know": 'allow := {"allowed": false, "http_status": 418}',
+    "body not a string": 'allow := {"allowed": false, "body": 1}',
+    "bad query_parameters_to_set": 'allow := {"allowed": true, "query_parameters_to_set": {"a": 1}}',
+}
+
+
+@pytest.mark.parametrize("rule", ERRORING.values(), ids=ERRORING.keys())
+async def test_a_decision_that_errors_is_a_grpc_error_not_a_check_response(policy_config, policy_server_factory,
+                                                                           rule):
+    running = await policy_server_factory(policy_config(opa_config(inline(
+        f"package envoy.authz\nimport rego.v1\n{rule}\n"))))
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await authz(running, "unix").Check(check_request())
+    assert caught.value.code() == grpc.StatusCode.INTERNAL
+    assert "OPA:" in caught.value.details()
+
+
+async def test_fail_mode_open_allows_an_erroring_decision(policy_config, policy_server_factory):
+    params = inline("package envoy.authz\nimport rego.v1\nallow if input.nope") + "\nfailMode: OPEN"
+    running = await policy_server_factory(policy_config(opa_config(params)))
+    response = await authz(running, "tcp").Check(check_request())
+    assert response.status.code == Code.OK
+
+
+async def test_a_denial_without_body_sends_an_empty_body_and_403(policy_config, policy_server_factory):
+    policy = """
+        package envoy.authz
+        import rego.v1
+        default allow := false
+        decision := {"allowed": false, "dynamic_metadata": {"reason": "no", "n": 1}} if input.parsed_path[0] == "o"
+    """
+    running = await policy_server_factory(policy_config(opa_config(inline(policy))))
+    stub = authz(running, "tcp")
+    denied = await stub.Check(check_request())
+    assert denied.status.code == Code.PERMISSION_DENIED
+    assert (denied.denied_response.status.code, denied.denied_response.body) == (403, "")
+    object_running = await policy_server_factory(policy_config(opa_config(
+        inline(policy) + "\ndecision: envoy/authz/decision")))
+    object_denied = await authz(object_running, "tcp").Check(check_request(path="/o"))
+    assert (object_denied.denied_response.status.code, object_denied.denied_response.body) == (403, "")
+    fields = object_denied.dynamic_metadata.fields
+    assert fields["reason"].string_value == "no" and fields["n"].number_value == 1
+    assert fields["decision_id"].string_value
+
+
+def _leaves(tree, prefix=""):
+    if isinstance(tree, dict):
+        for key, value in tree.items():
+            yield from _leaves(value, f"{prefix}.{key}" if prefix else key)
+    else:
+        yield prefix, tree
+
+
+async def test_input_attributes_agree_with_protobufs_json_mapping(policy_config, policy_service_factory):
+    """Every attribute the adapter puts in input.attributes is what protobuf's own JSON mapping
+    (json_format, as Go's protojson, OPA-Envoy's encoder) gives for the CheckRequest; the ones the
+    template cannot carry are exactly the documented few."""
+    from google.protobuf import json_format
+
     from adapters.opa._input import build_input
-    from policy.servers.envoy_input import envoy_input
     from policy.servers.ext_authz import request_bag
 
     service = await policy_service_factory(policy_config(opa_config(inline(
@@ -200,18 +268,61 @@ async def test_input_from_the_instance_matches_the_transports_document(policy_co
     request = check_request(method="POST", path="/people/a%20b?lang=en&id=1&id=2", body=body,
                             headers={"content-type": "application/json", "x-user": "ann"},
                             source_principal="spiffe://cluster.local/ns/shop/sa/web", sni="books.shop",
-                            context_extensions={"route": "r1"})
+                            context_extensions={"route": "r1"}, destination_labels={"app": "books"},
+                            source_labels={"app": "web"})
     instance = service.snapshot.instances["request"].build(request_bag(request))
-    ours, theirs = build_input(instance), envoy_input(request)
-    for member in ("parsed_path", "parsed_query", "parsed_body", "truncated_body", "version"):
-        assert ours[member] == theirs[member], member
-    http_ours, http_theirs = ours["attributes"]["request"]["http"], theirs["attributes"]["request"]["http"]
-    for field in ("method", "path", "host", "scheme", "body", "headers"):
-        assert http_ours[field] == http_theirs[field], field
-    assert ours["attributes"]["destination"]["address"] == theirs["attributes"]["destination"]["address"]
-    # The peer port differs per connection, so requestcontext leaves it out unless an instance asks for it.
-    theirs_source = theirs["attributes"]["source"]["address"]["socketAddress"]
-    assert ours["attributes"]["source"]["address"]["socketAddress"] == {"address": theirs_source["address"]}
-    assert ours["attributes"]["source"]["principal"] == theirs["attributes"]["source"]["principal"]
-    assert ours["attributes"]["contextExtensions"] == theirs["attributes"]["contextExtensions"]
-    assert ours["attributes"]["tlsSession"] == theirs["attributes"]["tlsSession"]
+    ours = build_input(instance)
+    theirs = json_format.MessageToDict(request)
+    our_leaves, their_leaves = dict(_leaves(ours["attributes"])), dict(_leaves(theirs["attributes"]))
+    assert our_leaves.items() <= their_leaves.items()
+    # Per-request values requestcontext leaves out unless an instance sets them (they would make every
+    # decision a cache miss), and what it has no field for:
+    assert set(their_leaves) - set(our_leaves) == {
+        "source.address.socketAddress.portValue", "request.http.id", "request.http.size", "request.time",
+        "request.http.protocol"}
+    assert ours["parsed_path"] == ["people", "a b"]
+    assert ours["parsed_query"] == {"lang": ["en"], "id": ["1", "2"]}
+    assert ours["parsed_body"] == {"firstname": "Charlie", "tags": ["a", "b"]}
+    assert ours["source_principal"] == "spiffe://cluster.local/ns/shop/sa/web"
+
+
+VERBATIM_CONFIG = """
+handlers:
+  - name: opa
+    adapter: opa
+    params:
+      policies:
+        - |
+          package envoy.authz
+          default allow := false
+          allow if {
+            input.attributes.request.http.protocol == "HTTP/1.1"
+            input.attributes.request.time == "2025-11-24T16:00:00Z"
+            input.attributes.metadataContext.filterMetadata["envoy.filters.http.jwt_authn"]["https://issuer.example"].sub == "ann"
+            input.attributes.source.address.socketAddress.portValue == 43210
+            input.parsed_path == ["people"]
+          }
+instances:
+  - {name: request, template: requestcontext, params: {envoy_attributes: envoy.attributes}}
+rules:
+  - name: opa
+    actions: [{handler: opa, instances: [request]}]
+"""
+
+
+async def test_an_instance_can_hand_over_envoys_attributes_verbatim(policy_config, policy_server_factory):
+    """With envoy_attributes: envoy.attributes, input.attributes is protobuf's JSON mapping of the
+    request's AttributeContext, exactly OPA-Envoy's (protocol as sent, time, metadataContext ...)."""
+    from google.protobuf import json_format
+
+    from adapters.opa._input import build_input
+    from policy.servers.ext_authz import request_bag
+
+    running = await policy_server_factory(policy_config(VERBATIM_CONFIG))
+    request = check_request(path="/people", jwt={"iss": "i", "sub": "ann"})
+    response = await authz(running, "tcp").Check(request)
+    assert response.status.code == Code.OK
+    other = await authz(running, "tcp").Check(check_request(path="/people", jwt={"iss": "i", "sub": "bob"}))
+    assert other.status.code == Code.PERMISSION_DENIED
+    instance = running.service.snapshot.instances["request"].build(request_bag(request))
+    assert build_input(instance)["attributes"] == json_format.MessageToDict(request)["attributes"]

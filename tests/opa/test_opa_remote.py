@@ -17,7 +17,7 @@ package envoy.authz
 import rego.v1
 default allow := false
 allow if input.attributes.request.http.method == "GET"
-result := {"allowed": allow, "headers": {"x-checked-by": "remote-opa"}, "http_status": 418} if not allow
+result := {"allowed": allow, "headers": {"x-checked-by": "remote-opa"}, "http_status": 409} if not allow
 result := {"allowed": allow, "headers": {"x-checked-by": "remote-opa"}} if allow
 """
 
@@ -40,7 +40,7 @@ async def test_server_up_boolean_and_object_decisions(data_api, opa_service):
     allowed = await objects.check(req("GET"))
     assert allowed.allowed and [(h.name, h.value) for h in allowed.request_headers] == [("x-checked-by", "remote-opa")]
     refused = await objects.check(req("DELETE"))
-    assert refused.http_status == 418
+    assert refused.http_status == 409
     assert (await objects.check(req("GET"))).cache_hit  # opted in: the server is not asked again
     assert len(api.requests) == 4
 
