@@ -48,7 +48,7 @@ from typing import Any
 from adapters._quota.core import LimiterUnavailable
 from adapters._quota.handler import QuotaCalls, RateLimitAnswer, RateLimitCounter
 from adapters._quota.memory import MemoryLimiter
-from adapters._quota.params import Algorithm, QuotaParams, QuotaTable, validate_quotas
+from adapters._quota.params import Algorithm, QuotaParams, QuotaTable, mixer_ticks, validate_quotas
 from policy import (
     Adapter,
     AdapterError,
@@ -78,7 +78,8 @@ class MemQuotaHandler(Handler):
     """Counts quotas in memory."""
 
     def __init__(self, params: MemQuotaParams, context: BuildContext) -> None:
-        self.calls = QuotaCalls(context.handler, QuotaTable(params.quotas, Algorithm.ROLLING_WINDOW))
+        self.calls = QuotaCalls(context.handler, QuotaTable(params.quotas, Algorithm.ROLLING_WINDOW, mixer_ticks,
+                                                              override_window_required=True, aligned_fixed=True))
         clock = context.clock
         self.limiter = MemoryLimiter(clock.now, clock.monotonic,
                                      params.min_deduplication_duration.total_seconds(), params.max_counters)
@@ -91,7 +92,7 @@ class MemQuotaHandler(Handler):
         hit = self.calls.cached(instance, args)
         if hit is not None and args.amount > 0 and not args.deduplication_id:
             cid, limit = hit
-            if limit.algorithm is Algorithm.FIXED_WINDOW and limit.window > 0:  # the hot path, inline
+            if limit.algorithm is Algorithm.ALIGNED_FIXED_WINDOW and limit.window > 0:  # the hot path, inline
                 try:
                     granted, remaining, reset = self.limiter.fixed(cid, args.amount, limit.max_amount,
                                                                    limit.window, args.best_effort)

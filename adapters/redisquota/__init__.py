@@ -9,12 +9,17 @@ What it does
 
 Params (Mixer's, plus a few of ours)
     ``quotas[]``                 as Mixer's: ``name``, ``maxAmount``, ``validDuration``,
-                                 ``rateLimitAlgorithm`` (FIXED_WINDOW, the default, aligned to
-                                 the clock; or ROLLING_WINDOW), ``bucketDuration`` (rolling
+                                 ``rateLimitAlgorithm`` (FIXED_WINDOW, the default, Mixer's:
+                                 the window starts at its first charge and lasts
+                                 ``validDuration``; ROLLING_WINDOW; or ours,
+                                 ALIGNED_FIXED_WINDOW, aligned to the clock as
+                                 envoyproxy/ratelimit's units), ``bucketDuration`` (rolling
                                  granularity, default a tenth of the window), ``overrides[]``
-                                 (first match wins). ``validDuration: 0`` is allocation mode
-                                 (no window, a negative amount releases; the counter expires
-                                 after ``allocationIdleTimeout`` without changes).
+                                 (first match wins; each needs dimensions, as in Mixer; ours:
+                                 an own ``validDuration``). ``validDuration: 0`` is allocation
+                                 mode (ours: no window; the counter expires after
+                                 ``allocationIdleTimeout`` without changes). A negative amount
+                                 releases (in a window, the newest grants first).
     ``redisServerUrl``           ``host:port`` (Mixer's form), ``redis://[user:pass@]host:port[/db]``,
                                  ``rediss://...`` (TLS) or ``unix:///path/to/redis.sock``.
     ``connectionPoolSize``       connections per Redis server (default 10); calls beyond
@@ -197,7 +202,7 @@ class RedisQuotaHandler(Handler):
                     if status is None:
                         status = self._exhausted[limit] = Status(
                             Code.RESOURCE_EXHAUSTED, f"quota exhausted: {limit} of {limit} in use")
-                    return QuotaResult(0, left, status, remaining=0, limit=limit)
+                    return QuotaResult(0, 0.0, status, remaining=0, limit=limit)  # Mixer: denials get 0
         counter = self.calls.counter(instance, args)
         if isinstance(counter, QuotaResult):
             return counter
@@ -251,7 +256,7 @@ class RedisQuotaAdapter(Adapter):
     @classmethod
     def validate(cls, params: RedisQuotaParams) -> Iterator[FieldError]:
         """Check quotas, the URL, the pool size and the durations."""
-        yield from validate_quotas(params.quotas, Algorithm.FIXED_WINDOW)
+        yield from validate_quotas(params.quotas, Algorithm.FIXED_WINDOW, empty_override_matches_all=False)
         yield from _url_errors(params)
         if params.connection_pool_size <= 0:
             yield FieldError("connectionPoolSize", f"must be positive, got {params.connection_pool_size}")
