@@ -80,7 +80,9 @@ def _header_operations(rules: Sequence[Rule], bag: Any, response: bool) -> list[
                     value = expr.evaluate(bag)
                 except Exception:
                     continue
-                values.append(value if isinstance(value, str) else str(value))
+                text = value if isinstance(value, str) else str(value)
+                if text:  # Mixer skips a header value that evaluates to ""
+                    values.append(text)
             if builder.operation is HeaderOperationKind.REMOVE:
                 ops.append(HeaderOperation(builder.name, "", HeaderOperationKind.REMOVE))
             elif values:
