@@ -135,6 +135,15 @@ def validate_quotas(quotas: Sequence[QuotaParams], default: Algorithm,
                                           quota.bucket_duration.total_seconds())  # type: ignore[union-attr]
 
 
+def quota_limit_errors(quotas: Sequence[QuotaParams], instances: Mapping[str, str]) -> Iterator[FieldError]:
+    """Errors for routed quota instances that no quota of ``quotas`` limits (Mixer's build error)."""
+    table = QuotaTable(quotas, Algorithm.FIXED_WINDOW)
+    for name, template in sorted(instances.items()):
+        if template == "quota" and not table.knows(name):
+            known = ", ".join(q.name for q in quotas) or "none"
+            yield FieldError("quotas", f"no limit is defined for quota instance {name} (quotas: {known})")
+
+
 def _matches(wanted: Mapping[str, str], dimensions: Mapping[str, Any]) -> bool:
     for key, value in wanted.items():
         if key not in dimensions or dimension_text(dimensions[key]) != value:

@@ -41,14 +41,21 @@ Limits
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from adapters._quota.core import LimiterUnavailable
 from adapters._quota.handler import QuotaCalls, RateLimitAnswer, RateLimitCounter
 from adapters._quota.memory import MemoryLimiter
-from adapters._quota.params import Algorithm, QuotaParams, QuotaTable, mixer_ticks, validate_quotas
+from adapters._quota.params import (
+    Algorithm,
+    QuotaParams,
+    QuotaTable,
+    mixer_ticks,
+    quota_limit_errors,
+    validate_quotas,
+)
 from policy import (
     Adapter,
     AdapterError,
@@ -149,6 +156,11 @@ class MemQuotaAdapter(Adapter):
             yield FieldError("minDeduplicationDuration", "must be > 0")
         if params.max_counters <= 0:
             yield FieldError("maxCounters", f"must be positive, got {params.max_counters}")
+
+    @classmethod
+    def validate_instances(cls, params: Any, instances: Mapping[str, str]) -> Iterator[FieldError]:
+        """Every quota instance routed here needs a limit in ``quotas`` (Mixer refused the handler)."""
+        yield from quota_limit_errors(params.quotas, instances)
 
     @classmethod
     def build(cls, params: MemQuotaParams, context: BuildContext) -> Handler:

@@ -61,14 +61,14 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 from adapters._quota.core import LimiterUnavailable
 from adapters._quota.handler import QuotaCalls, RateLimitAnswer, RateLimitCounter
-from adapters._quota.params import Algorithm, QuotaParams, QuotaTable, validate_quotas
+from adapters._quota.params import Algorithm, QuotaParams, QuotaTable, quota_limit_errors, validate_quotas
 from adapters._quota.redis_limiter import RedisLimiter
 from policy import (
     Adapter,
@@ -267,6 +267,11 @@ class RedisQuotaAdapter(Adapter):
                 yield FieldError(name, "must be > 0")
         if "{" in params.key_prefix or "}" in params.key_prefix:
             yield FieldError("keyPrefix", "must not contain braces (they would change the hash tag)")
+
+    @classmethod
+    def validate_instances(cls, params: Any, instances: Mapping[str, str]) -> Iterator[FieldError]:
+        """Every quota instance routed here needs a limit in ``quotas`` (Mixer refused the handler)."""
+        yield from quota_limit_errors(params.quotas, instances)
 
     @classmethod
     def build(cls, params: RedisQuotaParams, context: BuildContext) -> Handler:

@@ -60,6 +60,7 @@ def validate(state: ParseState, host: PluginHost, sources: list[str]) -> ConfigM
             _unique(rule_names, rule, "rule", reporter)
         _check_rule(rule, handlers, instances, state, host)
     _warn_volatile_checks(state.rules, reporter)
+    _check_routed_instances(state.rules, reporter)
     _check_references(state, handlers, reporter)
     used = {a.handler for r in state.rules for a in r.actions if a.handler is not None}
     pending = list(used)
@@ -84,6 +85,34 @@ def validate(state: ParseState, host: PluginHost, sources: list[str]) -> ConfigM
         warnings=list(reporter.warnings),
         sources=sources,
     )
+
+
+def _check_routed_instances(rules: list[RuleSpec], reporter: Reporter) -> None:
+    """Let each adapter check the instances rules route to its handler (``Adapter.validate_instances``)."""
+    routed: dict[int, tuple[HandlerSpec, dict[str, str], dict[str, str]]] = {}
+    for rule in rules:
+        for action in rule.actions:
+            handler = action.handler
+            if handler is None or not handler.valid or handler.adapter is None:
+                continue
+            _, names, by_rule = routed.setdefault(id(handler), (handler, {}, {}))
+            for instance in action.instances:
+                if instance.template is not None:
+                    names[instance.display] = instance.template.name
+                    by_rule.setdefault(instance.display, rule.display)
+    for handler, names, by_rule in routed.values():
+        adapter = handler.adapter
+        assert adapter is not None
+        try:
+            problems = list(adapter.validate_instances(handler.params, names) or ())
+        except Exception as exc:  # the adapter's bug, reported as a config error
+            reporter.error(handler.params_at, f"adapter {adapter.name!r}: validate_instances() raised"
+                                              f" {type(exc).__name__}: {exc}")
+            continue
+        for problem in problems:
+            rules_named = sorted({by_rule[n] for n in names if n in problem.message})
+            via = f" (routed here by rule {', '.join(rules_named)})" if rules_named else ""
+            reporter.error(handler.params_at.at(problem.field), f"{problem.message}{via}")
 
 
 def _check_references(state: ParseState, handlers: Index[HandlerSpec], reporter: Reporter) -> None:
