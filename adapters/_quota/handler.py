@@ -73,6 +73,8 @@ class QuotaCalls:
         if counter.amount <= 0 or allocation.granted > 0:
             if counter.window == 0 or counter.amount < 0:
                 valid = 0.0  # Mixer: no valid duration for allocation mode and for releases
+            elif allocation.deduplicated:
+                valid = allocation.reset  # a replay: what is left of the first grant's validity
             elif counter.algorithm is Algorithm.ROLLING_WINDOW:
                 valid = counter.window  # a grant stays counted for a whole window
             else:

@@ -81,10 +81,15 @@ for i = 1, n do
 end
 
 if dedup_ttl > 0 then
+  -- "granted:kept_until:valid_until" (ms, the script's clock): a retried call within kept_until is
+  -- answered the first call's grant, valid until the first grant's validity ends (Mixer's redisquota).
   local previous = redis.call('GET', KEYS[n + 1])
   if previous then
-    local max = tonumber(ARGV[6])
-    return {tonumber(previous), math.max(0, max - used[1]), resets[1], 1, 1}
+    local g, kept, valid = string.match(previous, '^(-?%d+):(%d+):(%d+)$')
+    if g and now < tonumber(kept) then
+      local max = tonumber(ARGV[6])
+      return {tonumber(g), math.max(0, max - used[1]), math.max(0, tonumber(valid) - now), 1, 1}
+    end
   end
 end
 
@@ -152,7 +157,11 @@ for i = 1, n do
   out[#out + 1] = fits[i]
 end
 if dedup_ttl > 0 and grants[1] ~= 0 then
-  redis.call('SET', KEYS[n + 1], math.abs(grants[1]), 'PX', math.max(dedup_ttl, resets[1]))
+  local valid = resets[1]
+  if tonumber(ARGV[5]) == 1 then valid = tonumber(ARGV[7]) end
+  if grants[1] < 0 or tonumber(ARGV[5]) == 2 then valid = 0 end
+  local keep = math.max(dedup_ttl, valid)
+  redis.call('SET', KEYS[n + 1], math.abs(grants[1]) .. ':' .. (now + keep) .. ':' .. (now + valid), 'PX', keep)
 end
 out[#out + 1] = 0
 return out

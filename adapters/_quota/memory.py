@@ -86,8 +86,8 @@ class MemoryLimiter:
         self._fixed: dict[str, list[Any]] = {}      # id -> [window index, used, window end]
         self._rolling: dict[str, _Rolling] = {}
         self._cells: dict[str, int] = {}            # allocation mode: id -> in use
-        self._recent: dict[tuple[str, str], tuple[int, bool]] = {}
-        self._old: dict[tuple[str, str], tuple[int, bool]] = {}
+        self._recent: dict[tuple[str, str], tuple[int, bool, float]] = {}
+        self._old: dict[tuple[str, str], tuple[int, bool, float]] = {}
         self._swapped = monotonic()
         self._swept = monotonic()
 
@@ -172,7 +172,9 @@ class MemoryLimiter:
                 previous = self._recent.get(key, self._old.get(key))
                 if previous is not None:
                     state = self._state(counters[0], now, 0)
-                    return [Allocation(previous[0], state[1], state[2], previous[1], deduplicated=True)]
+                    # A replay's reset is what is left of the first answer's validity (Mixer's dedupState.exp).
+                    return [Allocation(previous[0], state[1], max(0.0, previous[2] - now), previous[1],
+                                       deduplicated=True)]
             if any(c.amount < 0 for c in counters):
                 independent = True  # releases free what is in use, each on its own
             single = independent or len(counters) == 1
@@ -196,7 +198,14 @@ class MemoryLimiter:
             if dedup_id and len(counters) == 1:
                 # Every answer is remembered, releases and denials too, as Mixer's memquota did:
                 # a retried release must not free capacity twice.
-                self._recent[(counters[0].id, dedup_id)] = (out[0].granted, out[0].fits)
+                counter = counters[0]
+                if counter.amount <= 0 or out[0].granted == 0 or counter.window == 0:
+                    valid_until = now  # nothing granted to keep valid (Mixer: no expiration)
+                elif counter.algorithm is Algorithm.ROLLING_WINDOW:
+                    valid_until = now + counter.window
+                else:
+                    valid_until = now + out[0].reset
+                self._recent[(counter.id, dedup_id)] = (out[0].granted, out[0].fits, valid_until)
             return out
 
     def _state(self, counter: Counter, now: float, amount: int, best_effort: bool = False) -> tuple[int, int, float]:
