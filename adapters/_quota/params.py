@@ -62,7 +62,7 @@ class QuotaParams:
     """One quota's limit: how much, over which window, counted how."""
 
     name: str = param(doc="The quota instance name (as rules and requests refer to it).")
-    max_amount: int = param(doc="The most that may be allocated in a window (or in total, in allocation mode).")
+    max_amount: int = param(0, doc="The most that may be allocated in a window (or in total, in allocation mode).")
     valid_duration: dt.timedelta = param(
         dt.timedelta(0), doc="The window; 0 means allocation mode (no window; a negative amount releases).")
     bucket_duration: dt.timedelta | None = param(
@@ -83,7 +83,10 @@ class Limit:
     override: int  # index of the override that matched, -1 for the quota's own limit
 
 
-def _bucket_errors(at: str, what: str, window: float, bucket: float) -> Iterator[FieldError]:
+def _bucket_errors(at: str, what: str, window: float, bucket: float, shorter: bool) -> Iterator[FieldError]:
+    if shorter and bucket >= window:  # Mixer's redisquota: the window must be longer than a bucket
+        yield FieldError(at, f"must be shorter than {what} ({window:g}s), got {bucket:g}s")
+        return
     if bucket < 0.001 or bucket > window:
         yield FieldError(at, f"must be between 1ms and {what} ({window:g}s), got {bucket:g}s")
         return
@@ -95,11 +98,11 @@ def _bucket_errors(at: str, what: str, window: float, bucket: float) -> Iterator
 
 
 def validate_quotas(quotas: Sequence[QuotaParams], default: Algorithm,
-                    empty_override_matches_all: bool = True) -> Iterator[FieldError]:
+                    redis_rules: bool = False) -> Iterator[FieldError]:
     """Yield field-scoped errors for quota definitions (names, amounts, windows, buckets).
 
-    :param empty_override_matches_all: True for memquota (an override without dimensions
-        matches every call, as in Mixer); False for redisquota, which Mixer rejected.
+    :param redis_rules: also what Mixer's redisquota rejected (memquota accepted it): an
+        override without dimensions or with a maxAmount of 0, a bucket as long as the window.
     """
     seen: set[str] = set()
     for i, quota in enumerate(quotas):
@@ -118,12 +121,14 @@ def validate_quotas(quotas: Sequence[QuotaParams], default: Algorithm,
         explicit_bucket = quota.bucket_duration is not None and algorithm is Algorithm.ROLLING_WINDOW
         if explicit_bucket and window > 0:
             yield from _bucket_errors(f"{at}.bucketDuration", "validDuration", window,
-                                      quota.bucket_duration.total_seconds())  # type: ignore[union-attr]
+                                      quota.bucket_duration.total_seconds(),  # type: ignore[union-attr]
+                                      redis_rules)
         for j, override in enumerate(quota.overrides):
             o_at = f"{at}.overrides[{j}]"
-            if override.max_amount < 0:
-                yield FieldError(f"{o_at}.maxAmount", f"must not be negative, got {override.max_amount}")
-            if not override.dimensions and not empty_override_matches_all:
+            if override.max_amount < 0 or (redis_rules and override.max_amount == 0):
+                yield FieldError(f"{o_at}.maxAmount", f"must be {'> 0' if redis_rules else '>= 0'},"
+                                                      f" got {override.max_amount}")
+            if not override.dimensions and redis_rules:
                 yield FieldError(f"{o_at}.dimensions", "must name at least one dimension")
             if override.valid_duration is None:
                 continue
@@ -132,7 +137,8 @@ def validate_quotas(quotas: Sequence[QuotaParams], default: Algorithm,
                 yield FieldError(f"{o_at}.validDuration", f"must be 0 (allocation mode) or at least 1ms, got {o_window}s")
             elif explicit_bucket and o_window > 0:
                 yield from _bucket_errors(f"{at}.bucketDuration", f"overrides[{j}].validDuration", o_window,
-                                          quota.bucket_duration.total_seconds())  # type: ignore[union-attr]
+                                          quota.bucket_duration.total_seconds(),  # type: ignore[union-attr]
+                                          redis_rules)
 
 
 def quota_limit_errors(quotas: Sequence[QuotaParams], instances: Mapping[str, str]) -> Iterator[FieldError]:

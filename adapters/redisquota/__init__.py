@@ -22,7 +22,7 @@ Params (Mixer's, plus a few of ours)
                                  releases (in a window, the newest grants first).
     ``redisServerUrl``           ``host:port`` (Mixer's form), ``redis://[user:pass@]host:port[/db]``,
                                  ``rediss://...`` (TLS) or ``unix:///path/to/redis.sock``.
-    ``connectionPoolSize``       connections per Redis server (default 10); calls beyond
+    ``connectionPoolSize``       connections per Redis server (default and 0: 10); calls beyond
                                  wait for a free one (within ``timeout``).
     ``cluster``                  the URL is a seed node of a Redis Cluster (default false).
     ``failMode``                 when Redis cannot answer: ``CLOSED`` (default) denies with
@@ -85,6 +85,7 @@ from policy import (
 )
 
 SCHEMES = ("redis", "rediss", "unix")
+DEFAULT_POOL_SIZE = 10
 
 
 class RedisFailMode(enum.Enum):
@@ -101,7 +102,7 @@ class RedisQuotaParams:
     redis_server_url: str = param(doc="host:port, redis://, rediss:// or unix:// URL of Redis (a seed node "
                                       "when cluster is true).")
     quotas: list[QuotaParams] = param(default_factory=list, doc="The quotas this handler counts.")
-    connection_pool_size: int = param(10, doc="Connections per Redis server.")
+    connection_pool_size: int = param(DEFAULT_POOL_SIZE, doc="Connections per Redis server (0: the default, 10).")
     cluster: bool = param(False, doc="Redis is a Redis Cluster.")
     fail_mode: RedisFailMode = param(RedisFailMode.CLOSED, doc="OPEN grants, CLOSED denies (UNAVAILABLE) when "
                                                                  "Redis cannot answer.")
@@ -155,9 +156,9 @@ def make_client(params: RedisQuotaParams) -> Any:
     if params.cluster:
         return aioredis.RedisCluster.from_url(
             url, socket_timeout=timeout, socket_connect_timeout=timeout,
-            max_connections=max(params.connection_pool_size, 1) * 64)
+            max_connections=(params.connection_pool_size or DEFAULT_POOL_SIZE) * 64)
     pool = aioredis.BlockingConnectionPool.from_url(
-        url, max_connections=params.connection_pool_size, timeout=timeout,
+        url, max_connections=params.connection_pool_size or DEFAULT_POOL_SIZE, timeout=timeout,
         socket_timeout=timeout, socket_connect_timeout=timeout)
     return aioredis.Redis(connection_pool=pool)
 
@@ -256,10 +257,10 @@ class RedisQuotaAdapter(Adapter):
     @classmethod
     def validate(cls, params: RedisQuotaParams) -> Iterator[FieldError]:
         """Check quotas, the URL, the pool size and the durations."""
-        yield from validate_quotas(params.quotas, Algorithm.FIXED_WINDOW, empty_override_matches_all=False)
+        yield from validate_quotas(params.quotas, Algorithm.FIXED_WINDOW, redis_rules=True)
         yield from _url_errors(params)
-        if params.connection_pool_size <= 0:
-            yield FieldError("connectionPoolSize", f"must be positive, got {params.connection_pool_size}")
+        if params.connection_pool_size < 0:  # 0: the default size, as in Mixer
+            yield FieldError("connectionPoolSize", f"must be >= 0, got {params.connection_pool_size}")
         for name, value in (("timeout", params.timeout), ("retryInterval", params.retry_interval),
                             ("minDeduplicationDuration", params.min_deduplication_duration),
                             ("allocationIdleTimeout", params.allocation_idle_timeout)):

@@ -206,7 +206,7 @@ async def test_unix_socket_and_mixer_host_port_urls(build, tmp_path, unique):
     ({"redisServerUrl": "http://localhost:6379"}, "redisServerUrl"),
     ({"redisServerUrl": "localhost"}, "redisServerUrl"),
     ({"redisServerUrl": "unix:///tmp/r.sock", "cluster": True}, "cluster"),
-    ({"redisServerUrl": "localhost:6379", "connectionPoolSize": 0}, "connectionPoolSize"),
+    ({"redisServerUrl": "localhost:6379", "connectionPoolSize": -1}, "connectionPoolSize"),
     ({"redisServerUrl": "localhost:6379", "keyPrefix": "a{b"}, "keyPrefix"),
     ({"redisServerUrl": "localhost:6379", "quotas": [{"name": "q", "maxAmount": 1, "validDuration": "1s",
                                                       "rateLimitAlgorithm": "ROLLING_WINDOW",
