@@ -169,8 +169,11 @@ class Dispatcher:
             settings.default_valid_duration,
             settings.default_valid_use_count,
         )
-        request_headers = _header_operations(matched, recording, response=False)
-        response_headers = _header_operations(matched, recording, response=True)
+        if status.ok:
+            request_headers = _header_operations(matched, recording, response=False)
+            response_headers = _header_operations(matched, recording, response=True)
+        else:  # Mixer applies the rules' header operations only to an allowed request
+            request_headers, response_headers = [], []
         metadata: dict[str, Any] = {}
         for call in calls:
             request_headers.extend(call.result.request_headers)
