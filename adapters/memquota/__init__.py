@@ -7,22 +7,25 @@ What it does
 
 Params (Mixer's, plus a few of ours)
     ``quotas[]``                 ``name``, ``maxAmount``, ``validDuration`` (0 = allocation mode:
-                                 no window, a negative amount releases), ``overrides[]``
-                                 (``dimensions`` + ``maxAmount``; first match wins),
+                                 no window), ``overrides[]`` (``dimensions`` + ``maxAmount`` +
+                                 their own ``validDuration``, none = no window, as in Mixer;
+                                 first match wins; no dimensions matches every call),
                                  ``rateLimitAlgorithm`` (ROLLING_WINDOW, the default, or
-                                 FIXED_WINDOW aligned to the clock) and ``bucketDuration``
-                                 (rolling granularity; default a tenth of the window, any
-                                 duration from 1ms that divides the window: no rounding to
-                                 whole seconds).
+                                 FIXED_WINDOW / ALIGNED_FIXED_WINDOW, both aligned to the
+                                 clock: ours) and ``bucketDuration`` (rolling granularity;
+                                 default Mixer's 100 ms tick, or finer so it divides the
+                                 window; any duration from 1ms that divides the window).
     ``minDeduplicationDuration`` how long a deduplication id is remembered at least
                                  (default 1s; kept at most twice that).
     ``maxCounters``              the most counters kept at once (default 100000).
 
 Semantics
     ``best_effort`` grants what is left; a call that does not fit is not charged
-    (``RESOURCE_EXHAUSTED``, with the seconds until capacity frees as valid
-    duration); a retried call with the same deduplication id answers the first
-    call's grant without charging again. Rate-limit service counters are
+    (``RESOURCE_EXHAUSTED``, valid duration 0, as Mixer); a negative amount releases
+    (in a window, the newest grants first); a retried call with the same
+    deduplication id (a grant, a denial or a release) answers the first call's
+    answer without charging again. A quota instance routed here without a limit
+    in ``quotas`` is a config error. Rate-limit service counters are
     clock-aligned fixed windows.
 
 Fail mode
