@@ -37,7 +37,9 @@ Cacheability
 
 Limits
     Counters live in one process: several sidecar processes each count their own
-    (use ``redisquota`` to share). A restart forgets every counter. Thread- and
+    (use ``redisquota`` to share). A restart forgets every counter. A rolling window
+    keeps one entry per bucket that saw a charge (Mixer kept one slot per 100 ms tick
+    of the window for every counter): memory grows with the traffic of a window. Thread- and
     task-safe; calls take a lock for microseconds and never block on I/O.
 """
 
