@@ -18,7 +18,9 @@ Params (defaults are Mixer's, from ``mixer/adapter/metadata``'s listchecker entr
                          refresh; default ``300s``, at least ``refreshInterval``.
     ``cachingInterval``  how long an answer may be cached; default ``300s``.
     ``cachingUseCount``  how many requests may reuse a cached answer; default ``10000``.
-    ``overrides``        entries always in the list, whatever the provider says.
+    ``overrides``        entries always in the list, whatever the provider says (an
+                         empty string entry is skipped, as in Mixer; an empty REGEX
+                         entry is refused: it would match everything).
     ``entryType``        ``STRINGS`` (default), ``CASE_INSENSITIVE_STRINGS``,
                          ``IP_ADDRESSES`` (IPv4/IPv6 addresses and CIDRs) or ``REGEX``.
     ``blacklist``        false (default): a whitelist; true: a blacklist.

@@ -136,6 +136,9 @@ def test_empty_string_is_an_ordinary_value(build):
     assert result.status.code is Code.PERMISSION_DENIED
     assert result.status.message == " is not whitelisted"
     assert build(ListChecker, {"overrides": ["a"], "blacklist": True}).check(entry("")).status.code is Code.OK
+    # stringList.go skips an empty override: it is accepted and never lists ""
+    assert build(ListChecker, {"overrides": ["", "a"]}).check(entry("")).status.code is Code.PERMISSION_DENIED
+    assert build(ListChecker, {"overrides": ["", "a"], "blacklist": True}).check(entry("")).status.code is Code.OK
 
 
 # --- providers ----------------------------------------------------------------------
