@@ -239,9 +239,12 @@ def _check_rule(rule: RuleSpec, handlers: Index[HandlerSpec], instances: Index[I
                                            f" (it supports: {', '.join(handler.adapter.templates)})")
                     continue
             action.instances.append(instance)
+    # Mixer's routing builder refused a header value that is not of type string; the compact
+    # form (ours) converts any value to text.
+    header_type = ValueType.STRING if rule.form == MIXER else None
     for op in [*rule.request_ops, *rule.response_ops]:
         for text, at in op.values:
-            compiled = compile_text(text, at, vocabulary, reporter)
+            compiled = compile_text(text, at, vocabulary, reporter, header_type)
             if compiled is not None:
                 op.compiled.append(compiled)
 

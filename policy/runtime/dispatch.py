@@ -71,22 +71,24 @@ def _call_check(entry: HandlerEntry, instance: Any, observer: Any = None) -> Che
 
 
 def _header_operations(rules: Sequence[Rule], bag: Any, response: bool) -> list[HeaderOperation]:
+    """The rules' header operations, as Mixer's dispatcher built them: one per value, in order.
+
+    A value that cannot be evaluated or evaluates to ``""`` is skipped (with its operation).
+    """
     ops: list[HeaderOperation] = []
     for rule in rules:
         for builder in rule.response_header_operations if response else rule.request_header_operations:
-            values = []
+            if builder.operation is HeaderOperationKind.REMOVE:
+                ops.append(HeaderOperation(builder.name, "", HeaderOperationKind.REMOVE))
+                continue
             for expr in builder.values:
                 try:
                     value = expr.evaluate(bag)
                 except Exception:
                     continue
                 text = value if isinstance(value, str) else str(value)
-                if text:  # Mixer skips a header value that evaluates to ""
-                    values.append(text)
-            if builder.operation is HeaderOperationKind.REMOVE:
-                ops.append(HeaderOperation(builder.name, "", HeaderOperationKind.REMOVE))
-            elif values:
-                ops.append(HeaderOperation(builder.name, ",".join(values), builder.operation))
+                if text:
+                    ops.append(HeaderOperation(builder.name, text, builder.operation))
     return ops
 
 

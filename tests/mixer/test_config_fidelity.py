@@ -225,3 +225,31 @@ spec:
     assert [(h.name, h.value) for h in allowed.request_headers] == [("x-fixed", "on")]
     named = await dispatcher.check(AttributeBag({"request.path": "/", "request.headers": {"x-user": "al"}}))
     assert [(h.name, h.value) for h in named.request_headers] == [("x-user", "al"), ("x-fixed", "on")]
+
+
+def test_a_header_value_of_another_type_than_string_is_refused(parse_mixer):
+    """routing/builder.go: 'header operation value expression is not of string type'."""
+    with pytest.raises(ConfigError) as info:
+        parse_mixer(f"""
+{API}
+kind: rule
+metadata: {{name: h, namespace: istio-system}}
+spec:
+  requestHeaderOperations: [{{name: x-size, values: [request.size]}}]
+""")
+    assert [(i.document, i.field) for i in info.value.issues] == [
+        ("rule/h.istio-system", "spec.requestHeaderOperations[0].values[0]")]
+    assert "expected STRING" in info.value.issues[0].message
+
+
+async def test_each_header_value_is_its_own_operation(load_mixer):
+    """session.go: one HeaderOperation per value (a REPLACE's last value wins at the proxy)."""
+    dispatcher = await load_mixer(f"""
+{API}
+kind: rule
+metadata: {{name: h, namespace: istio-system}}
+spec:
+  responseHeaderOperations: [{{name: x-tag, values: ['"a"', '""', '"b"'], operation: APPEND}}]
+""")
+    decision = await dispatcher.check(AttributeBag({}))
+    assert [(h.name, h.value) for h in decision.response_headers] == [("x-tag", "a"), ("x-tag", "b")]
