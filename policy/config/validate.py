@@ -110,9 +110,21 @@ def _check_routed_instances(rules: list[RuleSpec], reporter: Reporter) -> None:
                                               f" {type(exc).__name__}: {exc}")
             continue
         for problem in problems:
-            rules_named = sorted({by_rule[n] for n in names if n in problem.message})
+            rules_named = sorted({by_rule[n] for n in names if _names_instance(problem.message, n)})
             via = f" (routed here by rule {', '.join(rules_named)})" if rules_named else ""
             reporter.error(handler.params_at.at(problem.field), f"{problem.message}{via}")
+
+
+def _names_instance(message: str, name: str) -> bool:
+    """True when ``message`` says ``instance <name>`` (and not a longer name that starts so)."""
+    needle = f"instance {name}"
+    start = message.find(needle)
+    while start >= 0:
+        end = start + len(needle)
+        if end == len(message) or not (message[end].isalnum() or message[end] in "._-"):
+            return True
+        start = message.find(needle, start + 1)
+    return False
 
 
 def _check_references(state: ParseState, handlers: Index[HandlerSpec], reporter: Reporter) -> None:

@@ -253,3 +253,20 @@ spec:
 """)
     decision = await dispatcher.check(AttributeBag({}))
     assert [(h.name, h.value) for h in decision.response_headers] == [("x-tag", "a"), ("x-tag", "b")]
+
+
+def test_only_the_rule_routing_the_unlimited_quota_is_named(parse_mixer):
+    """The rule named is the one that routes the quota without a limit, not one routing a similar name."""
+    text = QUOTA_HANDLER.format(kind="memquota").replace("  redisServerUrl: 127.0.0.1:6379\n", "")
+    text = text.replace("instances: [known.quota, unknown.quota]", "instances: [unknown.quota]") + f"""
+---
+{API}
+kind: rule
+metadata: {{name: other, namespace: istio-system}}
+spec:
+  actions: [{{handler: limits.memquota, instances: [known.quota]}}]
+"""
+    with pytest.raises(ConfigError) as info:
+        parse_mixer(text)
+    (issue,) = info.value.issues
+    assert issue.message.endswith("(routed here by rule r.rule.istio-system)"), issue.message
