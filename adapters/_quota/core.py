@@ -42,6 +42,7 @@ class Counter:
     :param max_amount: the limit.
     :param window: the window in seconds; 0 is allocation mode.
     :param bucket: the rolling window's bucket in seconds (ignored for fixed windows).
+    :param valid: how long a grant in a rolling window is valid, when not ``window`` (-1).
     """
 
     id: str
@@ -50,6 +51,7 @@ class Counter:
     window: float
     bucket: float = 0.0
     algorithm: Algorithm = Algorithm.ALIGNED_FIXED_WINDOW
+    valid: float = -1.0
 
 
 @dataclass(slots=True)  # not frozen: frozen dataclasses are slow to build on the hot path

@@ -52,7 +52,8 @@ class QuotaCalls:
             hit = self._resolved.get(key)
             if hit is not None:
                 limit = hit[1]
-                return Counter(hit[0], args.amount, limit.max_amount, limit.window, limit.bucket, limit.algorithm)
+                return Counter(hit[0], args.amount, limit.max_amount, limit.window, limit.bucket, limit.algorithm,
+                               limit.valid)
         limit = self.table.limit(name, dimensions)
         if limit is None and args.quota and args.quota != name:
             name = args.quota
@@ -65,7 +66,7 @@ class QuotaCalls:
             if len(self._resolved) >= 10_000:
                 self._resolved.clear()
             self._resolved[key] = (cid, limit)
-        return Counter(cid, args.amount, limit.max_amount, limit.window, limit.bucket, limit.algorithm)
+        return Counter(cid, args.amount, limit.max_amount, limit.window, limit.bucket, limit.algorithm, limit.valid)
 
     @staticmethod
     def result(counter: Counter, allocation: Allocation) -> QuotaResult:
@@ -76,7 +77,7 @@ class QuotaCalls:
             elif allocation.deduplicated:
                 valid = allocation.reset  # a replay: what is left of the first grant's validity
             elif counter.algorithm is Algorithm.ROLLING_WINDOW:
-                valid = counter.window  # a grant stays counted for a whole window
+                valid = counter.valid if counter.valid >= 0 else counter.window  # a grant's whole window
             else:
                 valid = allocation.reset
             return QuotaResult(allocation.granted, valid, remaining=allocation.remaining, limit=counter.max_amount)

@@ -202,7 +202,7 @@ class MemoryLimiter:
                 if counter.amount <= 0 or out[0].granted == 0 or counter.window == 0:
                     valid_until = now  # nothing granted to keep valid (Mixer: no expiration)
                 elif counter.algorithm is Algorithm.ROLLING_WINDOW:
-                    valid_until = now + counter.window
+                    valid_until = now + (counter.valid if counter.valid >= 0 else counter.window)
                 else:
                     valid_until = now + out[0].reset
                 self._recent[(counter.id, dedup_id)] = (out[0].granted, out[0].fits, valid_until)

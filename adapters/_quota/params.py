@@ -81,6 +81,7 @@ class Limit:
     bucket: float
     algorithm: Algorithm
     override: int  # index of the override that matched, -1 for the quota's own limit
+    valid: float = -1.0  # a grant's valid duration when it is not the window (-1)
 
 
 def _bucket_errors(at: str, what: str, window: float, bucket: float, shorter: bool) -> Iterator[FieldError]:
@@ -184,7 +185,8 @@ class QuotaTable:
 
     def __init__(self, quotas: Sequence[QuotaParams], default: Algorithm,
                  default_bucket: Callable[[float], float] = tenth_of_window,
-                 override_window_required: bool = False, aligned_fixed: bool = False) -> None:
+                 override_window_required: bool = False, aligned_fixed: bool = False,
+                 whole_seconds: bool = False) -> None:
         self._quotas = {q.name: q for q in quotas}
         # Mixer documents name instances ``name.kind.namespace``; a quota may use either form.
         for q in quotas:
@@ -195,6 +197,9 @@ class QuotaTable:
         # omitted; redisquota: an override without one keeps the quota's window.
         self._override_window_required = override_window_required
         self._aligned_fixed = aligned_fixed  # memquota: every fixed window is clock-aligned
+        # memquota: a rolling window without bucketDuration counts whole seconds (Mixer rounded
+        # validDuration up), while a grant stays valid for validDuration as configured.
+        self._whole_seconds = whole_seconds
 
     def __contains__(self, name: object) -> bool:
         return name in self._quotas
@@ -218,9 +223,16 @@ class QuotaTable:
                     window = 0.0
                 else:
                     window = quota.valid_duration.total_seconds()
-                return Limit(override.max_amount, window, self._bucket(quota, window), self._algorithm(quota), index)
-        window = quota.valid_duration.total_seconds()
-        return Limit(quota.max_amount, window, self._bucket(quota, window), self._algorithm(quota), -1)
+                return self._limit(quota, override.max_amount, window, index)
+        return self._limit(quota, quota.max_amount, quota.valid_duration.total_seconds(), -1)
+
+    def _limit(self, quota: QuotaParams, max_amount: int, window: float, index: int) -> Limit:
+        algorithm = self._algorithm(quota)
+        if (self._whole_seconds and window > 0 and algorithm is Algorithm.ROLLING_WINDOW
+                and quota.bucket_duration is None):
+            counted = float(math.ceil(window - 1e-9))
+            return Limit(max_amount, counted, self._bucket(quota, counted), algorithm, index, window)
+        return Limit(max_amount, window, self._bucket(quota, window), algorithm, index)
 
     def _algorithm(self, quota: QuotaParams) -> Algorithm:
         algorithm = quota.rate_limit_algorithm or self._default

@@ -12,9 +12,10 @@ Params (Mixer's, plus a few of ours)
                                  first match wins; no dimensions matches every call),
                                  ``rateLimitAlgorithm`` (ROLLING_WINDOW, the default, or
                                  FIXED_WINDOW / ALIGNED_FIXED_WINDOW, both aligned to the
-                                 clock: ours) and ``bucketDuration`` (rolling granularity;
-                                 default Mixer's 100 ms tick, or finer so it divides the
-                                 window; any duration from 1ms that divides the window).
+                                 clock: ours) and ``bucketDuration`` (rolling granularity,
+                                 any duration from 1ms that divides the window, ours; without
+                                 it, Mixer's: 100 ms ticks over the window rounded up to whole
+                                 seconds, a grant still valid for ``validDuration``).
     ``minDeduplicationDuration`` how long a deduplication id is remembered at least
                                  (default 1s; kept at most twice that).
     ``maxCounters``              the most counters kept at once (default 100000).
@@ -91,7 +92,8 @@ class MemQuotaHandler(Handler):
 
     def __init__(self, params: MemQuotaParams, context: BuildContext) -> None:
         self.calls = QuotaCalls(context.handler, QuotaTable(params.quotas, Algorithm.ROLLING_WINDOW, mixer_ticks,
-                                                              override_window_required=True, aligned_fixed=True))
+                                                              override_window_required=True, aligned_fixed=True,
+                                                              whole_seconds=True))
         clock = context.clock
         self.limiter = MemoryLimiter(clock.now, clock.monotonic,
                                      params.min_deduplication_duration.total_seconds(), params.max_counters)
