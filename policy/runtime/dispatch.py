@@ -220,9 +220,14 @@ class Dispatcher:
         if not results:
             # No rule charges this quota: nothing limits it.
             return QuotaResult(granted_amount=args.amount, valid_duration=self.snapshot.cache.default_valid_duration)
-        for result in results:
-            if not result.ok:
-                return result
+        failures = [r for r in results if not r.ok]
+        if len(failures) == 1:
+            return failures[0]
+        if failures:  # Mixer: the first failure's code, every failure's message joined
+            first = failures[0]
+            message = ", ".join(r.status.message for r in failures)
+            return QuotaResult(first.granted_amount, first.valid_duration, Status(first.status.code, message),
+                               first.remaining, first.limit)
         return min(results, key=lambda r: r.granted_amount)
 
     async def _call_quota(self, action: Action, builder: Any, bag: AttributeBag, args: QuotaArgs) -> QuotaResult:
