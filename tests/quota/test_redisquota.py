@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 
 import pytest
 import redis.asyncio as aioredis
@@ -30,13 +28,6 @@ async def rclient(redis_server):
     client = aioredis.Redis.from_url(redis_server.url)
     yield client
     await client.aclose()
-
-
-async def wait_for_window_start(window: float, margin: float = 0.25) -> None:
-    """Sleep until at least ``margin`` seconds of a fresh aligned window lie ahead (Redis time ~ host time here)."""
-    left = window - time.time() % window
-    if left < margin:
-        await asyncio.sleep(left + 0.01)
 
 
 def drive(handler, fake_clock):
