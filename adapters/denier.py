@@ -2,8 +2,10 @@
 
 What it does
     Every ``check`` (templates ``checknothing``, ``listentry`` and ``authorization``)
-    answers the configured ``status`` without looking at the instance. Use it in a
-    rule whose match selects the requests to reject.
+    answers the configured ``status`` without looking at the instance. Every ``quota``
+    call (template ``quota``) is granted nothing, as Mixer's denier did (its status
+    is ``RESOURCE_EXHAUSTED``, valid duration 0, whatever ``status`` says). Use it in
+    a rule whose match selects the requests to reject.
 
 Params (defaults are Mixer's, from ``mixer/adapter/metadata``'s denier entry)
     ``status.code``    google.rpc code name or number; default ``FAILED_PRECONDITION``.
@@ -18,8 +20,9 @@ Cacheability
     Always declared: ``validDuration`` / ``validUseCount`` (``0s`` means "do not cache").
 
 Limits
-    Mixer's denier also served the ``quota`` template (granting nothing); this one does
-    not. A ``status.code`` of ``OK`` is accepted and makes the handler allow everything,
+    Mixer answered a quota call with status OK and amount 0 (its client denied the
+    request for the missing amount); this one says RESOURCE_EXHAUSTED outright, as
+    the quota adapters here do. A ``status.code`` of ``OK`` is accepted and makes the handler allow everything,
     as in Mixer. ``google.rpc.Status.details`` is not supported.
 """
 
@@ -35,12 +38,18 @@ from policy import (
     BuildContext,
     CheckResult,
     FieldError,
+    Code,
     Handler,
+    QuotaArgs,
+    QuotaResult,
     Status,
     hookimpl,
     param,
     parse_code,
 )
+
+
+_NOTHING = QuotaResult(0, 0.0, Status(Code.RESOURCE_EXHAUSTED, "the denier grants no quota"))
 
 
 @dataclass(frozen=True)
@@ -71,13 +80,17 @@ class DenierHandler(Handler):
         """Answer the configured status, whatever the instance."""
         return self.result
 
+    def quota(self, instance: Any, args: QuotaArgs) -> QuotaResult:
+        """Grant nothing (Mixer's denier: amount 0, valid duration 0)."""
+        return _NOTHING
+
 
 class Denier(Adapter):
     """Rejects every check with a configurable status (Mixer's ``denier``)."""
 
     name = "denier"
     description = "Rejects any check with a configurable status"
-    templates = ("checknothing", "listentry", "authorization")
+    templates = ("checknothing", "listentry", "authorization", "quota")
     Params = DenierParams
 
     @classmethod

@@ -3,11 +3,14 @@
 Semantics every limiter follows:
 
 - A counter with ``window == 0`` is in *allocation mode*: no window, the total in
-  use is bounded by ``max_amount``, and a negative amount releases (Mixer's
-  memquota with ``validDuration: 0``).
-- A windowed counter is a clock-aligned fixed window (``window`` seconds, aligned to
-  multiples of ``window`` since the epoch, as envoyproxy/ratelimit aligns its units)
-  or a rolling window of ``window / bucket`` buckets.
+  use is bounded by ``max_amount`` (Mixer's memquota with ``validDuration: 0``).
+- A negative amount releases what is in use; in a window the newest grants are
+  freed first (Mixer's ``rollingWindow.release``).
+- A windowed counter is a clock-aligned fixed window (``ALIGNED_FIXED_WINDOW``:
+  ``window`` seconds, aligned to multiples of ``window`` since the epoch, as
+  envoyproxy/ratelimit aligns its units), a fixed window starting at its first charge
+  (``FIXED_WINDOW``, Mixer's redisquota; Redis only) or a rolling window of
+  ``window / bucket`` buckets.
 - A call that does not fit is *not charged*: counters never exceed their limit,
   so a counter already over its limit is never incremented further.
 - Several counters in one call are charged all or nothing (none is charged when
@@ -39,10 +42,11 @@ class Counter:
     """One counter to charge.
 
     :param id: the counter's identifier (see :mod:`adapters._quota.keys`).
-    :param amount: how much to charge (0 queries; negative releases in allocation mode).
+    :param amount: how much to charge (0 queries; negative releases).
     :param max_amount: the limit.
     :param window: the window in seconds; 0 is allocation mode.
     :param bucket: the rolling window's bucket in seconds (ignored for fixed windows).
+    :param valid: how long a grant in a rolling window is valid, when not ``window`` (-1).
     """
 
     id: str
@@ -50,7 +54,8 @@ class Counter:
     max_amount: int
     window: float
     bucket: float = 0.0
-    algorithm: Algorithm = Algorithm.FIXED_WINDOW
+    algorithm: Algorithm = Algorithm.ALIGNED_FIXED_WINDOW
+    valid: float = -1.0
 
 
 @dataclass(slots=True)  # not frozen: frozen dataclasses are slow to build on the hot path

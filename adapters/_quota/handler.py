@@ -50,39 +50,40 @@ class QuotaCalls:
                 break
         if key is not None:
             hit = self._resolved.get(key)
-            if hit is not None and (args.amount >= 0 or hit[1].window == 0):
+            if hit is not None:
                 limit = hit[1]
-                return Counter(hit[0], args.amount, limit.max_amount, limit.window, limit.bucket, limit.algorithm)
+                return Counter(hit[0], args.amount, limit.max_amount, limit.window, limit.bucket, limit.algorithm,
+                               limit.valid)
         limit = self.table.limit(name, dimensions)
         if limit is None and args.quota and args.quota != name:
             name = args.quota
             limit = self.table.limit(name, dimensions)
         if limit is None:
             return QuotaResult(0, 0.0, Status(Code.FAILED_PRECONDITION, f"no quota named {name!r} is configured"))
-        if args.amount < 0 and limit.window > 0:
-            return QuotaResult(0, 0.0, Status(
-                Code.INVALID_ARGUMENT, f"quota {name!r} has a window; only allocation-mode quotas release"))
         suffix = f"o{limit.override}" if limit.override >= 0 else ""
         cid = counter_id(name, dimensions, suffix)
         if key is not None:
             if len(self._resolved) >= 10_000:
                 self._resolved.clear()
             self._resolved[key] = (cid, limit)
-        return Counter(cid, args.amount, limit.max_amount, limit.window, limit.bucket, limit.algorithm)
+        return Counter(cid, args.amount, limit.max_amount, limit.window, limit.bucket, limit.algorithm, limit.valid)
 
     @staticmethod
     def result(counter: Counter, allocation: Allocation) -> QuotaResult:
         """The QuotaResult for what a counter answered."""
         if counter.amount <= 0 or allocation.granted > 0:
-            if counter.window == 0:
-                valid = 0.0
+            if counter.window == 0 or counter.amount < 0:
+                valid = 0.0  # Mixer: no valid duration for allocation mode and for releases
+            elif allocation.deduplicated:
+                valid = allocation.reset  # a replay: what is left of the first grant's validity
             elif counter.algorithm is Algorithm.ROLLING_WINDOW:
-                valid = counter.window  # a grant stays counted for a whole window
+                valid = counter.valid if counter.valid >= 0 else counter.window  # a grant's whole window
             else:
                 valid = allocation.reset
             return QuotaResult(allocation.granted, valid, remaining=allocation.remaining, limit=counter.max_amount)
+        # Mixer answers a denied quota with a valid duration of 0 (nothing was granted to keep).
         return QuotaResult(
-            0, allocation.reset,
+            0, 0.0,
             Status(Code.RESOURCE_EXHAUSTED,
                    f"quota exhausted: {counter.max_amount - allocation.remaining} of {counter.max_amount} in use"),
             remaining=allocation.remaining, limit=counter.max_amount)
@@ -90,5 +91,5 @@ class QuotaCalls:
     @staticmethod
     def rate_limit_counters(counters: Sequence[RateLimitCounter]) -> list[Counter]:
         """Counters (clock-aligned fixed windows) for the rate-limit service's tuples."""
-        return [Counter(f"rls|{cid}", hits, limit, window, window, Algorithm.FIXED_WINDOW)
+        return [Counter(f"rls|{cid}", hits, limit, window, window, Algorithm.ALIGNED_FIXED_WINDOW)
                 for cid, hits, limit, window in counters]

@@ -47,6 +47,19 @@ class _Rolling:
             buckets.append([index, amount])
         self.total += amount
 
+    def release(self, index: int, amount: int) -> int:
+        """Free up to ``amount`` from the newest bucket backwards (Mixer's rollingWindow.release)."""
+        buckets = self.buckets
+        freed = 0
+        while buckets and freed < amount:
+            take = min(buckets[-1][1], amount - freed)
+            buckets[-1][1] -= take
+            freed += take
+            if buckets[-1][1] == 0:
+                buckets.pop()
+        self.total -= freed
+        return freed
+
     def reset(self, index: int, now: float) -> float:
         oldest = self.buckets[0][0] if self.buckets else index
         return max(0.0, (oldest + self.nb) * self.bucket - now)
@@ -73,8 +86,8 @@ class MemoryLimiter:
         self._fixed: dict[str, list[Any]] = {}      # id -> [window index, used, window end]
         self._rolling: dict[str, _Rolling] = {}
         self._cells: dict[str, int] = {}            # allocation mode: id -> in use
-        self._recent: dict[tuple[str, str], int] = {}
-        self._old: dict[tuple[str, str], int] = {}
+        self._recent: dict[tuple[str, str], tuple[int, bool, float]] = {}
+        self._old: dict[tuple[str, str], tuple[int, bool, float]] = {}
         self._swapped = monotonic()
         self._swept = monotonic()
 
@@ -115,7 +128,7 @@ class MemoryLimiter:
     def allocate_one(self, counter: Counter, best_effort: bool = False, dedup_id: str = "") -> Allocation:
         """Charge one counter: the common case, kept short (fixed windows inline)."""
         if dedup_id or counter.amount <= 0 or counter.window == 0 \
-                or counter.algorithm is not Algorithm.FIXED_WINDOW:
+                or counter.algorithm is not Algorithm.ALIGNED_FIXED_WINDOW:
             return self.allocate((counter,), best_effort=best_effort, dedup_id=dedup_id)[0]
         granted, remaining, reset = self.fixed(counter.id, counter.amount, counter.max_amount, counter.window,
                                                best_effort)
@@ -159,7 +172,9 @@ class MemoryLimiter:
                 previous = self._recent.get(key, self._old.get(key))
                 if previous is not None:
                     state = self._state(counters[0], now, 0)
-                    return [Allocation(previous, state[1], state[2], True, deduplicated=True)]
+                    # A replay's reset is what is left of the first answer's validity (Mixer's dedupState.exp).
+                    return [Allocation(previous[0], state[1], max(0.0, previous[2] - now), previous[1],
+                                       deduplicated=True)]
             if any(c.amount < 0 for c in counters):
                 independent = True  # releases free what is in use, each on its own
             single = independent or len(counters) == 1
@@ -174,14 +189,23 @@ class MemoryLimiter:
             out = []
             for plan, counter in zip(plans, counters):
                 granted = plan[0]
-                if granted > 0 or (counter.window == 0 and granted < 0):
+                if granted != 0:
                     remaining, reset = self._charge(counter, now, granted)
                 else:
                     remaining, reset = plan[1], plan[2]
                 fits = granted == counter.amount or counter.amount < 0
                 out.append(Allocation(abs(granted), remaining, reset, fits))
-            if dedup_id and len(counters) == 1 and out[0].granted > 0 and counters[0].amount > 0:
-                self._recent[(counters[0].id, dedup_id)] = out[0].granted
+            if dedup_id and len(counters) == 1:
+                # Every answer is remembered, releases and denials too, as Mixer's memquota did:
+                # a retried release must not free capacity twice.
+                counter = counters[0]
+                if counter.amount <= 0 or out[0].granted == 0 or counter.window == 0:
+                    valid_until = now  # nothing granted to keep valid (Mixer: no expiration)
+                elif counter.algorithm is Algorithm.ROLLING_WINDOW:
+                    valid_until = now + (counter.valid if counter.valid >= 0 else counter.window)
+                else:
+                    valid_until = now + out[0].reset
+                self._recent[(counter.id, dedup_id)] = (out[0].granted, out[0].fits, valid_until)
             return out
 
     def count(self, counters: Sequence[Counter], stop_when_over: bool = False) -> list[tuple[int, float]]:
@@ -212,7 +236,7 @@ class MemoryLimiter:
         used, reset = self._used(counter, now)
         limit = counter.max_amount
         if amount <= 0:
-            if amount < 0:  # release (allocation mode only)
+            if amount < 0:  # release: frees what is in use (in a window: the newest grants first)
                 return (-min(-amount, used), limit - used + min(-amount, used), reset)
             return (0, max(0, limit - used), reset)
         left = max(0, limit - used)
@@ -261,7 +285,10 @@ class MemoryLimiter:
                 self._room(now)
                 rolling = self._rolling[counter.id] = _Rolling(round(counter.window / counter.bucket),
                                                                counter.bucket)
-            rolling.add(index, amount)
+            if amount < 0:
+                rolling.release(index, -amount)
+            else:
+                rolling.add(index, amount)
             return limit - rolling.total, rolling.reset(index, now)
         index = math.floor(now / counter.window)
         end = (index + 1) * counter.window
@@ -271,5 +298,5 @@ class MemoryLimiter:
             entry = self._fixed[counter.id] = [index, 0, end]
         elif entry[0] != index:
             entry[0], entry[1], entry[2] = index, 0, end
-        entry[1] += amount
+        entry[1] = max(0, entry[1] + amount)
         return limit - entry[1], end - now

@@ -5,8 +5,9 @@ What it does
     (default) a listed value is allowed and any other is denied with
     PERMISSION_DENIED ``"<value> is not whitelisted"``; as a blacklist
     (``blacklist: true``) a listed value is denied with ``"<value> is blacklisted"``.
-    A value that is absent, empty or of the wrong kind (a non-IP for an IP list)
-    answers INVALID_ARGUMENT, as Mixer did.
+    An empty string is an ordinary value, as in Mixer (a whitelist denies it unless
+    it is listed: ``" is not whitelisted"``; a blacklist allows it). A value that is
+    absent or of the wrong kind (a non-IP for an IP list) answers INVALID_ARGUMENT.
 
 Params (defaults are Mixer's, from ``mixer/adapter/metadata``'s listchecker entry)
     ``providerUrl``      where to fetch the list: ``http(s)://...`` or ``file://`` (a
@@ -17,7 +18,9 @@ Params (defaults are Mixer's, from ``mixer/adapter/metadata``'s listchecker entr
                          refresh; default ``300s``, at least ``refreshInterval``.
     ``cachingInterval``  how long an answer may be cached; default ``300s``.
     ``cachingUseCount``  how many requests may reuse a cached answer; default ``10000``.
-    ``overrides``        entries always in the list, whatever the provider says.
+    ``overrides``        entries always in the list, whatever the provider says (an
+                         empty string entry is skipped, as in Mixer; an empty REGEX
+                         entry is refused: it would match everything).
     ``entryType``        ``STRINGS`` (default), ``CASE_INSENSITIVE_STRINGS``,
                          ``IP_ADDRESSES`` (IPv4/IPv6 addresses and CIDRs) or ``REGEX``.
     ``blacklist``        false (default): a whitelist; true: a blacklist.
@@ -124,7 +127,7 @@ class ListCheckerHandler(Handler):
         value = getattr(instance, "value", None)
         if isinstance(value, bytes) and len(value) in (4, 16):
             value = ipaddress.ip_address(value)  # Mixer passed IP_ADDRESS values as raw bytes
-        if value is None or value == "":
+        if value is None:
             return self._result(Code.INVALID_ARGUMENT, f"listentry instance {instance.name!r} has no value")
         if self._ip:
             if isinstance(value, str):

@@ -56,6 +56,8 @@ def parse_network(entry: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
 
 def entry_error(entry_type: EntryType, entry: str) -> str | None:
     """Tell what is wrong with one configured entry of ``entry_type``, or None when it is fine."""
+    if entry_type in (EntryType.STRINGS, EntryType.CASE_INSENSITIVE_STRINGS):
+        return None  # as Mixer: "" is skipped, any other text is an entry as written
     if not entry.strip():
         return "empty entry (an empty regex would match everything)" if entry_type is EntryType.REGEX \
             else "empty entry"
@@ -201,9 +203,9 @@ Matcher = Union[StringMatcher, IPMatcher, RegexMatcher]
 def build_matcher(entry_type: EntryType, entries: Sequence[str]) -> Matcher:
     """Compile ``entries`` into the matcher for ``entry_type``; ListFormatError names a bad entry."""
     if entry_type is EntryType.STRINGS:
-        return StringMatcher(entries)
+        return StringMatcher(e for e in entries if e)  # Mixer never lists ""
     if entry_type is EntryType.CASE_INSENSITIVE_STRINGS:
-        return CaseInsensitiveMatcher(entries)
+        return CaseInsensitiveMatcher(e for e in entries if e)
     if entry_type is EntryType.IP_ADDRESSES:
         return IPMatcher(entries)
     return RegexMatcher(entries)

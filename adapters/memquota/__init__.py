@@ -7,22 +7,26 @@ What it does
 
 Params (Mixer's, plus a few of ours)
     ``quotas[]``                 ``name``, ``maxAmount``, ``validDuration`` (0 = allocation mode:
-                                 no window, a negative amount releases), ``overrides[]``
-                                 (``dimensions`` + ``maxAmount``; first match wins),
+                                 no window), ``overrides[]`` (``dimensions`` + ``maxAmount`` +
+                                 their own ``validDuration``, none = no window, as in Mixer;
+                                 first match wins; no dimensions matches every call),
                                  ``rateLimitAlgorithm`` (ROLLING_WINDOW, the default, or
-                                 FIXED_WINDOW aligned to the clock) and ``bucketDuration``
-                                 (rolling granularity; default a tenth of the window, any
-                                 duration from 1ms that divides the window: no rounding to
-                                 whole seconds).
+                                 FIXED_WINDOW / ALIGNED_FIXED_WINDOW, both aligned to the
+                                 clock: ours) and ``bucketDuration`` (rolling granularity,
+                                 any duration from 1ms that divides the window, ours; without
+                                 it, Mixer's: 100 ms ticks over the window rounded up to whole
+                                 seconds, a grant still valid for ``validDuration``).
     ``minDeduplicationDuration`` how long a deduplication id is remembered at least
                                  (default 1s; kept at most twice that).
     ``maxCounters``              the most counters kept at once (default 100000).
 
 Semantics
     ``best_effort`` grants what is left; a call that does not fit is not charged
-    (``RESOURCE_EXHAUSTED``, with the seconds until capacity frees as valid
-    duration); a retried call with the same deduplication id answers the first
-    call's grant without charging again. Rate-limit service counters are
+    (``RESOURCE_EXHAUSTED``, valid duration 0, as Mixer); a negative amount releases
+    (in a window, the newest grants first); a retried call with the same
+    deduplication id (a grant, a denial or a release) answers the first call's
+    answer without charging again. A quota instance routed here without a limit
+    in ``quotas`` is a config error. Rate-limit service counters are
     clock-aligned fixed windows.
 
 Fail mode
@@ -34,21 +38,30 @@ Cacheability
 
 Limits
     Counters live in one process: several sidecar processes each count their own
-    (use ``redisquota`` to share). A restart forgets every counter. Thread- and
+    (use ``redisquota`` to share). A restart forgets every counter. A rolling window
+    keeps one entry per bucket that saw a charge (Mixer kept one slot per 100 ms tick
+    of the window for every counter): memory grows with the traffic of a window. Thread- and
     task-safe; calls take a lock for microseconds and never block on I/O.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from adapters._quota.core import LimiterUnavailable
 from adapters._quota.handler import QuotaCalls, RateLimitAnswer, RateLimitCounter
 from adapters._quota.memory import MemoryLimiter
-from adapters._quota.params import Algorithm, QuotaParams, QuotaTable, validate_quotas
+from adapters._quota.params import (
+    Algorithm,
+    QuotaParams,
+    QuotaTable,
+    mixer_ticks,
+    quota_limit_errors,
+    validate_quotas,
+)
 from policy import (
     Adapter,
     AdapterError,
@@ -78,7 +91,9 @@ class MemQuotaHandler(Handler):
     """Counts quotas in memory."""
 
     def __init__(self, params: MemQuotaParams, context: BuildContext) -> None:
-        self.calls = QuotaCalls(context.handler, QuotaTable(params.quotas, Algorithm.ROLLING_WINDOW))
+        self.calls = QuotaCalls(context.handler, QuotaTable(params.quotas, Algorithm.ROLLING_WINDOW, mixer_ticks,
+                                                              override_window_required=True, aligned_fixed=True,
+                                                              whole_seconds=True))
         clock = context.clock
         self.limiter = MemoryLimiter(clock.now, clock.monotonic,
                                      params.min_deduplication_duration.total_seconds(), params.max_counters)
@@ -91,7 +106,7 @@ class MemQuotaHandler(Handler):
         hit = self.calls.cached(instance, args)
         if hit is not None and args.amount > 0 and not args.deduplication_id:
             cid, limit = hit
-            if limit.algorithm is Algorithm.FIXED_WINDOW and limit.window > 0:  # the hot path, inline
+            if limit.algorithm is Algorithm.ALIGNED_FIXED_WINDOW and limit.window > 0:  # the hot path, inline
                 try:
                     granted, remaining, reset = self.limiter.fixed(cid, args.amount, limit.max_amount,
                                                                    limit.window, args.best_effort)
@@ -152,6 +167,11 @@ class MemQuotaAdapter(Adapter):
             yield FieldError("minDeduplicationDuration", "must be > 0")
         if params.max_counters <= 0:
             yield FieldError("maxCounters", f"must be positive, got {params.max_counters}")
+
+    @classmethod
+    def validate_instances(cls, params: Any, instances: Mapping[str, str]) -> Iterator[FieldError]:
+        """Every quota instance routed here needs a limit in ``quotas`` (Mixer refused the handler)."""
+        yield from quota_limit_errors(params.quotas, instances)
 
     @classmethod
     def build(cls, params: MemQuotaParams, context: BuildContext) -> Handler:

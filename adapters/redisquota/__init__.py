@@ -9,15 +9,20 @@ What it does
 
 Params (Mixer's, plus a few of ours)
     ``quotas[]``                 as Mixer's: ``name``, ``maxAmount``, ``validDuration``,
-                                 ``rateLimitAlgorithm`` (FIXED_WINDOW, the default, aligned to
-                                 the clock; or ROLLING_WINDOW), ``bucketDuration`` (rolling
+                                 ``rateLimitAlgorithm`` (FIXED_WINDOW, the default, Mixer's:
+                                 the window starts at its first charge and lasts
+                                 ``validDuration``; ROLLING_WINDOW; or ours,
+                                 ALIGNED_FIXED_WINDOW, aligned to the clock as
+                                 envoyproxy/ratelimit's units), ``bucketDuration`` (rolling
                                  granularity, default a tenth of the window), ``overrides[]``
-                                 (first match wins). ``validDuration: 0`` is allocation mode
-                                 (no window, a negative amount releases; the counter expires
-                                 after ``allocationIdleTimeout`` without changes).
+                                 (first match wins; each needs dimensions, as in Mixer; ours:
+                                 an own ``validDuration``). ``validDuration: 0`` is allocation
+                                 mode (ours: no window; the counter expires after
+                                 ``allocationIdleTimeout`` without changes). A negative amount
+                                 releases (in a window, the newest grants first).
     ``redisServerUrl``           ``host:port`` (Mixer's form), ``redis://[user:pass@]host:port[/db]``,
                                  ``rediss://...`` (TLS) or ``unix:///path/to/redis.sock``.
-    ``connectionPoolSize``       connections per Redis server (default 10); calls beyond
+    ``connectionPoolSize``       connections per Redis server (default and 0: 10); calls beyond
                                  wait for a free one (within ``timeout``).
     ``cluster``                  the URL is a seed node of a Redis Cluster (default false).
     ``failMode``                 when Redis cannot answer: ``CLOSED`` (default) denies with
@@ -56,14 +61,14 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 from adapters._quota.core import LimiterUnavailable
 from adapters._quota.handler import QuotaCalls, RateLimitAnswer, RateLimitCounter
-from adapters._quota.params import Algorithm, QuotaParams, QuotaTable, validate_quotas
+from adapters._quota.params import Algorithm, QuotaParams, QuotaTable, quota_limit_errors, validate_quotas
 from adapters._quota.redis_limiter import RedisLimiter
 from policy import (
     Adapter,
@@ -80,6 +85,7 @@ from policy import (
 )
 
 SCHEMES = ("redis", "rediss", "unix")
+DEFAULT_POOL_SIZE = 10
 
 
 class RedisFailMode(enum.Enum):
@@ -96,7 +102,7 @@ class RedisQuotaParams:
     redis_server_url: str = param(doc="host:port, redis://, rediss:// or unix:// URL of Redis (a seed node "
                                       "when cluster is true).")
     quotas: list[QuotaParams] = param(default_factory=list, doc="The quotas this handler counts.")
-    connection_pool_size: int = param(10, doc="Connections per Redis server.")
+    connection_pool_size: int = param(DEFAULT_POOL_SIZE, doc="Connections per Redis server (0: the default, 10).")
     cluster: bool = param(False, doc="Redis is a Redis Cluster.")
     fail_mode: RedisFailMode = param(RedisFailMode.CLOSED, doc="OPEN grants, CLOSED denies (UNAVAILABLE) when "
                                                                  "Redis cannot answer.")
@@ -150,9 +156,9 @@ def make_client(params: RedisQuotaParams) -> Any:
     if params.cluster:
         return aioredis.RedisCluster.from_url(
             url, socket_timeout=timeout, socket_connect_timeout=timeout,
-            max_connections=max(params.connection_pool_size, 1) * 64)
+            max_connections=(params.connection_pool_size or DEFAULT_POOL_SIZE) * 64)
     pool = aioredis.BlockingConnectionPool.from_url(
-        url, max_connections=params.connection_pool_size, timeout=timeout,
+        url, max_connections=params.connection_pool_size or DEFAULT_POOL_SIZE, timeout=timeout,
         socket_timeout=timeout, socket_connect_timeout=timeout)
     return aioredis.Redis(connection_pool=pool)
 
@@ -197,7 +203,7 @@ class RedisQuotaHandler(Handler):
                     if status is None:
                         status = self._exhausted[limit] = Status(
                             Code.RESOURCE_EXHAUSTED, f"quota exhausted: {limit} of {limit} in use")
-                    return QuotaResult(0, left, status, remaining=0, limit=limit)
+                    return QuotaResult(0, 0.0, status, remaining=0, limit=limit)  # Mixer: denials get 0
         counter = self.calls.counter(instance, args)
         if isinstance(counter, QuotaResult):
             return counter
@@ -251,10 +257,10 @@ class RedisQuotaAdapter(Adapter):
     @classmethod
     def validate(cls, params: RedisQuotaParams) -> Iterator[FieldError]:
         """Check quotas, the URL, the pool size and the durations."""
-        yield from validate_quotas(params.quotas, Algorithm.FIXED_WINDOW)
+        yield from validate_quotas(params.quotas, Algorithm.FIXED_WINDOW, redis_rules=True)
         yield from _url_errors(params)
-        if params.connection_pool_size <= 0:
-            yield FieldError("connectionPoolSize", f"must be positive, got {params.connection_pool_size}")
+        if params.connection_pool_size < 0:  # 0: the default size, as in Mixer
+            yield FieldError("connectionPoolSize", f"must be >= 0, got {params.connection_pool_size}")
         for name, value in (("timeout", params.timeout), ("retryInterval", params.retry_interval),
                             ("minDeduplicationDuration", params.min_deduplication_duration),
                             ("allocationIdleTimeout", params.allocation_idle_timeout)):
@@ -262,6 +268,11 @@ class RedisQuotaAdapter(Adapter):
                 yield FieldError(name, "must be > 0")
         if "{" in params.key_prefix or "}" in params.key_prefix:
             yield FieldError("keyPrefix", "must not contain braces (they would change the hash tag)")
+
+    @classmethod
+    def validate_instances(cls, params: Any, instances: Mapping[str, str]) -> Iterator[FieldError]:
+        """Every quota instance routed here needs a limit in ``quotas`` (Mixer refused the handler)."""
+        yield from quota_limit_errors(params.quotas, instances)
 
     @classmethod
     def build(cls, params: RedisQuotaParams, context: BuildContext) -> Handler:

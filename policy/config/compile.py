@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from policy.config.model import ActionSpec, ConfigModel, HandlerSpec, RuleSpec
 from policy.runtime.snapshot import Action, HandlerEntry, HeaderOperationBuilder, InstanceBuilder, Rule, Snapshot
-from policy.sdk import BuildContext, ConfigError, ConfigIssue, ParamsError, Variety
+from policy.sdk import BuildContext, Clock, ConfigError, ConfigIssue, ParamsError, Variety
 
 if TYPE_CHECKING:
     from policy.runtime.plugins import PluginHost
@@ -110,6 +110,7 @@ def _build(spec: HandlerSpec, documents: list[dict[str, Any]], issues: list[Conf
         handler=spec.display,
         config_dir=Path(spec.where.file).parent,
         logger=logging.getLogger(f"policy.adapter.{spec.display}"),
+        clock=extras.get("clock") or Clock(),  # tests put a FakeClock's clock in host.build_extras
         extras={**extras, "documents": list(documents)},
         handlers=delegates,
     )

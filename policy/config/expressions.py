@@ -5,6 +5,7 @@ expression (compiled with the field's type expected, unless the field accepts
 any type), a value map (``dimensions``) takes a mapping of key → expression, and a
 nested group (``subject`` of ``authorization``) takes a mapping of its own fields.
 Field names are the template's (``monitored_resource_type``) or their camelCase.
+An empty expression (``groups: ""``) leaves a scalar field unset, as in Mixer.
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ def compile_fields(
     defaults = defaults or {}
     by_key = {camel(name): name for name in fields} | {name: name for name in fields}
     out: dict[str, Any] = {}
+    unset: set[str] = set()
     for key, value in raw.items():
         field_at = at.at(key_part(key))
         name = by_key.get(str(key))
@@ -76,6 +78,11 @@ def compile_fields(
         if value is None:
             continue
         kind = fields[name]
+        if isinstance(value, str) and not value.strip() and not isinstance(kind, (ValueMap, Mapping)):
+            # Mixer: an empty expression leaves a scalar field unset (Istio 1.0's RBAC task wrote
+            # ``groups: ""``); the template's default does not fill it in either.
+            unset.add(name)
+            continue
         if isinstance(kind, ValueMap):
             out[name] = _compile_map(kind, value, field_at, vocabulary, reporter, reads)
         elif isinstance(kind, Mapping):
@@ -86,7 +93,8 @@ def compile_fields(
             expression = _compile_scalar(value, field_at, kind, vocabulary, reporter, reads)
             if expression is not None:
                 out[name] = expression
-    _apply_defaults(fields, defaults, out, at, template, vocabulary, reporter, reads)
+    _apply_defaults(fields, {k: v for k, v in defaults.items() if k not in unset}, out, at, template,
+                    vocabulary, reporter, reads)
     return out
 
 

@@ -44,7 +44,8 @@ def parse_rule_body(
     raw_actions = sequence(body.get("actions"), at.at("actions"), reporter)
     has_ops = body.get("requestHeaderOperations") or body.get("responseHeaderOperations")
     if raw_actions == [] and not has_ops:
-        reporter.error(at.at("actions"), "a rule needs at least one action or header operation")
+        # Mixer elides such a rule; it does nothing here either, but say so.
+        reporter.warn(at.at("actions"), "the rule has no actions and no header operations: it does nothing")
     for i, raw in enumerate(raw_actions or []):
         action = _parse_action(raw, at.at("actions", i), state)
         if action is not None:

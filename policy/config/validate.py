@@ -60,6 +60,7 @@ def validate(state: ParseState, host: PluginHost, sources: list[str]) -> ConfigM
             _unique(rule_names, rule, "rule", reporter)
         _check_rule(rule, handlers, instances, state, host)
     _warn_volatile_checks(state.rules, reporter)
+    _check_routed_instances(state.rules, reporter)
     _check_references(state, handlers, reporter)
     used = {a.handler for r in state.rules for a in r.actions if a.handler is not None}
     pending = list(used)
@@ -84,6 +85,46 @@ def validate(state: ParseState, host: PluginHost, sources: list[str]) -> ConfigM
         warnings=list(reporter.warnings),
         sources=sources,
     )
+
+
+def _check_routed_instances(rules: list[RuleSpec], reporter: Reporter) -> None:
+    """Let each adapter check the instances rules route to its handler (``Adapter.validate_instances``)."""
+    routed: dict[int, tuple[HandlerSpec, dict[str, str], dict[str, str]]] = {}
+    for rule in rules:
+        for action in rule.actions:
+            handler = action.handler
+            if handler is None or not handler.valid or handler.adapter is None:
+                continue
+            _, names, by_rule = routed.setdefault(id(handler), (handler, {}, {}))
+            for instance in action.instances:
+                if instance.template is not None:
+                    names[instance.display] = instance.template.name
+                    by_rule.setdefault(instance.display, rule.display)
+    for handler, names, by_rule in routed.values():
+        adapter = handler.adapter
+        assert adapter is not None
+        try:
+            problems = list(adapter.validate_instances(handler.params, names) or ())
+        except Exception as exc:  # the adapter's bug, reported as a config error
+            reporter.error(handler.params_at, f"adapter {adapter.name!r}: validate_instances() raised"
+                                              f" {type(exc).__name__}: {exc}")
+            continue
+        for problem in problems:
+            rules_named = sorted({by_rule[n] for n in names if _names_instance(problem.message, n)})
+            via = f" (routed here by rule {', '.join(rules_named)})" if rules_named else ""
+            reporter.error(handler.params_at.at(problem.field), f"{problem.message}{via}")
+
+
+def _names_instance(message: str, name: str) -> bool:
+    """True when ``message`` says ``instance <name>`` (and not a longer name that starts so)."""
+    needle = f"instance {name}"
+    start = message.find(needle)
+    while start >= 0:
+        end = start + len(needle)
+        if end == len(message) or not (message[end].isalnum() or message[end] in "._-"):
+            return True
+        start = message.find(needle, start + 1)
+    return False
 
 
 def _check_references(state: ParseState, handlers: Index[HandlerSpec], reporter: Reporter) -> None:
@@ -210,9 +251,12 @@ def _check_rule(rule: RuleSpec, handlers: Index[HandlerSpec], instances: Index[I
                                            f" (it supports: {', '.join(handler.adapter.templates)})")
                     continue
             action.instances.append(instance)
+    # Mixer's routing builder refused a header value that is not of type string; the compact
+    # form (ours) converts any value to text.
+    header_type = ValueType.STRING if rule.form == MIXER else None
     for op in [*rule.request_ops, *rule.response_ops]:
         for text, at in op.values:
-            compiled = compile_text(text, at, vocabulary, reporter)
+            compiled = compile_text(text, at, vocabulary, reporter, header_type)
             if compiled is not None:
                 op.compiled.append(compiled)
 

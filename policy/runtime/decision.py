@@ -125,7 +125,8 @@ def combine(
     :return: (status, valid_duration, valid_use_count, deciding result). With no
         results, the decision depends only on config and attributes, so it takes the
         snapshot's defaults. The deciding result is the first non-OK one (None when
-        all allowed).
+        all allowed); its code is the status's code, and the message joins every
+        failure's ``handler: message`` with ", ", as Mixer's dispatcher did.
     """
     if not results:
         return OK, default_valid_duration, default_valid_use_count, None
@@ -133,11 +134,13 @@ def combine(
     deciding: CheckResult | None = None
     duration: float | None = float("inf")
     uses: int | None = None
+    failures: list[str] = []
     for handler, result in results:
-        if deciding is None and not result.status.ok:
-            deciding = result
+        if not result.status.ok:
+            if deciding is None:
+                deciding = result
             message = result.status.message
-            status = Status(result.status.code, f"{handler}: {message}" if message else handler)
+            failures.append(f"{handler}: {message}" if message else handler)
         if result.valid_duration is None or duration is None:
             duration = None
         else:
@@ -146,4 +149,6 @@ def combine(
             uses = result.valid_use_count if uses is None else min(uses, result.valid_use_count)
     if duration == float("inf"):
         duration = None
+    if deciding is not None:
+        status = Status(deciding.status.code, ", ".join(failures))
     return status, duration, uses, deciding

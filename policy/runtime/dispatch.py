@@ -71,20 +71,24 @@ def _call_check(entry: HandlerEntry, instance: Any, observer: Any = None) -> Che
 
 
 def _header_operations(rules: Sequence[Rule], bag: Any, response: bool) -> list[HeaderOperation]:
+    """The rules' header operations, as Mixer's dispatcher built them: one per value, in order.
+
+    A value that cannot be evaluated or evaluates to ``""`` is skipped (with its operation).
+    """
     ops: list[HeaderOperation] = []
     for rule in rules:
         for builder in rule.response_header_operations if response else rule.request_header_operations:
-            values = []
+            if builder.operation is HeaderOperationKind.REMOVE:
+                ops.append(HeaderOperation(builder.name, "", HeaderOperationKind.REMOVE))
+                continue
             for expr in builder.values:
                 try:
                     value = expr.evaluate(bag)
                 except Exception:
                     continue
-                values.append(value if isinstance(value, str) else str(value))
-            if builder.operation is HeaderOperationKind.REMOVE:
-                ops.append(HeaderOperation(builder.name, "", HeaderOperationKind.REMOVE))
-            elif values:
-                ops.append(HeaderOperation(builder.name, ",".join(values), builder.operation))
+                text = value if isinstance(value, str) else str(value)
+                if text:
+                    ops.append(HeaderOperation(builder.name, text, builder.operation))
     return ops
 
 
@@ -168,8 +172,11 @@ class Dispatcher:
             settings.default_valid_duration,
             settings.default_valid_use_count,
         )
-        request_headers = _header_operations(matched, recording, response=False)
-        response_headers = _header_operations(matched, recording, response=True)
+        if status.ok:
+            request_headers = _header_operations(matched, recording, response=False)
+            response_headers = _header_operations(matched, recording, response=True)
+        else:  # Mixer applies the rules' header operations only to an allowed request
+            request_headers, response_headers = [], []
         metadata: dict[str, Any] = {}
         query_set: list[tuple[str, str]] = []
         query_remove: list[str] = []
@@ -221,9 +228,14 @@ class Dispatcher:
         if not results:
             # No rule charges this quota: nothing limits it.
             return QuotaResult(granted_amount=args.amount, valid_duration=self.snapshot.cache.default_valid_duration)
-        for result in results:
-            if not result.ok:
-                return result
+        failures = [r for r in results if not r.ok]
+        if len(failures) == 1:
+            return failures[0]
+        if failures:  # Mixer: the first failure's code, every failure's message joined
+            first = failures[0]
+            message = ", ".join(r.status.message for r in failures)
+            return QuotaResult(first.granted_amount, first.valid_duration, Status(first.status.code, message),
+                               first.remaining, first.limit)
         return min(results, key=lambda r: r.granted_amount)
 
     async def _call_quota(self, action: Action, builder: Any, bag: AttributeBag, args: QuotaArgs) -> QuotaResult:

@@ -142,6 +142,16 @@ class Adapter:
         return ()
 
     @classmethod
+    def validate_instances(cls, params: Any, instances: Mapping[str, str]) -> Iterable[FieldError]:
+        """Check the instances rules route to a handler built from ``params``; yield FieldErrors.
+
+        ``instances`` maps each routed instance's name to its template's name (Mixer's
+        ``Set<Template>Types``: a quota adapter rejects a quota it has no limit for). The
+        errors are reported at the handler's params, as :meth:`validate`'s. Default: none.
+        """
+        return ()
+
+    @classmethod
     def build(cls, params: Any, context: BuildContext) -> Handler:
         """Build a handler from validated params."""
         raise NotImplementedError(f"adapter {cls.name!r} does not implement build")

@@ -139,12 +139,23 @@ def test_regex_joined(build):
 
 
 @pytest.mark.parametrize("blacklist", [False, True])
-@pytest.mark.parametrize("value", [None, ""])
-def test_missing_value_is_invalid_argument(build, value, blacklist):
+def test_missing_value_is_invalid_argument(build, blacklist):
     handler = build(ListChecker, {"overrides": ["a"], "blacklist": blacklist})
-    result = handler.check(entry(value))
+    result = handler.check(entry(None))
     assert result.status.code is Code.INVALID_ARGUMENT
     assert "source" in result.status.message
+
+
+def test_empty_string_is_an_ordinary_value(build):
+    """Mixer's list_integration_test.go: ``value: source.name | ""`` with no source.name."""
+    whitelist = build(ListChecker, {"overrides": ["a"]})
+    result = whitelist.check(entry(""))
+    assert result.status.code is Code.PERMISSION_DENIED
+    assert result.status.message == " is not whitelisted"
+    assert build(ListChecker, {"overrides": ["a"], "blacklist": True}).check(entry("")).status.code is Code.OK
+    # stringList.go skips an empty override: it is accepted and never lists ""
+    assert build(ListChecker, {"overrides": ["", "a"]}).check(entry("")).status.code is Code.PERMISSION_DENIED
+    assert build(ListChecker, {"overrides": ["", "a"], "blacklist": True}).check(entry("")).status.code is Code.OK
 
 
 # --- providers ----------------------------------------------------------------------

@@ -11,7 +11,7 @@ from policy.runtime.plugins import build_plugin_host
 from policy.runtime.registry import AdapterRegistry, TemplateRegistry
 
 BUILTINS = {
-    "adapters.denier": ("denier", {"checknothing", "listentry", "authorization"}),
+    "adapters.denier": ("denier", {"checknothing", "listentry", "authorization", "quota"}),
     "adapters.listchecker": ("listchecker", {"listentry"}),
     "adapters.stdio": ("stdio", {"logentry", "metric"}),
 }

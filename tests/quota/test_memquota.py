@@ -34,7 +34,8 @@ def test_fixed_window_grants_the_limit_and_resets_at_the_aligned_boundary(build,
     results = [ask(handler) for _ in range(4)]
     assert [r.granted_amount for r in results] == [1, 1, 1, 0]
     assert results[3].status.code == Code.RESOURCE_EXHAUSTED
-    assert results[3].valid_duration == pytest.approx(0.3)
+    assert results[3].valid_duration == 0.0  # Mixer: a denial carries no valid duration
+    assert results[2].valid_duration == pytest.approx(0.3)  # a grant: until the aligned window ends
     assert results[2].remaining == 0 and results[0].remaining == 2 and results[0].limit == 3
     fake_clock.advance(0.29)
     assert ask(handler).granted_amount == 0
@@ -49,7 +50,7 @@ def test_rolling_window_frees_capacity_bucket_by_bucket_below_a_second(build, fa
     assert ask(handler).granted_amount == 1             # bucket 1
     denied = ask(handler)
     assert denied.status.code == Code.RESOURCE_EXHAUSTED
-    assert denied.valid_duration == pytest.approx(1.0)  # bucket 0 leaves the 1.5s window in 1s
+    assert denied.valid_duration == 0.0                 # Mixer: a denial carries no valid duration
     fake_clock.advance(0.99)
     assert ask(handler).granted_amount == 0
     fake_clock.advance(0.02)                            # bucket 0 (2 units) left the window
@@ -108,9 +109,26 @@ def test_allocation_mode_holds_a_total_and_a_negative_amount_releases(build, fak
     assert ask(handler, 3).granted_amount == 3
 
 
-def test_release_on_a_windowed_quota_is_refused(build, fake_clock):
+def test_release_on_a_windowed_quota_frees_the_newest_grants(build, fake_clock):
+    handler = build(MemQuotaAdapter, rolling(max_amount=3), fake_clock.clock)
+    assert ask(handler, 2).granted_amount == 2
+    fake_clock.advance(0.5)
+    assert ask(handler).granted_amount == 1
+    released = ask(handler, -2)
+    assert released.ok and released.granted_amount == 2 and released.valid_duration == 0.0
+    assert ask(handler, 2).granted_amount == 2      # 1 of the first grant and the last are freed
+    fake_clock.advance(1.01)                        # the first grant's bucket (1 left) left the window
+    assert ask(handler, 2).granted_amount == 0
+    assert ask(handler, 1).granted_amount == 1
+    assert ask(handler, -5).granted_amount == 3     # releases at most what is in use
+
+
+def test_release_on_a_fixed_window_and_when_nothing_is_in_use(build, fake_clock):
     handler = build(MemQuotaAdapter, fixed(), fake_clock.clock)
-    assert ask(handler, -1).status.code == Code.INVALID_ARGUMENT
+    assert ask(handler, -1).granted_amount == 0
+    assert ask(handler, 3).granted_amount == 3
+    assert ask(handler, -1).granted_amount == 1
+    assert ask(handler).granted_amount == 1
 
 
 def test_unknown_quota_answers_failed_precondition_and_mixer_names_match_the_short_name(build, fake_clock):
@@ -136,8 +154,12 @@ def test_idle_counters_expire_and_memory_is_bounded(build, fake_clock):
     ({"quotas": [{"name": "q", "maxAmount": 1, "validDuration": "1s", "bucketDuration": "300ms"}]},
      "quotas[0].bucketDuration"),
     ({"quotas": [{"name": "q", "maxAmount": 1}, {"name": "q", "maxAmount": 2}]}, "quotas[1].name"),
-    ({"quotas": [{"name": "q", "maxAmount": 1, "overrides": [{"dimensions": {}, "maxAmount": 1}]}]},
-     "quotas[0].overrides[0].dimensions"),
+    ({"quotas": [{"name": "q", "maxAmount": 1, "validDuration": "1s", "bucketDuration": "250ms",
+                  "overrides": [{"dimensions": {"a": "b"}, "maxAmount": 1, "validDuration": "1100ms"}]}]},
+     "quotas[0].bucketDuration"),
+    ({"quotas": [{"name": "q", "maxAmount": 1,
+                  "overrides": [{"dimensions": {"a": "b"}, "maxAmount": 1, "validDuration": "1us"}]}]},
+     "quotas[0].overrides[0].validDuration"),
     ({"minDeduplicationDuration": "0s"}, "minDeduplicationDuration"),
 ])
 def test_bad_params_name_the_field(raw, field):

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-
 import pytest
 import redis.asyncio as aioredis
 from redis.crc import key_slot
@@ -32,37 +29,70 @@ async def rclient(redis_server):
     await client.aclose()
 
 
-async def wait_for_window_start(window: float, margin: float = 0.25) -> None:
-    """Sleep until at least ``margin`` seconds of a fresh aligned window lie ahead (Redis time ~ host time here)."""
-    left = window - time.time() % window
-    if left < margin:
-        await asyncio.sleep(left + 0.01)
+def drive(handler, fake_clock):
+    """Count with the fake clock instead of Redis's TIME (the script takes the time as its last argument)."""
+    handler.limiter.clock_ms = lambda: round(fake_clock.clock.now() * 1000)
+    return handler
 
 
-async def test_fixed_window_grants_the_limit_then_resets_at_the_aligned_boundary(build, redis_server, unique):
+async def test_fixed_window_starts_at_the_first_charge_as_mixers(build, redis_server, unique, fake_clock):
     name = unique("fixed")
-    handler = build(RedisQuotaAdapter, quota_params(redis_server.url, name, maxAmount=3, validDuration="1s"))
-    await wait_for_window_start(1.0, 0.4)
+    handler = drive(build(RedisQuotaAdapter, quota_params(redis_server.url, name, maxAmount=3, validDuration="1s"),
+                          fake_clock.clock), fake_clock)
+    fake_clock.advance(0.7)  # an aligned window would end in 0.3s; Mixer's lasts 1s from the first charge
     results = [await ask(handler, name) for _ in range(4)]
     assert [r.granted_amount for r in results] == [1, 1, 1, 0]
-    assert results[3].status.code == Code.RESOURCE_EXHAUSTED
+    assert results[3].status.code == Code.RESOURCE_EXHAUSTED and results[3].valid_duration == 0.0
     assert results[2].remaining == 0 and results[0].remaining == 2
-    # The window ends on the whole second (Redis's clock), not one second after the first call.
-    assert 0 < results[3].valid_duration <= 1.0
-    await asyncio.sleep(results[3].valid_duration + 0.05)
+    assert results[0].valid_duration == pytest.approx(1.0)
+    fake_clock.advance(0.5)
+    assert (await ask(handler, name)).granted_amount == 0
+    fake_clock.advance(0.5)
     assert (await ask(handler, name)).granted_amount == 1
 
 
-async def test_rolling_window_with_sub_second_buckets(build, redis_server, unique):
+async def test_aligned_fixed_window_resets_at_the_clock_boundary(build, redis_server, unique, fake_clock):
+    name = unique("aligned")
+    handler = drive(build(RedisQuotaAdapter, quota_params(
+        redis_server.url, name, maxAmount=3, validDuration="1s", rateLimitAlgorithm="ALIGNED_FIXED_WINDOW",
+        localOverLimitCache=False), fake_clock.clock), fake_clock)
+    fake_clock.advance(0.7)
+    results = [await ask(handler, name) for _ in range(4)]
+    assert [r.granted_amount for r in results] == [1, 1, 1, 0]
+    assert results[2].valid_duration == pytest.approx(0.3)
+    fake_clock.advance(0.31)
+    assert (await ask(handler, name)).granted_amount == 1
+
+
+async def test_rolling_window_with_sub_second_buckets(build, redis_server, unique, fake_clock):
     name = unique("rolling")
     raw = quota_params(redis_server.url, name, maxAmount=3, validDuration="600ms", bucketDuration="200ms",
                        rateLimitAlgorithm="ROLLING_WINDOW", localOverLimitCache=False)
-    handler = build(RedisQuotaAdapter, raw)
+    handler = drive(build(RedisQuotaAdapter, raw, fake_clock.clock), fake_clock)
     assert (await ask(handler, name, 3)).granted_amount == 3
     denied = await ask(handler, name)
-    assert denied.status.code == Code.RESOURCE_EXHAUSTED and 0.4 < denied.valid_duration <= 0.6
-    await asyncio.sleep(denied.valid_duration + 0.05)
+    assert denied.status.code == Code.RESOURCE_EXHAUSTED and denied.valid_duration == 0.0
+    fake_clock.advance(0.59)
+    assert (await ask(handler, name)).granted_amount == 0
+    fake_clock.advance(0.02)
     assert (await ask(handler, name, 3)).granted_amount == 3
+
+
+async def test_release_frees_the_newest_grants_of_a_window(build, redis_server, unique, fake_clock):
+    name = unique("release")
+    raw = quota_params(redis_server.url, name, maxAmount=3, validDuration="600ms", bucketDuration="200ms",
+                       rateLimitAlgorithm="ROLLING_WINDOW", localOverLimitCache=False)
+    handler = drive(build(RedisQuotaAdapter, raw, fake_clock.clock), fake_clock)
+    assert (await ask(handler, name, 2)).granted_amount == 2
+    fake_clock.advance(0.2)
+    assert (await ask(handler, name, 1)).granted_amount == 1
+    released = await ask(handler, name, -2, deduplication_id="r")
+    assert released.ok and released.granted_amount == 2
+    assert (await ask(handler, name, -2, deduplication_id="r")).granted_amount == 2   # a retry frees nothing more
+    assert (await ask(handler, name, 2)).granted_amount == 2
+    fake_clock.advance(0.41)                       # the first bucket (1 left) leaves the window
+    assert (await ask(handler, name, 2)).granted_amount == 0
+    assert (await ask(handler, name, 1)).granted_amount == 1
 
 
 async def test_best_effort_overrides_and_denied_calls_are_not_charged(build, redis_server, unique):
@@ -129,10 +159,10 @@ async def test_a_flushed_script_is_reloaded_on_noscript(build, redis_server, rcl
     assert handler.limiter.stats["script_loads"] == 1
 
 
-async def test_an_exhausted_counter_is_answered_locally_until_its_window_ends(build, redis_server, unique):
+async def test_an_exhausted_counter_is_answered_locally_until_its_window_ends(build, redis_server, unique, fake_clock):
     name = unique("fast")
-    handler = build(RedisQuotaAdapter, quota_params(redis_server.url, name, maxAmount=2, validDuration="1s"))
-    await wait_for_window_start(1.0, 0.5)
+    handler = drive(build(RedisQuotaAdapter, quota_params(redis_server.url, name, maxAmount=2, validDuration="1s"),
+                          fake_clock.clock), fake_clock)
     assert [(await ask(handler, name)).granted_amount for _ in range(3)] == [1, 1, 0]
     calls = handler.limiter.stats["redis_calls"]
     answers = [await ask(handler, name) for _ in range(20)]
@@ -142,7 +172,7 @@ async def test_an_exhausted_counter_is_answered_locally_until_its_window_ends(bu
     assert (await ask(handler, name, dims={"other": "1"})).granted_amount == 1   # other counters still go to Redis
     retried = await ask(handler, name, deduplication_id="x")      # dedup ids skip the fast path
     assert handler.limiter.stats["redis_calls"] == calls + 2 and retried.granted_amount == 0
-    await asyncio.sleep(answers[-1].valid_duration + 0.05)
+    fake_clock.advance(1.0)
     assert (await ask(handler, name)).granted_amount == 1         # the next window is asked of Redis
 
 
@@ -166,7 +196,7 @@ async def test_unix_socket_and_mixer_host_port_urls(build, tmp_path, unique):
     ({"redisServerUrl": "http://localhost:6379"}, "redisServerUrl"),
     ({"redisServerUrl": "localhost"}, "redisServerUrl"),
     ({"redisServerUrl": "unix:///tmp/r.sock", "cluster": True}, "cluster"),
-    ({"redisServerUrl": "localhost:6379", "connectionPoolSize": 0}, "connectionPoolSize"),
+    ({"redisServerUrl": "localhost:6379", "connectionPoolSize": -1}, "connectionPoolSize"),
     ({"redisServerUrl": "localhost:6379", "keyPrefix": "a{b"}, "keyPrefix"),
     ({"redisServerUrl": "localhost:6379", "quotas": [{"name": "q", "maxAmount": 1, "validDuration": "1s",
                                                       "rateLimitAlgorithm": "ROLLING_WINDOW",

@@ -11,7 +11,8 @@ def test_no_results_take_the_defaults():
     assert status.ok and duration == 60.0 and uses == 1000 and deciding is None
 
 
-def test_first_denial_wins_and_names_the_handler():
+def test_first_denial_code_wins_and_every_failure_is_named():
+    """Mixer's session.go: the first failure's code, every failure's handler and message joined."""
     results = [
         ("allow-h", CheckResult.allow(10, 5)),
         ("deny-1", CheckResult.deny("not listed", valid_duration=30)),
@@ -19,7 +20,7 @@ def test_first_denial_wins_and_names_the_handler():
     ]
     status, duration, uses, deciding = combine(results, 60.0, 1000)
     assert status.code == Code.PERMISSION_DENIED
-    assert status.message == "deny-1: not listed"
+    assert status.message == "deny-1: not listed, deny-2: also bad"
     assert deciding is results[1][1]
     assert duration == 10 and uses == 5
 
