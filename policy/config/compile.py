@@ -104,9 +104,16 @@ def _build(spec: HandlerSpec, documents: list[dict[str, Any]], issues: list[Conf
         return None
     except Exception as exc:
         log.debug("handler %s: build failed", spec.display, exc_info=True)
+        from policy.runtime.plugins import install_hint, missing_extra
+
+        extra = missing_extra(exc)
+        if extra is not None:  # an optional dependency imported at build is not installed
+            message = (f"adapter {adapter.name!r} needs the {extra!r} extra"
+                       f" ({getattr(exc, 'name', '')} is not installed): {install_hint(extra)}")
+        else:
+            message = f"adapter {adapter.name!r} failed to build it: {type(exc).__name__}: {exc}"
         issues.append(ConfigIssue(where.file, where.document, spec.params_at.field,
-                                  f"handler {spec.display}: adapter {adapter.name!r} failed to build it:"
-                                  f" {type(exc).__name__}: {exc}"))
+                                  f"handler {spec.display}: {message}"))
         return None
     if handler is None:
         issues.append(ConfigIssue(where.file, where.document, "",
