@@ -21,10 +21,22 @@ EXIT_DENIED = 1
 EXIT_USAGE = 2
 
 
-def _setup_logging(level: str) -> None:
+def _setup_logging(level: str) -> bool:
+    """Configure logging on stderr; True when logs are JSON lines (stderr is not a terminal)."""
     from policy.logs import configure_logging
 
-    configure_logging(level)
+    json_lines = not sys.stderr.isatty()
+    configure_logging(level, json_lines=json_lines)
+    return json_lines
+
+
+serve_log = logging.getLogger("policy.serve")
+
+
+def _log_issue(level: int, issue: Any) -> None:
+    """Log a ConfigIssue with its place as fields (``file``, ``document``, ``field``)."""
+    serve_log.log(level, "%s", issue, extra={"file": issue.file, "document": issue.document,
+                                            "field": issue.field, "severity": issue.severity})
 
 
 def _host(no_autoload: bool = False) -> Any:
@@ -135,35 +147,54 @@ def serve(config_path: Path, listen: tuple[str, ...], watch_interval: float, gra
     from policy.sdk import ConfigError
     from policy.servers.app import DEFAULT_LISTEN, PolicyServer, run_until_signal
 
-    _setup_logging(log_level)
+    json_logs = _setup_logging(log_level)
     service = PolicyService(config_path, _host(no_autoload), watch_interval=watch_interval,
                             metrics_listen=metrics_listen, decision_log=decision_log)
     try:
         snapshot = service.load()
     except ConfigError as exc:
-        _fail_config(exc)
+        if not json_logs:
+            _fail_config(exc)
+        for warning in getattr(exc, "warnings", ()):
+            _log_issue(logging.WARNING, warning)
+        for issue in exc.issues:
+            _log_issue(logging.ERROR, issue)
+        serve_log.error("%d config error(s); nothing was loaded", len(exc.issues))
+        sys.exit(EXIT_USAGE)
     server = PolicyServer(service, listen or [DEFAULT_LISTEN])
 
+    def say(line: str) -> None:
+        """A start-up line: on stdout for people and scripts, and logged when logs are JSON."""
+        click.echo(f"policy: {line}")
+        if json_logs:
+            serve_log.info("%s", line)
+
     def ready(addresses: list[str]) -> None:
-        click.echo(f"policy: loaded {config_path} (generation {snapshot.generation}):"
-                   f" {len(snapshot.handlers)} handlers, {len(snapshot.instances)} instances,"
-                   f" {len(snapshot.rules)} rules from {len(snapshot.sources)} file(s)")
+        say(f"loaded {config_path} (generation {snapshot.generation}):"
+            f" {len(snapshot.handlers)} handlers, {len(snapshot.instances)} instances,"
+            f" {len(snapshot.rules)} rules from {len(snapshot.sources)} file(s)")
         for warning in snapshot.warnings:
-            click.echo(f"policy: warning: {warning}", err=True)
-        click.echo(f"policy: serving {', '.join(server.services)}")
+            if json_logs:
+                _log_issue(logging.WARNING, warning)
+            else:
+                click.echo(f"policy: warning: {warning}", err=True)
+        say(f"serving {', '.join(server.services)}")
         for address in addresses:
-            click.echo(f"policy: listening on {address}")
+            say(f"listening on {address}")
         if service.telemetry.metrics_address:
-            click.echo(f"policy: metrics on http://{service.telemetry.metrics_address}/metrics")
+            say(f"metrics on http://{service.telemetry.metrics_address}/metrics")
         sys.stdout.flush()
 
     _use_uvloop()
     try:
         asyncio.run(run_until_signal(server, grace, ready))
     except OSError as exc:
-        click.echo(f"error: {exc}", err=True)
+        if json_logs:
+            serve_log.error("%s", exc)
+        else:
+            click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_USAGE)
-    click.echo("policy: stopped")
+    say("stopped")
 
 
 # --- check -------------------------------------------------------------------
