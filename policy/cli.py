@@ -342,7 +342,8 @@ def validate(path: Path, build: bool, no_autoload: bool) -> None:
         click.echo(f"warning: {warning}", err=True)
     for problem in start_problems:
         click.echo(f"warning: {problem}", err=True)
-    click.echo(f"{path}: OK — {model.summary()}")
+    started = f"; started every handler, {len(start_problems)} start-up warning(s)" if build else ""
+    click.echo(f"{path}: OK — {model.summary()}{started}")
 
 
 class _WarningCollector(logging.Handler):
