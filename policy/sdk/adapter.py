@@ -43,7 +43,11 @@ class FailMode(enum.Enum):
 
 @dataclass(frozen=True)
 class Clock:
-    """An injectable clock: wall time (``now``) and monotonic time (``monotonic``), in seconds."""
+    """An injectable clock: wall time (``now``) and monotonic time (``monotonic``), in seconds.
+
+    :param now: seconds since the epoch (``time.time``).
+    :param monotonic: seconds on a clock that never goes back (``time.monotonic``), for intervals.
+    """
 
     now: Callable[[], float] = time.time
     monotonic: Callable[[], float] = time.monotonic
@@ -62,6 +66,9 @@ class BuildContext:
         ``"metrics_registry"`` (the serving service's ``prometheus_client.CollectorRegistry``:
         register collectors there and they are exported on ``--metrics-listen``; absent
         when no service owns the build, as in ``policy validate``).
+    :param handlers: the handlers this one delegates to (named by :meth:`Adapter.handler_references`),
+        by the name the params give; filled once every handler of the config is built, so look
+        names up when a request comes, not in ``build``.
     """
 
     handler: str
