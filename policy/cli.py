@@ -287,7 +287,7 @@ def check(config_path: Path, attrs: tuple[str, ...], quotas: tuple[str, ...], as
     from policy.runtime.service import PolicyService
     from policy.sdk import ConfigError
 
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    _setup_logging("warning")
     service = PolicyService(config_path, _host(no_autoload), watch_interval=0)
     try:
         attributes = parse_attribute_args(list(attrs), service.host.vocabulary)

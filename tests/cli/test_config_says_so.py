@@ -149,3 +149,12 @@ def test_serve_listens_on_a_bare_port_and_refuses_nonsense_before_grpc_sees_it(t
     finally:
         proc.terminate()
         proc.communicate(timeout=30)
+
+
+def test_check_logs_json_lines_when_stderr_is_not_a_terminal(tmp_path):
+    missing = tmp_path / "no-such-list.txt"
+    path = write(tmp_path, BACKENDS.format(missing=missing, port=closed_port()))
+    result = policy("check", "--config", str(path))
+    assert result.returncode in (0, 1), result.stderr
+    records = [json.loads(line) for line in result.stderr.splitlines()]  # every line is JSON
+    assert any(r["level"] == "warning" and str(missing) in r["message"] for r in records), records
