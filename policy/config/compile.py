@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from policy.config.model import ActionSpec, ConfigModel, HandlerSpec, RuleSpec
 from policy.runtime.snapshot import Action, HandlerEntry, HeaderOperationBuilder, InstanceBuilder, Rule, Snapshot
 from policy.sdk import BuildContext, ConfigError, ConfigIssue, ParamsError, Variety
+from policy.sdk.extras import install_hint, missing_extra
 
 if TYPE_CHECKING:
     from policy.runtime.plugins import PluginHost
@@ -104,8 +105,6 @@ def _build(spec: HandlerSpec, documents: list[dict[str, Any]], issues: list[Conf
         return None
     except Exception as exc:
         log.debug("handler %s: build failed", spec.display, exc_info=True)
-        from policy.runtime.plugins import install_hint, missing_extra
-
         extra = missing_extra(exc)
         if extra is not None:  # an optional dependency imported at build is not installed
             message = (f"adapter {adapter.name!r} needs the {extra!r} extra"

@@ -21,32 +21,10 @@ from policy import hookspecs
 from policy.attributes import Vocabulary, VocabularyError, standard_vocabulary
 from policy.runtime.registry import AdapterRegistry, Origin, TemplateRegistry
 from policy.sdk import PROJECT, PluginError
+from policy.sdk.extras import install_hint, missing_extra
 
 ENTRY_POINT_GROUP = "policy.adapters"
-PROJECT_DISTRIBUTION = "sidecar-policy"
-
-#: Top-level modules of optional dependencies, by the extra of sidecar-policy that installs them.
-OPTIONAL_MODULES: dict[str, str] = {
-    "regopy": "opa",
-    "opa_client": "opa",
-    "redis": "redis",
-    "hiredis": "redis",
-    "prometheus_client": "prometheus",
-    "fluent": "fluentd",
-    "msgpack": "fluentd",
-}
-
-
-def missing_extra(exc: BaseException) -> str | None:
-    """The extra that would install the module ``exc`` (a ModuleNotFoundError) did not find, if known."""
-    if not isinstance(exc, ModuleNotFoundError) or not exc.name:
-        return None
-    return OPTIONAL_MODULES.get(exc.name.split(".", 1)[0])
-
-
-def install_hint(extra: str) -> str:
-    """The pip command that installs ``extra``."""
-    return f"pip install '{PROJECT_DISTRIBUTION}[{extra}]'"
+DISABLE_AUTOLOAD_ENV = "POLICY_DISABLE_PLUGIN_AUTOLOAD"
 
 
 def _unavailable_plugin(module_name: str, exc: ModuleNotFoundError) -> Any:
@@ -80,7 +58,6 @@ def _unavailable_plugin(module_name: str, exc: ModuleNotFoundError) -> Any:
             registry.add(UnavailableAdapter)
 
     return Plugin()
-DISABLE_AUTOLOAD_ENV = "POLICY_DISABLE_PLUGIN_AUTOLOAD"
 
 
 def _own_distribution() -> tuple[str, str]:
