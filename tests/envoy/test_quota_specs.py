@@ -111,7 +111,7 @@ def test_spec_reference_defaults_to_the_bindings_namespace_and_unbound_specs_war
     model = load(tmp_path, spec("request-count", "- quotas: [{quota: a}]", namespace="bank"),
                  binding("b", '[{service: "*", labels: {app: x}}]', "[{name: request-count, namespace: bank}]"))
     assert charged(model) == {"a": 1}
-    assert [w.field for w in model.warnings] == ["spec.services[0].labels"]
+    assert [w.field for w in model.warnings] == ["spec.services[0].labels", ""]  # and: no rules
 
 
 def test_every_error_is_reported_with_document_and_field(tmp_path):
