@@ -117,3 +117,20 @@ def test_plain_pip_install_in_a_fresh_virtualenv(tmp_path):
     refused = subprocess.run([str(policy), "validate", str(config)], capture_output=True, text=True,
                              timeout=120, env=environ, cwd=workdir)
     assert refused.returncode == 2 and "pip install 'sidecar-policy[opa]'" in refused.stderr, refused.stderr
+
+
+def test_stand_ins_declare_what_the_real_adapters_are():
+    """adapters.OPTIONAL_PLUGINS must name each optional adapter and its templates as the module does."""
+    import importlib
+
+    from adapters import BUILTIN_PLUGINS, OPTIONAL_PLUGINS
+    from policy.runtime.plugins import build_plugin_host
+
+    host = build_plugin_host(autoload=False)  # this interpreter has every extra
+    for module_name, (extra, adapter_name, templates) in OPTIONAL_PLUGINS.items():
+        assert module_name in BUILTIN_PLUGINS
+        importlib.import_module(module_name)
+        registered = host.adapters.get(adapter_name)
+        assert registered is not None and not getattr(registered.adapter, "unavailable", "")
+        assert tuple(registered.adapter.templates) == templates, module_name
+        assert extra in {"opa", "redis"}
