@@ -43,9 +43,16 @@ bench: $(VENV)/.installed-bench
 proto: $(VENV)/.installed-test
 	$(BIN)/python -m policy._protogen $(PROTO_ARGS)
 
-# Regenerate docs/adapters/ from the built-in adapters' own declarations (params schema, module docstring).
-docs: $(VENV)/.installed
+$(VENV)/.installed-docs: $(VENV)/.installed
+	$(BIN)/pip install --quiet -e '.[redis,opa,prometheus,docs]'
+	@touch $@
+
+# Regenerate docs/adapters/ from the built-in adapters' own declarations (params schema, module docstring)
+# and docs/sdk.md (the SDK reference's page), then build the site (MkDocs + mkdocstrings) into build/site.
+docs: $(VENV)/.installed-docs
 	$(BIN)/policy adapters --markdown --no-autoload --out docs/adapters
+	$(BIN)/python -m policy.sdk_reference docs/sdk.md
+	$(BIN)/mkdocs build --strict
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -17,3 +17,12 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "adapters.statsd",
     "adapters.stdio",
 )
+
+#: Built-in adapters whose module needs an optional dependency, with the extra that brings it and
+#: the adapter's name and templates. Without the dependency the host registers a stand-in under
+#: that name: ``policy adapters`` lists it as unavailable, and a config that uses it is refused
+#: with a config error naming the extra (``pip install 'sidecar-policy[opa]'``).
+OPTIONAL_PLUGINS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "adapters.opa": ("opa", "opa", ("requestcontext", "authorization")),
+    "adapters.redisquota": ("redis", "redisquota", ("quota",)),
+}

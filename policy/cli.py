@@ -21,10 +21,22 @@ EXIT_DENIED = 1
 EXIT_USAGE = 2
 
 
-def _setup_logging(level: str) -> None:
+def _setup_logging(level: str) -> bool:
+    """Configure logging on stderr; True when logs are JSON lines (stderr is not a terminal)."""
     from policy.logs import configure_logging
 
-    configure_logging(level)
+    json_lines = not sys.stderr.isatty()
+    configure_logging(level, json_lines=json_lines)
+    return json_lines
+
+
+serve_log = logging.getLogger("policy.serve")
+
+
+def _log_issue(level: int, issue: Any) -> None:
+    """Log a ConfigIssue with its place as fields (``file``, ``document``, ``field``)."""
+    serve_log.log(level, "%s", issue, extra={"file": issue.file, "document": issue.document,
+                                            "field": issue.field, "severity": issue.severity})
 
 
 def _host(no_autoload: bool = False) -> Any:
@@ -87,11 +99,41 @@ def _listen_address(ctx: click.Context, param: click.Parameter, value: str | Non
     return value
 
 
+def normalize_listen(value: str) -> str:
+    """A ``--listen`` value as the server binds it: a bare port means ``127.0.0.1:PORT``.
+
+    Raises ValueError ("expected HOST:PORT or unix:PATH ...") for anything else that is not
+    ``HOST:PORT`` (``[::1]:PORT`` for IPv6) or ``unix:PATH``.
+    """
+    from policy.telemetry import parse_listen_address
+
+    text = value.strip()
+    if text.startswith("unix:"):
+        if not text[len("unix:"):]:
+            raise ValueError(f"expected HOST:PORT or unix:PATH, got {value!r} (no path)")
+        return text
+    if text.isdigit():
+        text = f"127.0.0.1:{text}"
+    try:
+        parse_listen_address(text)
+    except ValueError:
+        raise ValueError(f"expected HOST:PORT or unix:PATH (or a bare PORT for 127.0.0.1), got {value!r}") from None
+    return text
+
+
+def _listen_addresses(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[str, ...]:
+    try:
+        return tuple(normalize_listen(value) for value in values)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 @main.command()
 @click.option("--config", "config_path", required=True, type=click.Path(exists=True, path_type=Path),
               help="A YAML config file or a directory of them (watched and hot-reloaded).")
-@click.option("--listen", "listen", multiple=True, metavar="ADDR",
-              help="HOST:PORT or unix:/path/to.sock; repeat for several. [default: 127.0.0.1:9191]")
+@click.option("--listen", "listen", multiple=True, metavar="ADDR", callback=_listen_addresses,
+              help="HOST:PORT, a bare PORT (127.0.0.1:PORT) or unix:/path/to.sock; repeat for several."
+                   " [default: 127.0.0.1:9191]")
 @click.option("--watch-interval", default=1.0, show_default=True, type=float,
               help="Seconds between checks of the config for changes; 0 disables reload.")
 @click.option("--grace", default=5.0, show_default=True, type=float,
@@ -114,35 +156,54 @@ def serve(config_path: Path, listen: tuple[str, ...], watch_interval: float, gra
     from policy.sdk import ConfigError
     from policy.servers.app import DEFAULT_LISTEN, PolicyServer, run_until_signal
 
-    _setup_logging(log_level)
+    json_logs = _setup_logging(log_level)
     service = PolicyService(config_path, _host(no_autoload), watch_interval=watch_interval,
                             metrics_listen=metrics_listen, decision_log=decision_log)
     try:
         snapshot = service.load()
     except ConfigError as exc:
-        _fail_config(exc)
+        if not json_logs:
+            _fail_config(exc)
+        for warning in getattr(exc, "warnings", ()):
+            _log_issue(logging.WARNING, warning)
+        for issue in exc.issues:
+            _log_issue(logging.ERROR, issue)
+        serve_log.error("%d config error(s); nothing was loaded", len(exc.issues))
+        sys.exit(EXIT_USAGE)
     server = PolicyServer(service, listen or [DEFAULT_LISTEN], registrars=_registrars(path_normalization))
 
+    def say(line: str) -> None:
+        """A start-up line: on stdout for people and scripts, and logged when logs are JSON."""
+        click.echo(f"policy: {line}")
+        if json_logs:
+            serve_log.info("%s", line)
+
     def ready(addresses: list[str]) -> None:
-        click.echo(f"policy: loaded {config_path} (generation {snapshot.generation}):"
-                   f" {len(snapshot.handlers)} handlers, {len(snapshot.instances)} instances,"
-                   f" {len(snapshot.rules)} rules from {len(snapshot.sources)} file(s)")
+        say(f"loaded {config_path} (generation {snapshot.generation}):"
+            f" {len(snapshot.handlers)} handlers, {len(snapshot.instances)} instances,"
+            f" {len(snapshot.rules)} rules from {len(snapshot.sources)} file(s)")
         for warning in snapshot.warnings:
-            click.echo(f"policy: warning: {warning}", err=True)
-        click.echo(f"policy: serving {', '.join(server.services)}")
+            if json_logs:
+                _log_issue(logging.WARNING, warning)
+            else:
+                click.echo(f"policy: warning: {warning}", err=True)
+        say(f"serving {', '.join(server.services)}")
         for address in addresses:
-            click.echo(f"policy: listening on {address}")
+            say(f"listening on {address}")
         if service.telemetry.metrics_address:
-            click.echo(f"policy: metrics on http://{service.telemetry.metrics_address}/metrics")
+            say(f"metrics on http://{service.telemetry.metrics_address}/metrics")
         sys.stdout.flush()
 
     _use_uvloop()
     try:
         asyncio.run(run_until_signal(server, grace, ready))
     except OSError as exc:
-        click.echo(f"error: {exc}", err=True)
+        if json_logs:
+            serve_log.error("%s", exc)
+        else:
+            click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_USAGE)
-    click.echo("policy: stopped")
+    say("stopped")
 
 
 # --- check -------------------------------------------------------------------
@@ -247,7 +308,7 @@ def check(config_path: Path, attrs: tuple[str, ...], quotas: tuple[str, ...], as
     from policy.runtime.service import PolicyService
     from policy.sdk import ConfigError
 
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    _setup_logging("warning")
     service = PolicyService(config_path, _host(no_autoload), watch_interval=0)
     try:
         attributes = parse_attribute_args(list(attrs), service.host.vocabulary)
@@ -281,29 +342,72 @@ def check(config_path: Path, attrs: tuple[str, ...], quotas: tuple[str, ...], as
 
 @main.command()
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
-@click.option("--build", is_flag=True, help="Also build every handler (opens files, connects to backends).")
+@click.option("--build", is_flag=True,
+              help="Also start every handler (opens files, connects to backends); failures are warnings.")
 @click.option("--no-autoload", is_flag=True, help="Load only built-in adapters.")
 def validate(path: Path, build: bool, no_autoload: bool) -> None:
-    """Check a config offline: print every error (exit 2 when any) and warnings on stderr."""
-    from policy.config import build_snapshot, parse_config
+    """Check a config offline: print every error (exit 2 when any) and warnings on stderr.
+
+    Every handler is built as ``policy serve`` builds it (policies parsed, Rego compiled),
+    so what serve would refuse, validate refuses; ``--build`` also starts the handlers.
+    """
+    from policy.config import parse_config
     from policy.sdk import ConfigError
 
     host = _host(no_autoload)
     try:
         model = parse_config(path, host)
-        if build:
-            async def build_and_close() -> None:
-                snapshot = build_snapshot(model, host)
-                await snapshot.close()
-
-            asyncio.run(build_and_close())
+        start_problems = asyncio.run(_build_offline(model, host, start=build))
     except ConfigError as exc:
         for warning in getattr(exc, "warnings", ()):
             click.echo(f"warning: {warning}", err=True)
         _fail_config(exc)
     for warning in model.warnings:
         click.echo(f"warning: {warning}", err=True)
-    click.echo(f"{path}: OK — {model.summary()}")
+    for problem in start_problems:
+        click.echo(f"warning: {problem}", err=True)
+    started = f"; started every handler, {len(start_problems)} start-up warning(s)" if build else ""
+    click.echo(f"{path}: OK — {model.summary()}{started}")
+
+
+class _WarningCollector(logging.Handler):
+    """Keeps the text of WARNING+ records logged by handlers (``policy.adapter.*``) while they start."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Keep ``record``'s message, prefixed with the handler's name."""
+        handler = record.name.removeprefix("policy.adapter").lstrip(".") or "?"
+        self.lines.append(f"handler {handler}: {record.getMessage()}")
+
+
+async def _build_offline(model: Any, host: Any, *, start: bool) -> list[str]:
+    """Build ``model``'s handlers (raising ConfigError as serve would), optionally start them, close them.
+
+    Returns what went wrong while starting (a start error, or a warning a handler logged such as an
+    unreachable Redis or a missing list file): a backend that is down is not a config error.
+    """
+    from policy.config import build_snapshot
+    from policy.sdk import ConfigError
+
+    snapshot = build_snapshot(model, host)
+    problems: list[str] = []
+    collector = _WarningCollector()
+    adapter_log = logging.getLogger("policy.adapter")
+    try:
+        if start:
+            adapter_log.addHandler(collector)
+            try:
+                await snapshot.start()
+            except ConfigError as exc:
+                problems.extend(f"{issue}" for issue in exc.issues)
+            finally:
+                adapter_log.removeHandler(collector)
+    finally:
+        await snapshot.close()
+    return problems + collector.lines
 
 
 # --- adapters ------------------------------------------------------------------
@@ -328,6 +432,7 @@ def adapters(as_json: bool, as_markdown: bool, out_dir: Path | None, no_autoload
         return
     rows = [{"name": r.name, "distribution": r.origin.distribution, "version": r.origin.version,
              "plugin": r.origin.plugin, "templates": list(r.adapter.templates),
+             "available": not getattr(r.adapter, "unavailable", ""),
              "description": r.adapter.description} for r in host.adapters]
     if as_markdown:
         click.echo(adapter_markdown(host))

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from policy.config.compact import is_compact, parse_compact, parse_settings
 from policy.config.compile import build_snapshot, close_handlers
+from policy.config.enforcement import enforcement_warnings
 from policy.config.documents import config_fingerprint, read_documents
 from policy.config.mixer import MIXER_API_VERSION, parse_kubernetes
 from policy.config.model import ConfigModel, ExtraDocument, ParseState, Settings
@@ -62,6 +63,7 @@ def parse_config(path: str | Path, host: PluginHost) -> ConfigModel:
     model = validate(state, host, sources)
     attach_rate_limit(model, rate_limit)
     model.quota_bindings = quota_bindings
+    model.warnings.extend(enforcement_warnings(model, host))
     return model
 
 

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from policy.config.model import ActionSpec, ConfigModel, HandlerSpec, RuleSpec
 from policy.runtime.snapshot import Action, HandlerEntry, HeaderOperationBuilder, InstanceBuilder, Rule, Snapshot
 from policy.sdk import BuildContext, Clock, ConfigError, ConfigIssue, ParamsError, Variety
+from policy.sdk.extras import install_hint, missing_extra
 
 if TYPE_CHECKING:
     from policy.runtime.plugins import PluginHost
@@ -129,9 +130,14 @@ def _build(spec: HandlerSpec, documents: list[dict[str, Any]], issues: list[Conf
         return None
     except Exception as exc:
         log.debug("handler %s: build failed", spec.display, exc_info=True)
+        extra = missing_extra(exc)
+        if extra is not None:  # an optional dependency imported at build is not installed
+            message = (f"adapter {adapter.name!r} needs the {extra!r} extra"
+                       f" ({getattr(exc, 'name', '')} is not installed): {install_hint(extra)}")
+        else:
+            message = f"adapter {adapter.name!r} failed to build it: {type(exc).__name__}: {exc}"
         issues.append(ConfigIssue(where.file, where.document, spec.params_at.field,
-                                  f"handler {spec.display}: adapter {adapter.name!r} failed to build it:"
-                                  f" {type(exc).__name__}: {exc}"))
+                                  f"handler {spec.display}: {message}"))
         return None
     if handler is None:
         issues.append(ConfigIssue(where.file, where.document, "",

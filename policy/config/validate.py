@@ -176,6 +176,11 @@ def _check_handler(handler: HandlerSpec, host: PluginHost, reporter: Reporter) -
         handler.valid = False
         return
     adapter = handler.adapter = registered.adapter
+    unavailable = getattr(adapter, "unavailable", "")
+    if unavailable:  # a built-in whose optional dependency is not installed
+        reporter.error(handler.adapter_at, f"adapter {adapter.name!r} {unavailable}")
+        handler.valid = False
+        return
     try:
         params = parse_params(adapter.Params, handler.raw_params)
     except ParamsError as exc:

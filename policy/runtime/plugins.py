@@ -21,9 +21,43 @@ from policy import hookspecs
 from policy.attributes import Vocabulary, VocabularyError, standard_vocabulary
 from policy.runtime.registry import AdapterRegistry, Origin, TemplateRegistry
 from policy.sdk import PROJECT, PluginError
+from policy.sdk.extras import install_hint, missing_extra
 
 ENTRY_POINT_GROUP = "policy.adapters"
 DISABLE_AUTOLOAD_ENV = "POLICY_DISABLE_PLUGIN_AUTOLOAD"
+
+
+def _unavailable_plugin(module_name: str, exc: ModuleNotFoundError) -> Any:
+    """A stand-in plugin registering an adapter that says which extra it needs, or None if unknown."""
+    from adapters import OPTIONAL_PLUGINS
+
+    from policy.sdk import Adapter, hookimpl
+
+    declared = OPTIONAL_PLUGINS.get(module_name)
+    extra = missing_extra(exc)
+    if declared is None or extra is None or extra != declared[0]:
+        return None
+    _, adapter_name, templates = declared
+    reason = f"needs the {extra!r} extra ({exc.name} is not installed): {install_hint(extra)}"
+
+    class UnavailableAdapter(Adapter):
+        """An adapter whose optional dependency is not installed; every use is a config error."""
+
+        name = adapter_name
+        description = f"unavailable: {reason}"
+        unavailable = reason
+
+    UnavailableAdapter.templates = templates
+
+    class Plugin:
+        """Registers the stand-in adapter."""
+
+        @hookimpl
+        def policy_register_adapters(self, registry: Any) -> None:
+            """Register the stand-in for the adapter that could not be imported."""
+            registry.add(UnavailableAdapter)
+
+    return Plugin()
 
 
 def _own_distribution() -> tuple[str, str]:
@@ -143,8 +177,13 @@ def build_plugin_host(
     dist, version = _own_distribution()
     origins: dict[str, Origin] = {}
     for module_name in BUILTIN_PLUGINS:
-        module = importlib.import_module(module_name)
         name = module_name.rsplit(".", 1)[-1]
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:  # an optional dependency is missing: register a stand-in
+            module = _unavailable_plugin(module_name, exc)
+            if module is None:
+                raise
         pm.register(module, name=name)
         origins[name] = Origin(name, dist, version)
     if autoload is None:

@@ -43,7 +43,11 @@ class FailMode(enum.Enum):
 
 @dataclass(frozen=True)
 class Clock:
-    """An injectable clock: wall time (``now``) and monotonic time (``monotonic``), in seconds."""
+    """An injectable clock: wall time (``now``) and monotonic time (``monotonic``), in seconds.
+
+    :param now: seconds since the epoch (``time.time``).
+    :param monotonic: seconds on a clock that never goes back (``time.monotonic``), for intervals.
+    """
 
     now: Callable[[], float] = time.time
     monotonic: Callable[[], float] = time.monotonic
@@ -65,6 +69,9 @@ class BuildContext:
         ``"invalidate_decisions"`` (a callable dropping the serving service's cached
         decisions, for a handler whose answers change without a config reload, e.g. a
         reloaded policy file; absent without a service).
+    :param handlers: the handlers this one delegates to (named by :meth:`Adapter.handler_references`),
+        by the name the params give; filled once every handler of the config is built, so look
+        names up when a request comes, not in ``build``.
     """
 
     handler: str

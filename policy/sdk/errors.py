@@ -29,7 +29,14 @@ class PolicyError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class ConfigIssue:
-    """One problem in a config: where it is and what is wrong."""
+    """One problem in a config: where it is and what is wrong.
+
+    :param file: the config file.
+    :param document: the document in it (``handlers[0] (name)``, ``handler/name.namespace``).
+    :param field: the field path in the document; empty for the document as a whole.
+    :param message: what is wrong.
+    :param severity: ``error`` (the config is refused) or ``warning``.
+    """
 
     file: str
     document: str

@@ -27,7 +27,11 @@ _MISSING = dataclasses.MISSING
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class FieldError:
-    """One problem with one field: where (a dotted path) and what."""
+    """One problem with one field: where (a dotted path) and what.
+
+    :param field: the field's path (``quotas[0].maxAmount``); empty for the params as a whole.
+    :param message: what is wrong.
+    """
 
     field: str
     message: str

@@ -27,7 +27,12 @@ class HeaderOperationKind(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class HeaderOperation:
-    """Set, append or remove one request or response header."""
+    """Set, append or remove one request or response header.
+
+    :param name: the header name.
+    :param value: the value (ignored by REMOVE).
+    :param operation: REPLACE (the default), APPEND or REMOVE.
+    """
 
     name: str
     value: str = ""
@@ -106,6 +111,9 @@ class QuotaResult:
     :param valid_duration: seconds the grant is valid for (the window's remaining time).
     :param status: OK when granted; RESOURCE_EXHAUSTED when over the limit;
         UNAVAILABLE when the backend cannot be reached and the handler fails closed.
+    :param remaining: what is left of the limit after this call, when the adapter knows
+        (the rate-limit APIs report it); None otherwise.
+    :param limit: the limit that applied, when the adapter knows; None otherwise.
     """
 
     granted_amount: int

@@ -83,7 +83,11 @@ def parse_code(value: str | int) -> Code:
 
 @dataclass(frozen=True, slots=True)
 class Status:
-    """A status: a code and a message for humans."""
+    """A status: a code and a message for humans.
+
+    :param code: the gRPC status code (OK allows).
+    :param message: why, for humans (empty for OK).
+    """
 
     code: Code = Code.OK
     message: str = ""

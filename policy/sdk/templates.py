@@ -29,7 +29,10 @@ class Variety(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class ValueMap:
-    """A field holding a map of name → value, each an expression of ``value_type``."""
+    """A field holding a map of name → value, each an expression of ``value_type``.
+
+    :param value_type: the type every value's expression must have (ANY: no constraint).
+    """
 
     value_type: ValueType = ValueType.ANY
 
@@ -44,6 +47,14 @@ class Template:
 
     ``factory`` is called with ``name=`` and one keyword per field (nested groups as
     dicts), and returns the instance the adapter receives.
+
+    :param name: the template's name in config (``listentry``, ``metric`` ...).
+    :param variety: which handler method its instances go to.
+    :param fields: field name → kind: a :class:`~policy.attributes.ValueType`, a :class:`ValueMap`,
+        or a mapping of nested fields.
+    :param factory: makes an instance from ``name=`` and the evaluated fields.
+    :param description: one line for ``policy adapters`` and the docs.
+    :param defaults: expression texts used for fields an instance's params leave out.
     """
 
     name: str
@@ -60,14 +71,21 @@ class Template:
 
 @dataclass(frozen=True, slots=True)
 class CheckNothing:
-    """An instance of ``checknothing``: no data, only that a check happened."""
+    """An instance of ``checknothing``: no data, only that a check happened.
+
+    :param name: the instance's name in config (``name.instance.namespace`` for Mixer documents).
+    """
 
     name: str
 
 
 @dataclass(frozen=True, slots=True)
 class ListEntry:
-    """An instance of ``listentry``: one value to look up in a list."""
+    """An instance of ``listentry``: one value to look up in a list.
+
+    :param name: the instance's name in config (``name.instance.namespace`` for Mixer documents).
+    :param value: the value to look up (its type is the expression's: a string, an IP address ...).
+    """
 
     name: str
     value: Any = None
@@ -75,7 +93,12 @@ class ListEntry:
 
 @dataclass(frozen=True, slots=True)
 class Subject:
-    """The caller in an ``authorization`` instance."""
+    """The caller in an ``authorization`` instance.
+
+    :param user: the caller's identity (Mixer's ``subject.user``, often ``source.principal``).
+    :param groups: the caller's groups, as one string.
+    :param properties: further named values about the caller.
+    """
 
     user: str | None = None
     groups: str | None = None
@@ -84,7 +107,14 @@ class Subject:
 
 @dataclass(frozen=True, slots=True)
 class Action:
-    """What the caller wants to do, in an ``authorization`` instance."""
+    """What the caller wants to do, in an ``authorization`` instance.
+
+    :param namespace: the destination's namespace.
+    :param service: the destination service.
+    :param method: the request method (``GET`` ...).
+    :param path: the request path.
+    :param properties: further named values about the action.
+    """
 
     namespace: str | None = None
     service: str | None = None
@@ -95,7 +125,12 @@ class Action:
 
 @dataclass(frozen=True, slots=True)
 class Authorization:
-    """An instance of ``authorization``: a subject and an action."""
+    """An instance of ``authorization``: a subject and an action.
+
+    :param name: the instance's name in config (``name.instance.namespace`` for Mixer documents).
+    :param subject: who is asking.
+    :param action: what they ask to do.
+    """
 
     name: str
     subject: Subject = field(default_factory=Subject)
@@ -104,7 +139,11 @@ class Authorization:
 
 @dataclass(frozen=True, slots=True)
 class Quota:
-    """An instance of ``quota``: the dimensions that pick a counter."""
+    """An instance of ``quota``: the dimensions that pick a counter.
+
+    :param name: the instance's name in config (``name.instance.namespace`` for Mixer documents).
+    :param dimensions: name → value; each distinct combination is its own counter.
+    """
 
     name: str
     dimensions: Mapping[str, Any] = field(default_factory=dict)
@@ -112,7 +151,14 @@ class Quota:
 
 @dataclass(frozen=True, slots=True)
 class Metric:
-    """An instance of ``metric``: one value with dimensions."""
+    """An instance of ``metric``: one value with dimensions.
+
+    :param name: the instance's name in config (``name.instance.namespace`` for Mixer documents).
+    :param value: the measured value.
+    :param dimensions: name → value labels of the measurement.
+    :param monitored_resource_type: Mixer's monitored resource type, when given.
+    :param monitored_resource_dimensions: Mixer's monitored resource dimensions.
+    """
 
     name: str
     value: Any = None
@@ -123,7 +169,15 @@ class Metric:
 
 @dataclass(frozen=True, slots=True)
 class LogEntry:
-    """An instance of ``logentry``: one log record."""
+    """An instance of ``logentry``: one log record.
+
+    :param name: the instance's name in config (``name.instance.namespace`` for Mixer documents).
+    :param variables: name → value fields of the record.
+    :param timestamp: when it happened (None: not given).
+    :param severity: the severity text (``INFO``, ``ERROR`` ...), when given.
+    :param monitored_resource_type: Mixer's monitored resource type, when given.
+    :param monitored_resource_dimensions: Mixer's monitored resource dimensions.
+    """
 
     name: str
     variables: Mapping[str, Any] = field(default_factory=dict)
@@ -135,7 +189,10 @@ class LogEntry:
 
 @dataclass(frozen=True, slots=True)
 class ReportNothing:
-    """An instance of ``reportnothing``: no data, only that a report happened."""
+    """An instance of ``reportnothing``: no data, only that a report happened.
+
+    :param name: the instance's name in config (``name.instance.namespace`` for Mixer documents).
+    """
 
     name: str
 

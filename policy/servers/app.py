@@ -16,9 +16,9 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
-from grpc_reflection.v1alpha import reflection
 
 from policy.runtime.service import PolicyService
+from policy.servers.reflection import enable_reflection
 
 log = logging.getLogger("policy.servers")
 
@@ -96,11 +96,7 @@ class PolicyServer:
         for registrar in self.registrars:
             self.services.extend(registrar(server, self.service))
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
-        reflection.enable_server_reflection(
-            [*self.services, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-             reflection.SERVICE_NAME],
-            server,
-        )
+        enable_reflection([*self.services, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name], server)
         for address in self.listen:
             path = _unix_path(address)
             if path is not None:

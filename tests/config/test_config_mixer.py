@@ -194,8 +194,11 @@ def test_extra_documents_reach_every_handler_and_warn_once_per_kind(tmp_path, wr
     assert [e.document for e in model.extra_documents] == [
         "AuthorizationPolicy/allow-get.shop", "AuthorizationPolicy/deny-all.bank", "QuotaSpec/request-count"]
     warnings = [(w.document, w.message) for w in model.warnings if w.document.startswith(("Auth", "Quota"))]
-    # The built-in rbac adapter reads AuthorizationPolicy documents: no "unclaimed kind" warning for them.
-    assert [d for d, _ in warnings if d.startswith("AuthorizationPolicy")] == []
+    # The built-in rbac adapter reads AuthorizationPolicy documents: no "unclaimed kind" warning for them,
+    # but no rule uses an rbac handler, so each says it is not enforced.
+    assert [(d, m.split(":")[0]) for d, m in warnings if d.startswith("AuthorizationPolicy")] == [
+        ("AuthorizationPolicy/allow-get.shop", "not enforced"), ("AuthorizationPolicy/deny-all.bank", "not enforced")]
+    warnings = [(d, m) for d, m in warnings if not m.startswith("not enforced")]
     # QuotaSpecs are read by policy.config.quota_specs: this one only warns that no binding uses it.
     assert [d for d, _ in warnings] == ["QuotaSpec/request-count"]
     assert "not bound by any QuotaSpecBinding" in warnings[0][1]
@@ -214,7 +217,11 @@ def test_adapter_can_claim_a_document_kind(write, host, monkeypatch):
     monkeypatch.setattr(ListAdapter, "document_kinds", ("AuthorizationPolicy",), raising=False)
     path = write("apiVersion: security.istio.io/v1beta1\nkind: AuthorizationPolicy\nmetadata: {name: a}\n")
     model = parse_config(path, host)
-    assert len(model.extra_documents) == 1 and model.warnings == []
+    assert len(model.extra_documents) == 1
+    # Claimed: no "unclaimed kind" warning; but with no rule and no handler of that adapter it is not enforced.
+    assert [w.message.split(":")[0] for w in model.warnings] == [
+        "not enforced", "the config has no rules"]
+    assert "'testlist'" in model.warnings[0].message
 
 
 def test_sampling_is_ignored_with_a_warning(write, host):
@@ -311,5 +318,6 @@ def test_mixer_kinds_not_read_are_explained(write, host):
     assert [(w.document, w.message.split(":")[0]) for w in model.warnings] == [
         ("attributemanifest/istioproxy.istio-system", "kind 'attributemanifest' is not read"),
         ("stackdriver/handler.istio-system", "kind 'stackdriver' is neither an installed adapter (adapters"),
+        ("rules", "the config has no rules"),
     ]
     assert "the attribute vocabulary comes from plugins" in model.warnings[0].message

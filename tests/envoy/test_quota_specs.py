@@ -73,7 +73,8 @@ def test_rules_match_any_clause_all_conditions_and_charges_add_up(tmp_path):
     assert charged(model, **{"request.path": "/api/v2/x"}) == {"requests": 1}
     # an absent attribute fails only the clause that reads it
     assert charged(model) == {"requests": 1}
-    assert model.warnings == []
+    # These specs charge quotas no rule counts: the only warning is that the config has no rules.
+    assert [w.document for w in model.warnings] == ["rules"]
 
 
 @pytest.mark.parametrize(("services", "hits", "misses"), [
@@ -105,12 +106,12 @@ def test_spec_reference_defaults_to_the_bindings_namespace_and_unbound_specs_war
                  spec("request-count", "- quotas: [{quota: b}]", namespace="shop"),
                  binding("b", '[{service: "*"}]', namespace="shop"))
     assert charged(model) == {"b": 1}
-    assert [w.document for w in model.warnings] == ["QuotaSpec/request-count.bank"]
+    assert [w.document for w in model.warnings] == ["QuotaSpec/request-count.bank", "rules"]
     assert "not bound" in model.warnings[0].message
     model = load(tmp_path, spec("request-count", "- quotas: [{quota: a}]", namespace="bank"),
                  binding("b", '[{service: "*", labels: {app: x}}]', "[{name: request-count, namespace: bank}]"))
     assert charged(model) == {"a": 1}
-    assert [w.field for w in model.warnings] == ["spec.services[0].labels"]
+    assert [w.field for w in model.warnings] == ["spec.services[0].labels", ""]  # and: no rules
 
 
 def test_every_error_is_reported_with_document_and_field(tmp_path):

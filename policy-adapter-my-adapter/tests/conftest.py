@@ -1,0 +1,1 @@
+"""Fixtures come from sidecar-policy's pytest plugin (policy.testing), loaded automatically."""
