@@ -21,6 +21,7 @@ ATTRIBUTES: dict[str, str] = {
     "hookspec": "Marks a function of `policy.hookspecs` as a hook specification (the project's own use).",
     "OK": "The `Status` of success: code `OK`, no message.",
     "__version__": "The installed version of sidecar-policy.",
+    "regex_escape": "`policy.expr.regex.escape`: a text escaped so RE2 matches it literally (`regex_escape(\"a.b\")`).",
 }
 
 #: (heading, introduction, [(name, module it is defined in)]).
@@ -61,6 +62,11 @@ SECTIONS: list[tuple[str, str, list[tuple[str, str]]]] = [
      [("PolicyError", "policy.sdk.errors"), ("AdapterError", "policy.sdk.errors"),
       ("ConfigError", "policy.sdk.errors"), ("ConfigIssue", "policy.sdk.errors"),
       ("PluginError", "policy.sdk.errors")]),
+    ("Regular expressions",
+     "Every regular expression from config or expressions runs on RE2 (linear time); adapters"
+     " compile theirs through these so a hostile input cannot stall the service.",
+     [("compile_regex", "policy.expr.regex"), ("Regex", "policy.expr.regex"),
+      ("RegexError", "policy.expr.regex"), ("regex_escape", "policy.sdk")]),
     ("Plugins",
      "Plugins are pluggy plugins registered under the `policy.adapters` entry-point group.",
      [("hookimpl", "policy.sdk"), ("hookspec", "policy.sdk"), ("PROJECT", "policy.sdk"),
