@@ -80,6 +80,16 @@ def _listen_address(ctx: click.Context, param: click.Parameter, value: str | Non
     return value
 
 
+def _socket_mode(ctx: click.Context, param: click.Parameter, value: str) -> int:
+    try:
+        mode = int(value, 8)
+    except ValueError:
+        raise click.BadParameter(f"expected octal permission bits like 0660, got {value!r}") from None
+    if not 0 <= mode <= 0o777:
+        raise click.BadParameter(f"expected octal permission bits like 0660, got {value!r}")
+    return mode
+
+
 @main.command()
 @click.option("--config", "config_path", required=True, type=click.Path(exists=True, path_type=Path),
               help="A YAML config file or a directory of them (watched and hot-reloaded).")
@@ -89,6 +99,10 @@ def _listen_address(ctx: click.Context, param: click.Parameter, value: str | Non
               help="Seconds between checks of the config for changes; 0 disables reload.")
 @click.option("--grace", default=5.0, show_default=True, type=float,
               help="Seconds to drain in-flight calls on SIGTERM before stopping.")
+@click.option("--drain-delay", default=3.0, show_default=True, type=float, envvar="POLICY_DRAIN_DELAY",
+              help="On SIGTERM, seconds health says NOT_SERVING while calls are still accepted, before the grace.")
+@click.option("--socket-mode", default="0660", show_default=True, callback=_socket_mode,
+              help="Permission bits (octal) of the Unix sockets it listens on.")
 @click.option("--metrics-listen", metavar="HOST:PORT", default=None, callback=_listen_address,
               help="Serve the service's Prometheus metrics over HTTP here, at /metrics (port 0 picks one;"
                    " needs the 'prometheus' extra).")
@@ -98,8 +112,9 @@ def _listen_address(ctx: click.Context, param: click.Parameter, value: str | Non
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
 @click.option("--no-autoload", is_flag=True, help="Load only built-in adapters (like POLICY_DISABLE_PLUGIN_AUTOLOAD=1).")
-def serve(config_path: Path, listen: tuple[str, ...], watch_interval: float, grace: float,
-          metrics_listen: str | None, decision_log: bool, log_level: str, no_autoload: bool) -> None:
+def serve(config_path: Path, listen: tuple[str, ...], watch_interval: float, grace: float, drain_delay: float,
+          socket_mode: int, metrics_listen: str | None, decision_log: bool, log_level: str,
+          no_autoload: bool) -> None:
     """Serve the native, Envoy and health gRPC APIs on CONFIG until SIGTERM."""
     from policy.runtime.service import PolicyService
     from policy.sdk import ConfigError
@@ -112,7 +127,7 @@ def serve(config_path: Path, listen: tuple[str, ...], watch_interval: float, gra
         snapshot = service.load()
     except ConfigError as exc:
         _fail_config(exc)
-    server = PolicyServer(service, listen or [DEFAULT_LISTEN])
+    server = PolicyServer(service, listen or [DEFAULT_LISTEN], socket_mode=socket_mode)
 
     def ready(addresses: list[str]) -> None:
         click.echo(f"policy: loaded {config_path} (generation {snapshot.generation}):"
@@ -129,7 +144,7 @@ def serve(config_path: Path, listen: tuple[str, ...], watch_interval: float, gra
 
     _use_uvloop()
     try:
-        asyncio.run(run_until_signal(server, grace, ready))
+        asyncio.run(run_until_signal(server, grace, ready, drain_delay=max(0.0, drain_delay)))
     except OSError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_USAGE)
