@@ -80,6 +80,19 @@ def _listen_address(ctx: click.Context, param: click.Parameter, value: str | Non
     return value
 
 
+def _decision_log(enabled: bool, masks: tuple[str, ...]) -> Any:
+    from policy.decision_log import DecisionLog, with_extra_masks
+
+    if not enabled:
+        if masks:
+            raise click.UsageError("--decision-log-mask needs --decision-log")
+        return None
+    try:
+        return with_extra_masks(DecisionLog(), masks)
+    except ValueError as exc:
+        raise click.UsageError(f"--decision-log-mask: {exc}") from None
+
+
 def _socket_mode(ctx: click.Context, param: click.Parameter, value: str) -> int:
     try:
         mode = int(value, 8)
@@ -109,12 +122,14 @@ def _socket_mode(ctx: click.Context, param: click.Parameter, value: str) -> int:
 @click.option("--decision-log", is_flag=True,
               help="Also send every check decision through the report rules (they see"
                    " context.reporter.kind == \"decision\" and check.*), sensitive headers masked.")
+@click.option("--decision-log-mask", "masks", multiple=True, metavar="KIND:NAME",
+              help="With --decision-log, also mask header:NAME, query:NAME or attribute:NAME; repeatable.")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
 @click.option("--no-autoload", is_flag=True, help="Load only built-in adapters (like POLICY_DISABLE_PLUGIN_AUTOLOAD=1).")
 def serve(config_path: Path, listen: tuple[str, ...], watch_interval: float, grace: float, drain_delay: float,
-          socket_mode: int, metrics_listen: str | None, decision_log: bool, log_level: str,
-          no_autoload: bool) -> None:
+          socket_mode: int, metrics_listen: str | None, decision_log: bool, masks: tuple[str, ...],
+          log_level: str, no_autoload: bool) -> None:
     """Serve the native, Envoy and health gRPC APIs on CONFIG until SIGTERM."""
     from policy.runtime.service import PolicyService
     from policy.sdk import ConfigError
@@ -122,7 +137,7 @@ def serve(config_path: Path, listen: tuple[str, ...], watch_interval: float, gra
 
     _setup_logging(log_level)
     service = PolicyService(config_path, _host(no_autoload), watch_interval=watch_interval,
-                            metrics_listen=metrics_listen, decision_log=decision_log)
+                            metrics_listen=metrics_listen, decision_log=_decision_log(decision_log, masks))
     try:
         snapshot = service.load()
     except ConfigError as exc:
