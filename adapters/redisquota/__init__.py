@@ -236,8 +236,12 @@ class RedisQuotaHandler(Handler):
         return self.calls.rate_limit_answers(allocations)
 
     async def close(self) -> None:
-        """Close the Redis connections."""
-        await self.client.aclose()
+        """Close the Redis connections (after the limiter's abandoned calls)."""
+        await self.limiter.close()
+        try:
+            await self.client.aclose()
+        except Exception as exc:  # a dead connection's close failing must not fail a reload or shutdown
+            self.logger.warning("closing the redis client: %s: %s", type(exc).__name__, exc)
 
 
 class RedisQuotaAdapter(Adapter):
