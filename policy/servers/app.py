@@ -25,6 +25,7 @@ from grpc_reflection.v1alpha import reflection
 
 from policy.runtime.service import PolicyService
 from policy.servers import unix_socket
+from policy.servers._intercept import ServerInterceptor
 from policy.servers.unix_socket import DEFAULT_SOCKET_MODE, OwnedSocket
 
 log = logging.getLogger("policy.servers")
@@ -64,18 +65,6 @@ def _unix_path(address: str) -> str | None:
     return None
 
 
-class _CallCounter(grpc.aio.ServerInterceptor):
-    """Counts calls the server has picked up (to know when none is waiting any more)."""
-
-    def __init__(self) -> None:
-        self.started = 0
-
-    async def intercept_service(self, continuation: Any, handler_call_details: Any) -> Any:
-        """Count the call and hand it on."""
-        self.started += 1
-        return await continuation(handler_call_details)
-
-
 class PolicyServer:
     """A grpc.aio server for a :class:`PolicyService`.
 
@@ -103,7 +92,7 @@ class PolicyServer:
         self._health = HealthServicer()
         self.socket_mode = socket_mode
         self._sockets: list[OwnedSocket] = []
-        self._calls = _CallCounter()
+        self._calls = ServerInterceptor()
 
     async def start(self) -> list[str]:
         """Start the service and the server; returns the bound addresses (real ports filled in)."""
