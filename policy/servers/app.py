@@ -36,6 +36,8 @@ MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 DEFAULT_DRAIN_DELAY = 3.0
 #: Before stopping, wait until no call has started for this long (so calls already received are picked up).
 PICKUP_QUIET = 0.1
+#: ... for at most this long (and at most half the grace period).
+PICKUP_MAX = 1.0
 
 #: Functions that add one API to a server and return the gRPC service names they added.
 Registrar = Callable[[grpc.aio.Server, PolicyService], list[str]]
@@ -154,8 +156,11 @@ class PolicyServer:
         if delay > 0:
             await asyncio.sleep(delay)
         deadline = loop.time() + grace
+        # Under load that ignores NOT_SERVING, calls keep coming: stop looking for them in time to
+        # leave the in-flight ones at least half the grace period.
+        pickup_until = loop.time() + min(grace / 2, PICKUP_MAX)
         seen = -1
-        while self._server is not None and self._calls.started != seen and loop.time() < deadline:
+        while self._server is not None and self._calls.started != seen and loop.time() < pickup_until:
             seen = self._calls.started
             await asyncio.sleep(PICKUP_QUIET)
         await self.stop(max(0.0, deadline - loop.time()))
