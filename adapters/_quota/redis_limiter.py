@@ -148,9 +148,20 @@ class RedisLimiter:
     def _start_flush(self) -> None:
         self._flush_scheduled = False
         batch, self._pending = self._pending, []
-        task = asyncio.get_running_loop().create_task(self._flush(batch))
+        task = asyncio.get_running_loop().create_task(self._bounded_flush(batch))
         self._flushing.add(task)
         task.add_done_callback(self._flushing.discard)
+
+    async def _bounded_flush(self, batch: list[tuple[list[str], list[Any], asyncio.Future]]) -> None:
+        # Its callers give up after the timeout: so does the batch, releasing its connection, instead of
+        # running on (and charging counters for calls already answered by the fail mode).
+        try:
+            async with asyncio.timeout(self.timeout):
+                await self._flush(batch)
+        except TimeoutError:
+            for _, _, future in batch:
+                if not future.done():
+                    future.set_exception(TimeoutError(f"no answer within {self.timeout:g}s"))
 
     async def _flush(self, batch: list[tuple[list[str], list[Any], asyncio.Future]]) -> None:
         if len(batch) == 1:

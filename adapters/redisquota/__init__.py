@@ -144,16 +144,20 @@ def _url_errors(params: RedisQuotaParams) -> Iterator[FieldError]:
 def make_client(params: RedisQuotaParams) -> Any:
     """A ``redis.asyncio`` client for the params (no connection is made until the first call)."""
     import redis.asyncio as aioredis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
 
     url = normalize_url(params.redis_server_url)
     timeout = params.timeout.total_seconds()
+    # One immediate retry inside the client (it reconnects the same pooled connection), not its default
+    # of 10 with backoff up to 1s, which outlives our timeout and holds pooled connections meanwhile.
     if params.cluster:
         return aioredis.RedisCluster.from_url(
             url, socket_timeout=timeout, socket_connect_timeout=timeout,
-            max_connections=max(params.connection_pool_size, 1) * 64)
+            max_connections=max(params.connection_pool_size, 1) * 64, retry=Retry(NoBackoff(), 1))
     pool = aioredis.BlockingConnectionPool.from_url(
         url, max_connections=params.connection_pool_size, timeout=timeout,
-        socket_timeout=timeout, socket_connect_timeout=timeout)
+        socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 1))
     return aioredis.Redis(connection_pool=pool)
 
 

@@ -120,9 +120,14 @@ def _recovered_after(answers: list[Answer], since: float, until: float = float("
     return first_ok - since
 
 
-def _ok_again(since: float):
+def _ok_again(since: float, count: int = 20):
+    """``count`` OK answers of the CLOSED handler begun after ``since``."""
     return lambda answers: sum(1 for a in answers if not a.fail_open and a.started > since
-                               and a.code == Code.OK) >= 20
+                               and a.code == Code.OK) >= count
+
+
+#: OK answers to see after a fault, so a recovery that does not hold (a flapping breaker) shows.
+HOLD = 1500
 
 
 def _unavailable_since(since: float):
@@ -134,9 +139,14 @@ async def _kill_and_restart(load: Load, node: RedisServer, ready) -> float:
     killed = time.monotonic()
     node.kill()
     await load.wait_for(_unavailable_since(killed), "CLOSED answers UNAVAILABLE while Redis is down")
+    # Stay down for a few breaker cycles (each failed try after retryInterval is one more error), so
+    # calls pile up in the client as in a real outage.
+    errors = load.handlers[False].limiter.stats["errors"]
+    await load.wait_for(lambda _: load.handlers[False].limiter.stats["errors"] >= errors + 3,
+                        "three failed tries while Redis is down")
     await asyncio.to_thread(node.start)
     up = await asyncio.to_thread(ready)
-    await load.wait_for(_ok_again(up), "OK again after the restart")
+    await load.wait_for(_ok_again(up, HOLD), "answers after the restart")
     return up
 
 
@@ -148,14 +158,14 @@ async def _pause_and_resume(load: Load, node: RedisServer, ready) -> float:
     finally:
         node.proc.send_signal(signal.SIGCONT)
     resumed = await asyncio.to_thread(ready)
-    await load.wait_for(_ok_again(resumed), "OK again after SIGCONT")
+    await load.wait_for(_ok_again(resumed, HOLD), "answers after SIGCONT")
     return resumed
 
 
 @pytest.mark.parametrize("fault", ["kill-restart", "pause-resume"])
 async def test_one_redis_under_faults_answers_by_fail_mode_and_recovers_within_1s(build, private_redis, fault):
     load = Load(await _handlers(build, private_redis.url, cluster=False))
-    load.start()
+    load.start(workers=64)  # enough concurrent calls to fill the pools (10 connections each)
     try:
         await load.wait_for(_ok_again(0.0), "warm-up")
         action = _kill_and_restart if fault == "kill-restart" else _pause_and_resume
