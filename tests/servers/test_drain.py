@@ -42,7 +42,7 @@ def test_sigterm_under_load_answers_every_call_sent_before_it(tmp_path, after):
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "policy.cli", "serve", "--config", str(config), "--listen", f"127.0.0.1:{port}",
-         "--log-level", "warning", "--watch-interval", "0", "--drain-delay", "0"],
+         "--log-level", "warning", "--watch-interval", "0"],  # drain delay 0: tests/conftest.py
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "POLICY_DISABLE_PLUGIN_AUTOLOAD": "1"})
     try:
