@@ -181,3 +181,45 @@ async def test_a_stale_failure_after_a_later_success_does_not_open_the_breaker(b
     assert (await first).status.code == Code.UNAVAILABLE
     assert (await ask(handler)).ok       # Redis answers: the old call's failure did not open the breaker
     assert limiter.stats["short_circuited"] == 0
+
+
+RLS_POLICY = """
+settings:
+  rateLimit: {{handler: shared}}
+handlers:
+  - name: shared
+    adapter: redisquota
+    params: {{redisServerUrl: "redis://127.0.0.1:1", failMode: {mode}, timeout: 100ms, retryInterval: 1h, quotas: []}}
+"""
+
+RLS = """
+domain: shop
+descriptors:
+  - key: path
+    rate_limit: {unit: minute, requests_per_unit: 5}
+"""
+
+
+@pytest.mark.parametrize("mode", ["OPEN", "CLOSED"])
+async def test_should_rate_limit_answers_a_closed_transport_by_fail_mode(tmp_path, policy_server_factory, mode):
+    from envoy.service.ratelimit.v3 import rls_pb2, rls_pb2_grpc
+    import grpc
+
+    config = tmp_path / "config"
+    (config / "ratelimit").mkdir(parents=True)
+    (config / "policy.yaml").write_text(RLS_POLICY.format(mode=mode))
+    (config / "ratelimit" / "shop.yaml").write_text(RLS)
+    running = await policy_server_factory(config, unix=False)
+    handler = running.service.snapshot.handlers["shared"].handler
+    handler.limiter.client = FailingClient(RuntimeError("unable to perform operation on <TCPTransport closed=True>"))
+    request = rls_pb2.RateLimitRequest(domain="shop", hits_addend=1)
+    entry = request.descriptors.add().entries.add()
+    entry.key, entry.value = "path", "/a"
+    stub = rls_pb2_grpc.RateLimitServiceStub(running.channel())
+    if mode == "OPEN":
+        reply = await stub.ShouldRateLimit(request)
+        assert reply.overall_code == rls_pb2.RateLimitResponse.OK
+    else:
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.ShouldRateLimit(request)
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE
