@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_plus
 
 from policy.attributes import AttributeBag
+from policy.logs import CLIP_CHARS, clip
 
 if TYPE_CHECKING:
     from policy.runtime.decision import Decision
@@ -94,6 +95,8 @@ def log_decision(decision: Decision, api: str, seconds: float, code: str | None 
     if not _log.isEnabledFor(level):
         return
     reason = decision.message
+    if len(reason) > CLIP_CHARS:  # a denial's reason can quote the request (a list entry, a header)
+        reason = clip(reason)
     _log.log(level, "decision %s: %s%s (api %s, rules %s)", decision.decision_id, code,
              f" — {reason}" if reason else "", api, ",".join(decision.rules) or "none",
              extra={"decision_id": decision.decision_id, "api": api, "code": code, "reason": reason,

@@ -95,3 +95,21 @@ rules:
     lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert lines, "the failing match was not logged"
     assert all(len(line) < 1000 for line in lines), [len(line) for line in lines]
+
+
+async def test_a_denial_quoting_huge_input_logs_a_bounded_decision_line(policy_config, policy_service_factory,
+                                                                        caplog):
+    config = policy_config("""
+handlers:
+  - {name: users, adapter: listchecker, params: {entryType: STRINGS, overrides: ["alice"]}}
+instances:
+  - {name: user, template: listentry, params: {value: 'request.headers["x-user"] | ""'}}
+rules:
+  - {name: users, actions: [{handler: users, instances: [user]}]}
+""")
+    service = await policy_service_factory(config)
+    caplog.set_level(logging.INFO, logger="policy.decisions")
+    decision = await service.check({"request.headers": {"x-user": "m" * 100_000}}, api="native")
+    assert not decision.allowed
+    lines = [r for r in caplog.records if r.name == "policy.decisions"]
+    assert lines and all(len(r.getMessage()) < 1000 and len(str(r.reason)) < 1000 for r in lines)
