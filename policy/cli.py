@@ -128,6 +128,29 @@ def _listen_addresses(ctx: click.Context, param: click.Parameter, values: tuple[
         raise click.BadParameter(str(exc)) from None
 
 
+def _decision_log(enabled: bool, masks: tuple[str, ...]) -> Any:
+    from policy.decision_log import DecisionLog, with_extra_masks
+
+    if not enabled:
+        if masks:
+            raise click.UsageError("--decision-log-mask needs --decision-log")
+        return None
+    try:
+        return with_extra_masks(DecisionLog(), masks)
+    except ValueError as exc:
+        raise click.UsageError(f"--decision-log-mask: {exc}") from None
+
+
+def _socket_mode(ctx: click.Context, param: click.Parameter, value: str) -> int:
+    try:
+        mode = int(value, 8)
+    except ValueError:
+        raise click.BadParameter(f"expected octal permission bits like 0660, got {value!r}") from None
+    if not 0 <= mode <= 0o777:
+        raise click.BadParameter(f"expected octal permission bits like 0660, got {value!r}")
+    return mode
+
+
 @main.command()
 @click.option("--config", "config_path", required=True, type=click.Path(exists=True, path_type=Path),
               help="A YAML config file or a directory of them (watched and hot-reloaded).")
@@ -138,19 +161,25 @@ def _listen_addresses(ctx: click.Context, param: click.Parameter, values: tuple[
               help="Seconds between checks of the config for changes; 0 disables reload.")
 @click.option("--grace", default=5.0, show_default=True, type=float,
               help="Seconds to drain in-flight calls on SIGTERM before stopping.")
+@click.option("--drain-delay", default=3.0, show_default=True, type=float, envvar="POLICY_DRAIN_DELAY",
+              help="On SIGTERM, seconds health says NOT_SERVING while calls are still accepted, before the grace.")
+@click.option("--socket-mode", default="0660", show_default=True, callback=_socket_mode,
+              help="Permission bits (octal) of the Unix sockets it listens on.")
 @click.option("--metrics-listen", metavar="HOST:PORT", default=None, callback=_listen_address,
               help="Serve the service's Prometheus metrics over HTTP here, at /metrics (port 0 picks one;"
                    " needs the 'prometheus' extra).")
 @click.option("--decision-log", is_flag=True,
               help="Also send every check decision through the report rules (they see"
                    " context.reporter.kind == \"decision\" and check.*), sensitive headers masked.")
+@click.option("--decision-log-mask", "masks", multiple=True, metavar="KIND:NAME",
+              help="With --decision-log, also mask header:NAME, query:NAME or attribute:NAME; repeatable.")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
 @click.option("--no-autoload", is_flag=True, help="Load only built-in adapters (like POLICY_DISABLE_PLUGIN_AUTOLOAD=1).")
 @_PATH_NORMALIZATION
-def serve(config_path: Path, listen: tuple[str, ...], watch_interval: float, grace: float,
-          metrics_listen: str | None, decision_log: bool, log_level: str, no_autoload: bool,
-          path_normalization: str) -> None:
+def serve(config_path: Path, listen: tuple[str, ...], watch_interval: float, grace: float, drain_delay: float,
+          socket_mode: int, metrics_listen: str | None, decision_log: bool, masks: tuple[str, ...],
+          log_level: str, no_autoload: bool, path_normalization: str) -> None:
     """Serve the native, Envoy and health gRPC APIs on CONFIG until SIGTERM."""
     from policy.runtime.service import PolicyService
     from policy.sdk import ConfigError
@@ -158,7 +187,7 @@ def serve(config_path: Path, listen: tuple[str, ...], watch_interval: float, gra
 
     json_logs = _setup_logging(log_level)
     service = PolicyService(config_path, _host(no_autoload), watch_interval=watch_interval,
-                            metrics_listen=metrics_listen, decision_log=decision_log)
+                            metrics_listen=metrics_listen, decision_log=_decision_log(decision_log, masks))
     try:
         snapshot = service.load()
     except ConfigError as exc:
@@ -170,7 +199,8 @@ def serve(config_path: Path, listen: tuple[str, ...], watch_interval: float, gra
             _log_issue(logging.ERROR, issue)
         serve_log.error("%d config error(s); nothing was loaded", len(exc.issues))
         sys.exit(EXIT_USAGE)
-    server = PolicyServer(service, listen or [DEFAULT_LISTEN], registrars=_registrars(path_normalization))
+    server = PolicyServer(service, listen or [DEFAULT_LISTEN], registrars=_registrars(path_normalization),
+                          socket_mode=socket_mode)
 
     def say(line: str) -> None:
         """A start-up line: on stdout for people and scripts, and logged when logs are JSON."""
@@ -196,7 +226,7 @@ def serve(config_path: Path, listen: tuple[str, ...], watch_interval: float, gra
 
     _use_uvloop()
     try:
-        asyncio.run(run_until_signal(server, grace, ready))
+        asyncio.run(run_until_signal(server, grace, ready, drain_delay=max(0.0, drain_delay)))
     except OSError as exc:
         if json_logs:
             serve_log.error("%s", exc)

@@ -28,19 +28,30 @@ Report rules pick decision records with ``match: context.reporter.kind == "decis
 receives them too. The records go through the same bounded per-handler queues as
 other reports, so a slow log backend never slows a check.
 
-**Masking.** Values of the headers in :data:`DEFAULT_MASKED_HEADERS` (in
-``request.headers`` and ``response.headers``, compared case-insensitively) and of
-the attributes in :data:`DEFAULT_MASKED_ATTRIBUTES` are replaced by
-:data:`MASK` before any rule sees them. The lists are replaceable per service.
+**Masking.** Before any rule sees them, :data:`MASK` replaces the values of
+
+* the headers in :data:`DEFAULT_MASKED_HEADERS` (in ``request.headers`` and
+  ``response.headers``, compared case-insensitively);
+* the query parameters in :data:`DEFAULT_MASKED_QUERY_PARAMS` (compared
+  case-insensitively), wherever a query appears: ``request.query_params``,
+  the query part of ``request.path`` and of the ``:path``,
+  ``x-envoy-original-path`` and ``referer`` headers;
+* the attributes in :data:`DEFAULT_MASKED_ATTRIBUTES` (a map attribute, like the
+  JWT's ``request.auth.claims``, keeps its keys and has every value masked).
+
+The three lists are replaceable per service (``DecisionLog(...)``) and extendable
+on the command line (``policy serve --decision-log-mask header:x-secret``).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote_plus
 
 from policy.attributes import AttributeBag
+from policy.logs import CLIP_CHARS, clip
 
 if TYPE_CHECKING:
     from policy.runtime.decision import Decision
@@ -55,10 +66,23 @@ DEFAULT_MASKED_HEADERS: frozenset[str] = frozenset({
     "x-goog-iap-jwt-assertion", "x-forwarded-client-cert",
 })
 
-#: Attributes whose whole value is a credential.
-DEFAULT_MASKED_ATTRIBUTES: frozenset[str] = frozenset({"request.api_key", "request.auth.raw_claims"})
+#: Attributes whose whole value is a credential or personal data (the JWT's claims).
+DEFAULT_MASKED_ATTRIBUTES: frozenset[str] = frozenset({
+    "request.api_key", "request.auth.raw_claims", "request.auth.claims",
+})
+
+#: Query parameters that carry credentials (OAuth tokens and codes, API keys, signatures).
+DEFAULT_MASKED_QUERY_PARAMS: frozenset[str] = frozenset({
+    "access_token", "id_token", "refresh_token", "token", "code", "client_secret", "api_key", "apikey",
+    "key", "password", "sig", "signature", "x-amz-signature", "x-amz-security-token", "x-goog-signature",
+})
 
 _HEADER_MAPS = ("request.headers", "response.headers")
+#: Attributes whose string value may end in a ``?query``.
+_PATH_ATTRIBUTES = ("request.path",)
+#: Headers whose value may end in a ``?query``.
+_PATH_HEADERS = frozenset({":path", "x-envoy-original-path", "referer"})
+_QUERY_MAPS = ("request.query_params",)
 
 _log = logging.getLogger("policy.decisions")
 _DEBUG, _INFO = logging.DEBUG, logging.INFO
@@ -71,6 +95,8 @@ def log_decision(decision: Decision, api: str, seconds: float, code: str | None 
     if not _log.isEnabledFor(level):
         return
     reason = decision.message
+    if len(reason) > CLIP_CHARS:  # a denial's reason can quote the request (a list entry, a header)
+        reason = clip(reason)
     _log.log(level, "decision %s: %s%s (api %s, rules %s)", decision.decision_id, code,
              f" — {reason}" if reason else "", api, ",".join(decision.rules) or "none",
              extra={"decision_id": decision.decision_id, "api": api, "code": code, "reason": reason,
@@ -82,16 +108,19 @@ class DecisionLog:
     """Sends each decision through the report rules as a masked attribute set.
 
     :param masked_headers: header names (any case) whose values are masked.
-    :param masked_attributes: attribute names whose values are masked.
+    :param masked_attributes: attribute names whose values are masked (every value, for a map).
+    :param masked_query_params: query parameter names (any case) whose values are masked.
     """
 
     def __init__(
         self,
         masked_headers: Iterable[str] = DEFAULT_MASKED_HEADERS,
         masked_attributes: Iterable[str] = DEFAULT_MASKED_ATTRIBUTES,
+        masked_query_params: Iterable[str] = DEFAULT_MASKED_QUERY_PARAMS,
     ) -> None:
         self.masked_headers = frozenset(h.lower() for h in masked_headers)
         self.masked_attributes = frozenset(masked_attributes)
+        self.masked_query_params = frozenset(q.lower() for q in masked_query_params)
 
     def record(self, decision: Decision, request: AttributeBag | dict[str, Any]) -> AttributeBag:
         """The attribute set a decision is reported as: masked request attributes plus ``check.*``."""
@@ -99,12 +128,22 @@ class DecisionLog:
         values = dict(raw)
         if not self.masked_attributes.isdisjoint(values):
             for name in self.masked_attributes.intersection(values):
-                values[name] = MASK
-        if self.masked_headers:
+                value = values[name]
+                values[name] = {key: MASK for key in value} if isinstance(value, Mapping) else MASK
+        if self.masked_headers or self.masked_query_params:
             for name in _HEADER_MAPS:
                 headers = values.get(name)
                 if headers:
                     values[name] = self.mask_headers(headers)
+        if self.masked_query_params:
+            for name in _PATH_ATTRIBUTES:
+                path = values.get(name)
+                if isinstance(path, str) and "?" in path:
+                    values[name] = self.mask_query(path)
+            for name in _QUERY_MAPS:
+                params = values.get(name)
+                if params:
+                    values[name] = self._mask_names(params, self.masked_query_params)
         status = decision.status
         if status.code or decision.quotas:
             values["check.error_code"] = int(decision.code)
@@ -123,21 +162,65 @@ class DecisionLog:
         return AttributeBag.trusted(values)
 
     def mask_headers(self, headers: Any) -> Any:
-        """``headers`` with the values of masked headers replaced (the same object when none is present)."""
-        masked = self.masked_headers
-        if masked.isdisjoint(map(str.lower, headers)):
-            return headers
-        return {key: MASK if key.lower() in masked else value for key, value in headers.items()}
+        """``headers`` with masked headers' values and masked query parameters replaced.
+
+        Returns the same object when nothing needed masking.
+        """
+        lowered = set(map(str.lower, headers))
+        out = headers
+        if not self.masked_headers.isdisjoint(lowered):
+            out = self._mask_names(headers, self.masked_headers)
+        if self.masked_query_params and not _PATH_HEADERS.isdisjoint(lowered):
+            out = {key: self.mask_query(value) if key.lower() in _PATH_HEADERS and isinstance(value, str)
+                   else value for key, value in out.items()}
+        return out
+
+    def mask_query(self, path: str) -> str:
+        """``path`` with the values of masked query parameters replaced (``/a?access_token=[masked]&x=1``)."""
+        base, sep, query = path.partition("?")
+        if not sep:
+            return path
+        query, hash_, fragment = query.partition("#")
+        parts = []
+        for part in query.split("&"):
+            name, eq, _ = part.partition("=")
+            if eq and unquote_plus(name).lower() in self.masked_query_params:
+                part = f"{name}={MASK}"
+            parts.append(part)
+        return f"{base}?{'&'.join(parts)}{hash_}{fragment}"
+
+    @staticmethod
+    def _mask_names(values: Any, masked: frozenset[str]) -> Any:
+        if masked.isdisjoint(map(str.lower, values)):
+            return values
+        return {key: MASK if key.lower() in masked else value for key, value in values.items()}
 
     def send(self, decision: Decision, request: AttributeBag, dispatcher: Any) -> int:
         """Report ``decision`` through ``dispatcher``'s report rules; returns the instances queued."""
         return dispatcher.report((self.record(decision, request),))
 
 
+def with_extra_masks(log: DecisionLog, masks: Iterable[str]) -> DecisionLog:
+    """A DecisionLog masking what ``log`` masks plus ``KIND:NAME`` items (``header``, ``query``, ``attribute``).
+
+    :raises ValueError: an item without a known kind or without a name.
+    """
+    extra: dict[str, set[str]] = {"header": set(), "query": set(), "attribute": set()}
+    for item in masks:
+        kind, sep, name = item.partition(":")
+        if not sep or kind not in extra or not name:
+            raise ValueError(f"expected header:NAME, query:NAME or attribute:NAME, got {item!r}")
+        extra[kind].add(name)
+    return DecisionLog(log.masked_headers | extra["header"], log.masked_attributes | extra["attribute"],
+                       log.masked_query_params | extra["query"])
+
+
 __all__ = [
     "DEFAULT_MASKED_ATTRIBUTES",
     "DEFAULT_MASKED_HEADERS",
+    "DEFAULT_MASKED_QUERY_PARAMS",
     "MASK",
     "DecisionLog",
     "log_decision",
+    "with_extra_masks",
 ]

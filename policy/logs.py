@@ -9,6 +9,21 @@ import time
 
 _STANDARD = set(vars(logging.makeLogRecord({})))
 
+#: Characters of request-derived text a log line carries at most (the rest is counted, not shown).
+CLIP_CHARS = 200
+
+
+def clip(value: object, limit: int = CLIP_CHARS) -> str:
+    """``str(value)`` cut to ``limit`` characters, saying how many were left out.
+
+    Log lines that echo a request's input (an error about a value, a bad address)
+    pass it through here, so a client cannot write megabytes into the log per call.
+    """
+    text = str(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text) - limit} more characters)"
+
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per record: time, level, logger, message, and any ``extra=`` fields."""

@@ -10,10 +10,20 @@ which loads it again.
 The local fast path remembers, per counter, until when it is known to be
 exhausted (remaining 0 for the rest of its window) and answers those calls
 without Redis. Calls carrying a deduplication id skip it (a retry of a granted
-call must be answered as granted). When Redis fails, calls raise
-:class:`LimiterUnavailable` and, for ``retry_interval`` seconds, fail at once
-without trying (a circuit breaker); the next call after that tries again, and
-the client reconnects by itself.
+call must be answered as granted).
+
+Failures. Whatever goes wrong talking to Redis (a refused or reset connection, a
+timeout, a cluster error, a closed transport surfacing as RuntimeError or
+AttributeError inside the client) raises :class:`LimiterUnavailable`, which the
+adapter answers by its fail mode; nothing else escapes. Every call returns within
+``timeout`` (a cluster call runs in its own task, abandoned to clean up in the
+background when it overruns). A call that fails on a connection (not a timeout)
+is tried once more within the same budget: a pooled connection left dead by a
+Redis restart costs one retry, not an outage. After a failure, calls fail at once
+for ``retry_interval`` seconds (a circuit breaker), unless a call begun later has
+succeeded meanwhile (then the failure was a stale connection, and Redis answers).
+A retried script may have run once already (its answer lost with the connection):
+that over-counts, never over-grants.
 """
 
 from __future__ import annotations
@@ -25,7 +35,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from redis.crc import key_slot
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from adapters._quota.core import Allocation, Counter, LimiterUnavailable
 from adapters._quota.keys import digest, escape
@@ -34,6 +45,19 @@ from adapters._quota.lua import ALGORITHM_CODES, ALLOCATION_MODE, COUNT_ALWAYS, 
 log = logging.getLogger("policy.adapter.redisquota")
 
 _FAST_PATH_MAX = 100_000  # counters remembered as exhausted, at most
+_TIMEOUTS = (TimeoutError, asyncio.TimeoutError, RedisTimeoutError)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    if len(text) > 200:
+        text = text[:200] + "..."
+    return f"redis: {type(exc).__name__}: {text}".rstrip(": ")
+
+
+def _consume(task: asyncio.Task) -> None:
+    if not task.cancelled():
+        task.exception()  # an abandoned call's outcome is not wanted; retrieve it so it is not reported
 
 
 def counter_key(prefix: str, counter: Counter) -> str:
@@ -84,8 +108,11 @@ class RedisLimiter:
         self._exhausted: dict[str, float] = {}
         self._down_until = 0.0
         self.stats = {"redis_calls": 0, "fast_path": 0, "errors": 0, "short_circuited": 0, "script_loads": 0,
-                      "recoveries": 0}
+                      "recoveries": 0, "retries": 0, "abandoned": 0}
         self._failing = False
+        self._sequence = 0          # numbers calls in the order they begin
+        self._succeeded = -1        # the number of the latest-begun call that succeeded
+        self._abandoned: set[asyncio.Task] = set()
         self._pending: list[tuple[list[str], list[Any], asyncio.Future]] = []
         self._flush_scheduled = False
         self._flushing: set[asyncio.Task] = set()
@@ -97,9 +124,9 @@ class RedisLimiter:
     async def load_script(self) -> None:
         """Load the script (by SHA1 from then on); raises LimiterUnavailable when Redis cannot be reached."""
         try:
-            await asyncio.wait_for(self.client.script_load(SCRIPT), self.timeout * 4)
-        except (RedisError, OSError, asyncio.TimeoutError) as exc:
-            raise LimiterUnavailable(f"redis: {type(exc).__name__}: {exc}") from None
+            await self._bounded(self.client.script_load(SCRIPT), self.timeout * 4)
+        except Exception as exc:  # every failure of the client is an unavailable Redis
+            raise LimiterUnavailable(_describe(exc)) from None
 
     async def _direct(self, keys: list[str], args: list[Any]) -> list[int]:
         client = self.client
@@ -125,9 +152,20 @@ class RedisLimiter:
     def _start_flush(self) -> None:
         self._flush_scheduled = False
         batch, self._pending = self._pending, []
-        task = asyncio.get_running_loop().create_task(self._flush(batch))
+        task = asyncio.get_running_loop().create_task(self._bounded_flush(batch))
         self._flushing.add(task)
         task.add_done_callback(self._flushing.discard)
+
+    async def _bounded_flush(self, batch: list[tuple[list[str], list[Any], asyncio.Future]]) -> None:
+        # Its callers give up after the timeout: so does the batch, releasing its connection, instead of
+        # running on (and charging counters for calls already answered by the fail mode).
+        try:
+            async with asyncio.timeout(self.timeout):
+                await self._flush(batch)
+        except TimeoutError:
+            for _, _, future in batch:
+                if not future.done():
+                    future.set_exception(TimeoutError(f"no answer within {self.timeout:g}s"))
 
     async def _flush(self, batch: list[tuple[list[str], list[Any], asyncio.Future]]) -> None:
         if len(batch) == 1:
@@ -164,26 +202,73 @@ class RedisLimiter:
             else:
                 future.set_result(result)
 
+    async def _bounded(self, call: Any, budget: float) -> Any:
+        """Await ``call`` (a coroutine) for at most ``budget`` seconds, however long its clean-up takes."""
+        task = asyncio.ensure_future(call)
+        try:
+            done, _ = await asyncio.wait((task,), timeout=max(budget, 0.0))
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
+        if not done:
+            task.cancel()
+            self.stats["abandoned"] += 1
+            self._abandoned.add(task)
+            task.add_done_callback(self._abandoned.discard)
+            task.add_done_callback(_consume)
+            raise TimeoutError(f"no answer within {budget:g}s")
+        return task.result()
+
+    async def _attempt(self, keys: list[str], args: list[Any], budget: float) -> list[int]:
+        if self.cluster:  # the cluster client may take long to clean up a cancelled call: never wait for it
+            return await self._bounded(self._run(keys, args), budget)
+        async with asyncio.timeout(budget):  # waits on a future the batch task completes: returns at once
+            return await self._run(keys, args)
+
     async def _call(self, keys: list[str], args: list[Any]) -> list[int]:
         now = self._monotonic()
         if now < self._down_until:
             self.stats["short_circuited"] += 1
             raise LimiterUnavailable("redis is unavailable (retrying shortly)")
-        try:
-            async with asyncio.timeout(self.timeout):
-                result = await self._run(keys, args)
-        except (RedisError, OSError, asyncio.TimeoutError) as exc:
-            self.stats["errors"] += 1
-            self._down_until = self._monotonic() + self.retry_interval
-            if not self._failing:
-                log.warning("redis call failed (%s: %s); answering by the fail mode", type(exc).__name__, exc)
-            self._failing = True
-            raise LimiterUnavailable(f"redis: {type(exc).__name__}: {exc}".rstrip(": ")) from None
+        self._sequence += 1
+        number = self._sequence
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
+        retried = False
+        while True:
+            try:
+                result = await self._attempt(keys, args, deadline - loop.time())
+                break
+            except Exception as exc:  # every failure of the client answers by the fail mode
+                if not retried and not isinstance(exc, _TIMEOUTS) and deadline - loop.time() > 0:
+                    retried = True  # most likely a pooled connection a restart left dead: once more
+                    self.stats["retries"] += 1
+                    continue
+                self._failed(exc, number)
+                raise LimiterUnavailable(_describe(exc)) from None
+        if number > self._succeeded:
+            self._succeeded = number
         if self._failing:
             self._failing = False
             self.stats["recoveries"] += 1
             log.warning("redis answers again")
         return result
+
+    def _failed(self, exc: BaseException, number: int) -> None:
+        self.stats["errors"] += 1
+        if self._succeeded > number:
+            return  # a call begun after this one has succeeded: Redis answers, this was a stale connection
+        self._down_until = self._monotonic() + self.retry_interval
+        if not self._failing:
+            log.warning("redis call failed (%s); answering by the fail mode", _describe(exc))
+        self._failing = True
+
+    async def close(self) -> None:
+        """Cancel calls abandoned after their timeout (they were still cleaning up)."""
+        for task in list(self._abandoned):
+            task.cancel()
+        if self._abandoned:
+            await asyncio.wait(list(self._abandoned), timeout=1.0)
 
     # --- allocation ------------------------------------------------------------
 

@@ -150,16 +150,20 @@ def _url_errors(params: RedisQuotaParams) -> Iterator[FieldError]:
 def make_client(params: RedisQuotaParams) -> Any:
     """A ``redis.asyncio`` client for the params (no connection is made until the first call)."""
     import redis.asyncio as aioredis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
 
     url = normalize_url(params.redis_server_url)
     timeout = params.timeout.total_seconds()
+    # One immediate retry inside the client (it reconnects the same pooled connection), not its default
+    # of 10 with backoff up to 1s, which outlives our timeout and holds pooled connections meanwhile.
     if params.cluster:
         return aioredis.RedisCluster.from_url(
             url, socket_timeout=timeout, socket_connect_timeout=timeout,
-            max_connections=(params.connection_pool_size or DEFAULT_POOL_SIZE) * 64)
+            max_connections=(params.connection_pool_size or DEFAULT_POOL_SIZE) * 64, retry=Retry(NoBackoff(), 1))
     pool = aioredis.BlockingConnectionPool.from_url(
         url, max_connections=params.connection_pool_size or DEFAULT_POOL_SIZE, timeout=timeout,
-        socket_timeout=timeout, socket_connect_timeout=timeout)
+        socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 1))
     return aioredis.Redis(connection_pool=pool)
 
 
@@ -240,8 +244,12 @@ class RedisQuotaHandler(Handler):
             raise AdapterError(Code.UNAVAILABLE, str(exc)) from None
 
     async def close(self) -> None:
-        """Close the Redis connections."""
-        await self.client.aclose()
+        """Close the Redis connections (after the limiter's abandoned calls)."""
+        await self.limiter.close()
+        try:
+            await self.client.aclose()
+        except Exception as exc:  # a dead connection's close failing must not fail a reload or shutdown
+            self.logger.warning("closing the redis client: %s: %s", type(exc).__name__, exc)
 
 
 class RedisQuotaAdapter(Adapter):

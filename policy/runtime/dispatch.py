@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from policy.attributes import AttributeBag, RecordingBag, references
+from policy.logs import clip
 from policy.runtime.cache import DecisionCache
 from policy.runtime.decision import Decision, HandlerCall, combine, new_decision_id
 from policy.runtime.snapshot import Action, HandlerEntry, Rule, Snapshot
@@ -280,7 +281,7 @@ class Dispatcher:
                         try:
                             instance = builder.build(bag)
                         except Exception as exc:
-                            log.warning("rule %s: instance %s failed: %s", rule.name, builder.name, exc)
+                            log.warning("rule %s: instance %s failed: %s", rule.name, builder.name, clip(exc))
                             continue
                         queued += sink.put(action.handler, instance)
         return queued

@@ -144,6 +144,7 @@ class PolicyService:
         self.reload_status = ReloadStatus()
         self._dispatcher: Dispatcher | None = None
         self._fingerprint: Any = None
+        self._changing: Any = None
         self._watcher: asyncio.Task | None = None
         self._retiring: set[asyncio.Task] = set()
         self._retired: set[Snapshot] = set()
@@ -212,7 +213,12 @@ class PolicyService:
             raise
 
     async def reload(self, *, force: bool = False) -> bool:
-        """Reload when the config changed (or ``force``); True when a new snapshot is in force.
+        """Reload when the config changed and then stayed the same for one more poll (or ``force``).
+
+        A change is loaded only once its fingerprint (every file's path, mtime and size)
+        is the same on two polls in a row, so a file being written in place is not loaded
+        half-written; replacing files atomically (write a temporary file, rename it over)
+        is still the way to publish a config. True when a new snapshot is in force.
 
         The new snapshot is compiled off the event loop (see the module docstring); the old
         one answers every check until the swap. Reloads run one at a time.
@@ -230,7 +236,7 @@ class PolicyService:
         except OSError as exc:
             self._record_failure([f"{self.config_path}: {exc}"])
             return False
-        if not force and fingerprint == self._fingerprint:
+        if not force and not self._settled(fingerprint):
             return False
         self._fingerprint = fingerprint
         generation = self.reload_status.generation + 1
@@ -266,6 +272,17 @@ class PolicyService:
             self._retiring.add(task)
             task.add_done_callback(self._retiring.discard)
         await self.host.config_loaded(self, snapshot)
+        return True
+
+    def _settled(self, fingerprint: Any) -> bool:
+        """True when the config changed and then held still for one poll (a file being written is not loaded)."""
+        if fingerprint == self._fingerprint:
+            self._changing = None
+            return False
+        if fingerprint != self._changing:
+            self._changing = fingerprint  # changed since the last look: maybe still being written
+            return False
+        self._changing = None
         return True
 
     def _record_failure(self, errors: list[str]) -> None:

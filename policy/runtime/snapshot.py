@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from policy.attributes import Vocabulary
+from policy.logs import clip
 from policy.expr import AttributeNotFound, CompiledExpression
 from policy.sdk import Adapter, ConfigIssue, FailMode, Handler, HeaderOperationKind, Template, ValueMap, Variety
 
@@ -171,7 +172,7 @@ class Rule:
         except AttributeNotFound:
             return False
         except Exception as exc:  # a broken match must not break the request
-            log.warning("rule %s: match %r failed: %s", self.name, self.match.text, exc)
+            log.warning("rule %s: match %r failed: %s", self.name, self.match.text, clip(exc))
             return False
 
 

@@ -46,6 +46,7 @@ from envoy.service.accesslog.v3 import als_pb2
 from google.protobuf.message import DecodeError
 
 from policy.attributes import AttributeBag
+from policy.logs import clip
 from policy.runtime.service import PolicyService
 from policy.servers.envoy_attributes import TranslationError, ip_address, parse_spiffe, query_params, split_path
 
@@ -72,7 +73,7 @@ def _address(address: Any, ip_name: str, port_name: str, field: str, out: dict[s
         try:
             out[ip_name] = ip_address(socket_address.address, field)
         except TranslationError as exc:
-            log.warning("access log entry: %s (left out)", exc)
+            log.warning("access log entry: %s (left out)", clip(exc))
     if socket_address.port_value:
         out[port_name] = socket_address.port_value
 
