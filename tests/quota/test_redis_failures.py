@@ -105,11 +105,12 @@ async def test_every_client_error_answers_by_the_fail_mode(build, error, cluster
     denied = await ask(closed)
     assert denied.status.code == Code.UNAVAILABLE and denied.granted_amount == 0
     assert type(error).__name__ in denied.status.message
-    # the rate-limit service path: OPEN fits, CLOSED is UNAVAILABLE (never INTERNAL)
+    # the rate-limit service path: OPEN counts nothing (within the limit), CLOSED is
+    # UNAVAILABLE (never INTERNAL)
     opened.limiter._down_until = closed.limiter._down_until = 0.0
-    assert await opened.rate_limit([("c", 1, 5, 60.0)]) == [(True, 4, 0.0)]
+    assert await opened.rate_limit_count([("c", 1, 5, 60.0)]) == [(0, 0.0)]
     with pytest.raises(AdapterError) as err:
-        await closed.rate_limit([("c", 1, 5, 60.0)])
+        await closed.rate_limit_count([("c", 1, 5, 60.0)])
     assert err.value.code == Code.UNAVAILABLE
 
 
