@@ -11,6 +11,8 @@ accepted too. Supported hints: str, int, float, bool, :class:`datetime.timedelta
 
 from __future__ import annotations
 
+from policy.error_base import PolicyError
+
 import dataclasses
 import datetime as _dt
 import enum
@@ -36,7 +38,7 @@ class FieldError:
         return f"{self.field}: {self.message}" if self.field else self.message
 
 
-class ParamsError(ValueError):
+class ParamsError(PolicyError, ValueError):
     """Params failed validation; ``errors`` lists every problem found."""
 
     def __init__(self, errors: list[FieldError]) -> None:

@@ -46,6 +46,8 @@ An address that is not an IP address, or a timestamp out of range, is a
 
 from __future__ import annotations
 
+from policy.error_base import PolicyError
+
 import datetime as _dt
 import ipaddress
 import json
@@ -76,7 +78,7 @@ _timedelta = _dt.timedelta
 _MEMO_LIMIT = 4096
 
 
-class TranslationError(ValueError):
+class TranslationError(PolicyError, ValueError):
     """A request field could not be translated; the message names the field."""
 
 
