@@ -109,7 +109,7 @@ class _Plugin:
 
 
 def _param_roots(adapter: type[Adapter]) -> set[str]:
-    return {re.split(r"[.\[]", row["name"], 1)[0] for row in describe_params(adapter.Params)}
+    return {re.split(r"[.\[]", row["name"], maxsplit=1)[0] for row in describe_params(adapter.Params)}
 
 
 def _default_fields(spec: Mapping[str, Any]) -> dict[str, Any]:
@@ -202,7 +202,7 @@ class _Checker:
             for error in errors:
                 if not isinstance(error, FieldError):
                     self.problem("params", f"validate() yielded {error!r}, not a FieldError")
-                elif not error.field or re.split(r"[.\[]", error.field, 1)[0] not in roots | set(map(str, raw)):
+                elif not error.field or re.split(r"[.\[]", error.field, maxsplit=1)[0] not in roots | set(map(str, raw)):
                     self.problem("params", f"error {str(error)!r} for {dict(raw)!r} names no declared param "
                                            f"(field {error.field!r}; params: {', '.join(sorted(roots))})")
                 elif not error.message:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 import pytest_asyncio
@@ -12,6 +12,40 @@ import pytest_asyncio
 from policy.testing.clock import FakeClock
 from policy.testing.harness import RunningServer, free_port, write_config
 from policy.testing.recorder import CallRecorder, HookRecorder
+
+
+class HostFactory(Protocol):
+    """The type of the ``policy_host_factory`` fixture (annotate your test's parameter with it)."""
+
+    def __call__(self, *plugins: object, autoload: bool = False) -> Any:
+        """A plugin host with the built-ins and ``plugins`` (``.adapters``, ``.templates``)."""
+        ...
+
+
+class ConfigFactory(Protocol):
+    """The type of the ``policy_config`` fixture."""
+
+    def __call__(self, text: str, name: str = "policy.yaml") -> Path:
+        """A config directory holding ``text`` as ``name``."""
+        ...
+
+
+class ServiceFactory(Protocol):
+    """The type of the ``policy_service_factory`` fixture."""
+
+    async def __call__(self, config_path: Path, *plugins: object, watch_interval: float = 0,
+                       autoload: bool = False, **kw: Any) -> Any:
+        """A started service (``await service.check(attributes)`` → a decision)."""
+        ...
+
+
+class ServerFactory(Protocol):
+    """The type of the ``policy_server_factory`` fixture."""
+
+    async def __call__(self, config_path: Path, *plugins: object, unix: bool = True,
+                       watch_interval: float = 0, autoload: bool = False, **kw: Any) -> RunningServer:
+        """A started server on loopback with ready stubs."""
+        ...
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 import textwrap
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,6 +86,21 @@ async def native_check(stub: Any, attributes: Mapping[str, Any], quotas: Mapping
     for name, amount in (quotas or {}).items():
         request.quotas[name].amount = amount
     return await stub.Check(request)
+
+
+async def native_report(stub: Any, batch: Sequence[Mapping[str, Any]]) -> Any:
+    """Send one native Report: one attribute set per entry of ``batch``, typed Python values."""
+    from policy.servers.native_codec import attributes_to_proto
+    from policy.v1 import policy_pb2
+
+    return await stub.Report(policy_pb2.ReportRequest(attributes=[attributes_to_proto(a) for a in batch]))
+
+
+def served_apis() -> tuple[str, ...]:
+    """The gRPC APIs a server of this installation serves (``"ext_authz"``, ``"ratelimit"`` ...)."""
+    from policy.servers.app import API_MODULES
+
+    return tuple(module.rsplit(".", 1)[-1] for module in API_MODULES)
 
 
 def ext_authz_request(*, method: str = "GET", path: str = "/", host: str = "",
