@@ -69,9 +69,10 @@ class PluginHost:
         found: dict[CodeType, Origin] = {}
         for impl in hook.get_hookimpls():
             name = self.pm.get_name(impl.plugin) or repr(impl.plugin)
-            code = getattr(inspect.unwrap(impl.function), "__code__", None)
-            if code is not None:
-                found[code] = self._origins.get(name, Origin(name))
+            for function in (impl.function, inspect.unwrap(impl.function)):
+                code = getattr(function, "__code__", None)
+                if code is not None:
+                    found[code] = self._origins.get(name, Origin(name))
         return found
 
     @staticmethod

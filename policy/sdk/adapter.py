@@ -32,7 +32,7 @@ from __future__ import annotations
 import enum
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
@@ -104,6 +104,18 @@ class BuildContext:
                 object.__setattr__(self, key, self.extras[key])
 
 
+class _Done:
+    """An awaitable that is already done: ``await handler.close()`` works on the base methods,
+    and a caller that does not await leaves no "never awaited" warning behind."""
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return
+        yield
+
+
+_DONE = _Done()
+
+
 class Handler:
     """Base of handlers. Override the methods your adapter's templates need.
 
@@ -123,7 +135,7 @@ class Handler:
 
     def start(self) -> None | Awaitable[None]:
         """Prepare to serve (plain or ``async def``); errors here fail the config load."""
-        return None
+        return _DONE
 
     def check(self, instance: Any) -> CheckResult | Awaitable[CheckResult]:
         """Answer a check for one instance."""
@@ -139,7 +151,7 @@ class Handler:
 
     def close(self) -> None | Awaitable[None]:
         """Release files, sockets and tasks the handler holds (plain or ``async def``)."""
-        return None
+        return _DONE
 
 
 class Adapter(Generic[P]):

@@ -78,3 +78,17 @@ def test_the_sdk_contract_is_typed_where_it_was_not() -> None:
     for method in ("check", "quota", "report", "start", "close"):
         hint = str(get_type_hints(getattr(Handler, method))["return"])
         assert "Awaitable" in hint, f"Handler.{method} must allow async overrides: {hint}"
+
+
+def test_the_host_hands_hooks_what_the_protocols_promise(tmp_path: Path, mypy_cache: Path) -> None:
+    """The service, snapshot and registries the host passes to hooks meet the SDK's protocols."""
+    (tmp_path / "views.py").write_text(
+        "from policy import AdapterRegistrar, ServiceView, SnapshotView, TemplateRegistrar\n"
+        "from policy.runtime.registry import AdapterRegistry, TemplateRegistry\n"
+        "from policy.runtime.service import PolicyService\n"
+        "from policy.runtime.snapshot import Snapshot\n\n\n"
+        "def views(service: PolicyService, snapshot: Snapshot, adapters: AdapterRegistry,\n"
+        "          templates: TemplateRegistry) -> tuple[ServiceView, SnapshotView, AdapterRegistrar,"
+        " TemplateRegistrar]:\n"
+        "    return service, snapshot, adapters, templates\n")
+    mypy(tmp_path, mypy_cache, "views.py")
