@@ -72,6 +72,7 @@ def build_snapshot(model: ConfigModel, host: PluginHost, *, generation: int = 1)
         identity_attributes=settings.identity_attributes,
         quota_bindings=tuple(model.quota_bindings),
         cache=settings.cache,
+        match_errors=settings.match_errors,
         rate_limit=model.rate_limit,
         warnings=tuple(model.warnings),
         sources=tuple(model.sources),

@@ -60,12 +60,15 @@ def test_the_example_plugin_is_strictly_typed(mypy_cache: Path) -> None:
     mypy(ROOT / "examples" / "adapter-plugin", mypy_cache, "policy_jwt", "tests", "example")
 
 
-def test_the_guide_adapter_is_strictly_typed(tmp_path: Path, mypy_cache: Path) -> None:
-    guide = (ROOT / "docs" / "writing-an-adapter.md").read_text()
-    blocks = [b for b in re.findall(r"```python\n(.*?)```", guide, re.S) if "class ReadOnly(" in b]
-    assert blocks, "docs/writing-an-adapter.md: the adapter's python block is gone"
-    (tmp_path / "policy_adapter_read_only.py").write_text(blocks[0])
-    mypy(tmp_path, mypy_cache, "policy_adapter_read_only.py")
+@pytest.mark.parametrize(("page", "marker"), [("docs/writing-an-adapter.md", "class ReadOnly("),
+                                              ("README.md", "class UserAdapter(")])
+def test_the_documented_adapters_are_strictly_typed(page: str, marker: str, tmp_path: Path,
+                                                    mypy_cache: Path) -> None:
+    text = (ROOT / page).read_text()
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", text, re.S) if marker in b]
+    assert blocks, f"{page}: the adapter's python block is gone"
+    (tmp_path / "documented_adapter.py").write_text(blocks[0])
+    mypy(tmp_path, mypy_cache, "documented_adapter.py")
 
 
 def test_the_sdk_contract_is_typed_where_it_was_not() -> None:
