@@ -109,8 +109,7 @@ class _Done:
     and a caller that does not await leaves no "never awaited" warning behind."""
 
     def __await__(self) -> Generator[Any, None, None]:
-        return
-        yield
+        yield from ()
 
 
 _DONE = _Done()
