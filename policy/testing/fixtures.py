@@ -10,7 +10,7 @@ import pytest
 import pytest_asyncio
 
 from policy.testing.clock import FakeClock
-from policy.testing.harness import RunningServer, free_port, write_config
+from policy.testing.harness import RunningServer, write_config
 from policy.testing.recorder import CallRecorder, HookRecorder
 
 
@@ -110,15 +110,15 @@ async def policy_server_factory(
                    autoload: bool = False, **kw: Any) -> RunningServer:
         host = policy_host_factory(*plugins, autoload=autoload)
         service = PolicyService(config_path, host, watch_interval=watch_interval, **kw)
-        tcp = f"127.0.0.1:{free_port()}"
-        listen = [tcp]
+        listen = ["127.0.0.1:0"]  # the server binds a free port itself: no window for another process
         socket_address = None
         if unix:
             socket_dir = tmp_path_factory.mktemp("sock")
             socket_address = f"unix:{socket_dir / 'policy.sock'}"
             listen.append(socket_address)
         server = PolicyServer(service, listen)
-        await server.start()
+        bound = await server.start()
+        tcp = next(address for address in bound if address.startswith("127.0.0.1:"))
         handle = RunningServer(server, tcp, socket_address)
         running.append(handle)
         return handle
