@@ -60,12 +60,12 @@ async def test_a_blocked_report_adapter_leaves_checks_as_fast(policy_server_fact
     await reporting
 
     # Every check above completed while the adapter sat blocked in report().
-    assert handler.entered.is_set() and not handler.release.is_set() and handler.received == 0
+    assert handler.entered.is_set() and not handler.gate.is_set() and handler.received == 0
     assert service.reports.depth()["sink"] > 0
     ratio = statistics.median(blocked) / statistics.median(baseline)
     assert ratio < 4.0, f"median check latency x{ratio:.2f} with the report adapter blocked"
 
-    handler.release.set()
+    handler.release()
     assert await service.reports.drain(timeout=10)
     assert handler.received == 20 + 400
 
@@ -110,7 +110,7 @@ async def test_a_full_queue_drops_and_exports_the_drops(policy_server_factory, p
     assert result.value("policy_report_accepted_total", handler="sink") == 10
     assert result.value("policy_report_dropped_total", handler="sink") == 40
     assert result.value("policy_report_queue_depth", handler="sink") == 5  # one batch of 5 is in the adapter
-    handler.release.set()
+    handler.release()
     assert await service.reports.drain(timeout=10)
     assert handler.received == 10
     result = await scrape(service.telemetry.metrics_address)
@@ -127,7 +127,7 @@ async def test_a_drain_that_gives_up_counts_what_it_leaves(policy_config, policy
     assert not await queue.close(timeout=0.2)  # the adapter is still blocked: give up
     stats = queue.stats()["sink"]
     assert (stats.accepted, stats.dropped, stats.delivered) == (12, 12, 0)  # nothing unaccounted for
-    handler.release.set()
+    handler.release()
 
 
 async def test_report_counters_keep_growing_across_a_reload(policy_config, policy_service_factory, tmp_path):
