@@ -72,7 +72,7 @@ class DenierHandler(Handler):
         return self.result
 
 
-class Denier(Adapter):
+class Denier(Adapter[DenierParams]):
     """Rejects every check with a configurable status (Mixer's ``denier``)."""
 
     name = "denier"

@@ -247,7 +247,7 @@ class FluentdHandler(Handler):
         self._worker.shutdown(wait=False)
 
 
-class Fluentd(Adapter):
+class Fluentd(Adapter[FluentdParams]):
     """Sends log entries to a fluentd daemon over the forward protocol."""
 
     name = "fluentd"

@@ -364,7 +364,7 @@ def _statsd_value(value: Any) -> float:
     raise ValueError(f"expected a number, a duration or a numeric string, got {value!r}")
 
 
-class Statsd(Adapter):
+class Statsd(Adapter[StatsdParams]):
     """Sends metric instances to a statsd server over UDP."""
 
     name = "statsd"
@@ -383,7 +383,7 @@ class Statsd(Adapter):
         return StatsdHandler(params, context.logger)
 
 
-class Dogstatsd(Adapter):
+class Dogstatsd(Adapter[DogstatsdParams]):
     """Sends metric instances to a DogStatsD agent over UDP, dimensions as tags."""
 
     name = "dogstatsd"

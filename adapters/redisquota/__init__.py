@@ -240,7 +240,7 @@ class RedisQuotaHandler(Handler):
         await self.client.aclose()
 
 
-class RedisQuotaAdapter(Adapter):
+class RedisQuotaAdapter(Adapter[RedisQuotaParams]):
     """Quotas counted in Redis or a Redis Cluster (Mixer's redisquota)."""
 
     name = "redisquota"
