@@ -64,33 +64,52 @@ class PluginHost:
 
     # --- calling hooks ------------------------------------------------------
 
-    def _impl_origins(self, hook: pluggy.HookCaller) -> dict[CodeType, Origin]:
-        """The code object of each implementation of ``hook``, with the plugin it belongs to."""
-        found: dict[CodeType, Origin] = {}
+    def _impl_origins(self, hook: pluggy.HookCaller) -> dict[CodeType, list[Origin]]:
+        """The code object of each implementation of ``hook``, with the plugin(s) it belongs to.
+
+        One function may be registered by several plugins (a module re-exporting another's
+        hook): its code then maps to each of them, and the frame that calls it decides.
+        """
+        found: dict[CodeType, list[Origin]] = {}
         for impl in hook.get_hookimpls():
-            name = self.pm.get_name(impl.plugin) or repr(impl.plugin)
+            origin = self._origin_of_plugin(impl.plugin)
             for function in (impl.function, inspect.unwrap(impl.function)):
                 code = getattr(function, "__code__", None)
-                if code is not None:
-                    found[code] = self._origins.get(name, Origin(name))
+                if code is not None and origin not in found.setdefault(code, []):
+                    found[code].append(origin)
         return found
 
-    @staticmethod
-    def _origin_on_stack(codes: Mapping[CodeType, Origin], frame: FrameType | None) -> Origin | None:
+    def _origin_of_plugin(self, plugin: object) -> Origin:
+        name = self.pm.get_name(plugin) or repr(plugin)
+        return self._origins.get(name, Origin(name))
+
+    def _origin_in_frame(self, codes: Mapping[CodeType, list[Origin]], frame: FrameType) -> Origin | None:
+        """The plugin whose implementation ``frame`` runs, or None when it runs none."""
+        candidates = codes.get(frame.f_code)
+        if not candidates:
+            return None
+        if len(candidates) == 1:
+            return candidates[0]
+        caller = frame.f_back  # pluggy's caller holds the HookImpl it is calling (a tie-breaker only)
+        impl = caller.f_locals.get("hook_impl") if caller is not None else None
+        origin = self._origin_of_plugin(impl.plugin) if impl is not None else None
+        return origin if origin in candidates else candidates[0]
+
+    def _origin_on_stack(self, codes: Mapping[CodeType, list[Origin]], frame: FrameType | None) -> Origin | None:
         """The plugin whose implementation is running (innermost first), walking out from ``frame``."""
         while frame is not None:
-            origin = codes.get(frame.f_code)
+            origin = self._origin_in_frame(codes, frame)
             if origin is not None:
                 return origin
             frame = frame.f_back
         return None
 
-    def _blame(self, codes: Mapping[CodeType, Origin], exc: BaseException) -> Origin | None:
+    def _blame(self, codes: Mapping[CodeType, list[Origin]], exc: BaseException) -> Origin | None:
         """The plugin whose implementation raised ``exc`` (the innermost one in its traceback)."""
         found = None
         tb = exc.__traceback__
         while tb is not None:
-            found = codes.get(tb.tb_frame.f_code, found)
+            found = self._origin_in_frame(codes, tb.tb_frame) or found
             tb = tb.tb_next
         return found
 
@@ -109,7 +128,7 @@ class PluginHost:
         except Exception as exc:
             raise self._error(codes, hook_name, exc) from exc
 
-    def _error(self, codes: Mapping[CodeType, Origin], hook_name: str, exc: BaseException) -> PluginError:
+    def _error(self, codes: Mapping[CodeType, list[Origin]], hook_name: str, exc: BaseException) -> PluginError:
         origin = self._blame(codes, exc) or Origin("<unknown plugin>")
         return PluginError(f"{origin}: hook {hook_name} raised {type(exc).__name__}: {exc}",
                            plugin=origin.plugin, distribution=origin.distribution)
@@ -120,6 +139,7 @@ class PluginHost:
 
         def current() -> Origin:
             return self._origin_on_stack(codes, sys._getframe(1)) or Origin("<unknown plugin>")
+
         return current
 
     # --- registration -------------------------------------------------------
@@ -162,8 +182,7 @@ class PluginHost:
         hook: pluggy.HookCaller = self.pm.hook.policy_attributes
         results = self._call("policy_attributes")
         calls = [impl for impl in reversed(hook.get_hookimpls()) if not (impl.hookwrapper or impl.wrapper)]
-        origins = [self._origins.get(self.pm.get_name(impl.plugin) or "", Origin(repr(impl.plugin)))
-                   for impl in calls]
+        origins = [self._origin_of_plugin(impl.plugin) for impl in calls]
         if len(origins) == len(results):
             return list(zip(results, origins, strict=True))
         some = Origin(" or ".join(o.plugin for o in origins))

@@ -105,3 +105,18 @@ def test_builtin_origins_carry_the_distribution():
     host = build_plugin_host(autoload=False)
     origin = host.origin_of("denier")
     assert origin is not None and origin.builtin and origin.distribution == "sidecar-policy"
+
+
+def test_one_function_registered_by_two_plugins_is_attributed_to_the_right_one():
+    def shared(registry: Any) -> None:
+        registry.add(Dupe)
+
+    first, second = Named("first-plugin"), Named("second-plugin")
+    for plugin in (first, second):
+        plugin.policy_register_adapters = hookimpl(shared)  # type: ignore[attr-defined]
+    with pytest.raises(PluginError) as err:
+        build_plugin_host(autoload=False, extra_plugins=[first, second])
+    # pluggy calls the last registered first: second-plugin takes the name, first-plugin repeats it
+    # (the built-ins, registered before both, run last).
+    assert err.value.plugin == "first-plugin"
+    assert str(err.value).endswith("registered twice: by plugin 'second-plugin' and by plugin 'first-plugin'")
