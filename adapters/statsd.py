@@ -243,7 +243,7 @@ class StatsdHandler(Handler):
         self._names = {name: (info, _Name(prefix, name, info.name_template)) for name, info in params.metrics.items()}
         self._flush_every = params.flush_duration.total_seconds()
         self._datagrams = _Datagrams(params.address, params.flush_bytes, logger)
-        self._flusher: asyncio.Task | None = None
+        self._flusher: asyncio.Task[None] | None = None
         self._warned: set[tuple[str, str]] = set()
         self._closed = False
 
