@@ -11,7 +11,12 @@ from typing import Any
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port free on ``host`` right now (loopback only)."""
+    """A TCP port free on ``host`` right now (loopback only).
+
+    Racy by nature: another process may take the port before the caller binds it. Prefer
+    binding port 0 and reading the bound port back (the server fixtures do; ``policy serve
+    --listen 127.0.0.1:0`` prints it), or keep a bound socket as the reservation.
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
