@@ -51,9 +51,13 @@ def test_the_public_sdk_is_strictly_typed(mypy_cache: Path) -> None:
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_every_scaffold_generates_strictly_typed_code(kind: str, tmp_path: Path, mypy_cache: Path) -> None:
+def test_every_scaffold_generates_strictly_typed_lint_free_code(kind: str, tmp_path: Path, mypy_cache: Path) -> None:
     target = generate(f"typed-{kind}", kind, tmp_path / kind)
     mypy(target, mypy_cache, Names(f"typed-{kind}", kind).package, "tests")
+    done = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "--config",
+                           str(ROOT / "pyproject.toml"), "."], cwd=target, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, f"ruff on the generated {kind} package:\n{done.stdout}{done.stderr}"
 
 
 def test_the_example_plugin_is_strictly_typed(mypy_cache: Path) -> None:
