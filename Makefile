@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 CONFIG ?= examples/quickstart
 LISTEN ?= 127.0.0.1:9191
 
-.PHONY: serve test bench proto docs install install-test install-bench clean
+.PHONY: serve test lint bench proto docs install install-test install-bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ serve: $(VENV)/.installed
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# ruff (rules in pyproject.toml) and mypy --strict on the SDK; `make test` runs both too.
+lint: $(VENV)/.installed-test
+	$(BIN)/python -m ruff check .
+	$(BIN)/python -m mypy
 
 bench: $(VENV)/.installed-bench
 	@# h2load (Debian's nghttp2-client) drives gRPC load from C; without it the benchmarks fall back

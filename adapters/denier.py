@@ -85,7 +85,7 @@ class DenierHandler(Handler):
         return _NOTHING
 
 
-class Denier(Adapter):
+class Denier(Adapter[DenierParams]):
     """Rejects every check with a configurable status (Mixer's ``denier``)."""
 
     name = "denier"

@@ -126,7 +126,7 @@ class FluentdHandler(Handler):
         self._buffer: list[tuple[str, Any, dict[str, Any]]] = []
         self._worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="fluentd")
         self._pushing = asyncio.Lock()
-        self._timer: asyncio.Task | None = None
+        self._timer: asyncio.Task[None] | None = None
         self._closed = False
         self._failing = False
         self.dropped = 0
@@ -247,7 +247,7 @@ class FluentdHandler(Handler):
         self._worker.shutdown(wait=False)
 
 
-class Fluentd(Adapter):
+class Fluentd(Adapter[FluentdParams]):
     """Sends log entries to a fluentd daemon over the forward protocol."""
 
     name = "fluentd"

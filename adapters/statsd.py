@@ -243,7 +243,7 @@ class StatsdHandler(Handler):
         self._names = {name: (info, _Name(prefix, name, info.name_template)) for name, info in params.metrics.items()}
         self._flush_every = params.flush_duration.total_seconds()
         self._datagrams = _Datagrams(params.address, params.flush_bytes, logger)
-        self._flusher: asyncio.Task | None = None
+        self._flusher: asyncio.Task[None] | None = None
         self._warned: set[tuple[str, str]] = set()
         self._closed = False
 
@@ -364,7 +364,7 @@ def _statsd_value(value: Any) -> float:
     raise ValueError(f"expected a number, a duration or a numeric string, got {value!r}")
 
 
-class Statsd(Adapter):
+class Statsd(Adapter[StatsdParams]):
     """Sends metric instances to a statsd server over UDP."""
 
     name = "statsd"
@@ -383,7 +383,7 @@ class Statsd(Adapter):
         return StatsdHandler(params, context.logger)
 
 
-class Dogstatsd(Adapter):
+class Dogstatsd(Adapter[DogstatsdParams]):
     """Sends metric instances to a DogStatsD agent over UDP, dimensions as tags."""
 
     name = "dogstatsd"

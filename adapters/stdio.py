@@ -289,7 +289,7 @@ class StdioHandler(Handler):
                 self._sink.close()
 
 
-class Stdio(Adapter):
+class Stdio(Adapter[StdioParams]):
     """Writes log entries and metrics to stdout, stderr or a (rotated) file."""
 
     name = "stdio"

@@ -30,8 +30,8 @@ def bench_expressions(quick: bool) -> None:
         'match(destination.service.host, "*.shop.svc.cluster.local") || source.ip == ip("10.1.2.3")',
     ):
         expr = compile_expression(text, vocabulary)
-        plain = time_calls(lambda: expr.evaluate(bag), count)
-        recorded = time_calls(lambda: expr.evaluate(RecordingBag(bag)), count)
+        plain = time_calls(lambda expr=expr: expr.evaluate(bag), count)
+        recorded = time_calls(lambda expr=expr: expr.evaluate(RecordingBag(bag)), count)
         print(f"  {text}")
         print(f"    plain bag:     {summarize_us(plain)}")
         print(f"    recording bag: {summarize_us(recorded)}")

@@ -250,7 +250,7 @@ def bench_grpc(quick: bool) -> None:
                 "reports on, 4 per check": (_config_with_reports(sink.port, log, ALL_ACTIONS), True, 4)}
     results: dict[str, list[tuple[LoadResult, float]]] = {name: [] for name in variants}
     try:
-        for index, (name, (text, _, _)) in enumerate(variants.items()):
+        for index, (text, _, _) in enumerate(variants.values()):
             (tmp / str(index)).mkdir()
             (tmp / str(index) / "policy.yaml").write_text(text)
         for round_ in range(rounds):

@@ -8,21 +8,17 @@ parameters. Core code calls hooks only through :class:`policy.runtime.plugins.Pl
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Mapping
 
-from policy.sdk import hookspec
-
-if TYPE_CHECKING:
-    from policy.attributes import ValueType
-    from policy.runtime.registry import AdapterRegistry, TemplateRegistry
+from policy.attributes import ValueType
+from policy.sdk import AdapterRegistrar, ServiceView, SnapshotView, TemplateRegistrar, hookspec
 
 
 # --- registration: called once, when the plugin host is built -----------------
 
 
 @hookspec
-def policy_register_adapters(registry: "AdapterRegistry") -> None:
+def policy_register_adapters(registry: AdapterRegistrar) -> None:
     """Register this plugin's adapters.
 
     Called once per plugin when the plugin host is built, before any config loads.
@@ -37,7 +33,7 @@ def policy_register_adapters(registry: "AdapterRegistry") -> None:
 
 
 @hookspec
-def policy_register_templates(registry: "TemplateRegistry") -> None:
+def policy_register_templates(registry: TemplateRegistrar) -> None:
     """Register extra templates (instance shapes) this plugin's adapters use.
 
     Called once per plugin when the plugin host is built, after the built-in
@@ -52,7 +48,7 @@ def policy_register_templates(registry: "TemplateRegistry") -> None:
 
 
 @hookspec
-def policy_attributes() -> "Mapping[str, ValueType | str] | None":
+def policy_attributes() -> Mapping[str, ValueType | str] | None:
     """Declare attributes this plugin adds to the vocabulary.
 
     Called once when the plugin host is built. Expressions in config may only
@@ -71,10 +67,10 @@ def policy_attributes() -> "Mapping[str, ValueType | str] | None":
 
 
 @hookspec
-def policy_startup(service: Any) -> None:
+def policy_startup(service: ServiceView) -> None | Awaitable[None]:
     """Called once when a service starts, after its first config loaded and before it serves.
 
-    :param service: the running :class:`~policy.runtime.service.PolicyService`; its
+    :param service: the running service, seen through :class:`~policy.ServiceView`; its
         ``snapshot`` is the config now in force.
     :return: nothing; may be a coroutine function, which is awaited.
 
@@ -83,19 +79,19 @@ def policy_startup(service: Any) -> None:
 
 
 @hookspec
-def policy_config_loaded(service: Any, snapshot: Any) -> None:
+def policy_config_loaded(service: ServiceView, snapshot: SnapshotView) -> None | Awaitable[None]:
     """Called after a config snapshot was compiled and swapped in (at start and on each reload).
 
     :param service: the service.
-    :param snapshot: the :class:`~policy.runtime.snapshot.Snapshot` now in force.
-    :return: nothing.
+    :param snapshot: the config now in force (a :class:`~policy.SnapshotView`).
+    :return: nothing; may be a coroutine function, which is awaited.
 
     .. versionadded:: 0.1
     """
 
 
 @hookspec
-def policy_shutdown(service: Any) -> None:
+def policy_shutdown(service: ServiceView) -> None | Awaitable[None]:
     """Called once when a service stops, after in-flight calls drained and reports flushed.
 
     :param service: the service that is stopping.

@@ -105,6 +105,7 @@ class Telemetry:
         self._latency: dict[str, Histogram] = {}
         self.decisions: dict[tuple[str, str], int] = {}
         self.rule_decisions: dict[tuple[str, str], int] = {}
+        self.rule_match_errors: dict[str, int] = {}
         self.adapter_errors: dict[tuple[str, str], int] = {}
         self.adapter_timeouts: dict[tuple[str, str], int] = {}
         self.quota_grants: dict[str, int] = {}
@@ -153,6 +154,10 @@ class Telemetry:
             _bump(self.quota_denials, (handler, code))
         else:
             _bump(self.quota_grants, handler)
+
+    def rule_match_failed(self, rule: str) -> None:
+        """Record that ``rule``'s match expression raised (it counted as no match, or denied)."""
+        _bump(self.rule_match_errors, rule)
 
     def handler_failed(self, handler: str, call: str, timeout: bool) -> None:
         """Record that ``handler``'s ``call`` (check, quota, report) raised or timed out."""
@@ -258,6 +263,8 @@ class _ServiceCollector:
         yield _counter("policy_decisions", "Check decisions by API and gRPC code.", ["api", "code"], t.decisions)
         yield _counter("policy_rule_decisions", "Check decisions each matched rule took part in, by code.",
                        ["rule", "code"], t.rule_decisions)
+        yield _counter("policy_rule_match_errors", "Requests whose rule match expression raised, by rule.",
+                       ["rule"], t.rule_match_errors)
         yield _counter("policy_quota_grants", "Quota calls that granted a positive amount.", ["handler"],
                        t.quota_grants)
         yield _counter("policy_quota_granted_amount", "Quota units granted.", ["handler"], t.quota_granted_amount)

@@ -42,14 +42,3 @@ def counter_id(quota: str, dimensions: Mapping[str, Any], suffix: str = "") -> s
     if len(text) > MAX_ID_LENGTH:
         return f"{escape(quota)[:64]}|#{digest(text)}"
     return text
-
-
-def entries_id(domain: str, entries: list[tuple[str, str]], suffix: str = "") -> str:
-    """The id of a rate-limit descriptor's counter: its domain and ordered entries (order matters)."""
-    parts = [escape(domain)] + [f"{escape(k)}={escape(v)}" for k, v in entries]
-    if suffix:
-        parts.append(escape(suffix))
-    text = "|".join(parts)
-    if len(text) > MAX_ID_LENGTH:
-        return f"{escape(domain)[:64]}|#{digest(text)}"
-    return text

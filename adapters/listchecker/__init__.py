@@ -258,7 +258,7 @@ class RemoteListCheckerHandler(ListCheckerHandler):
                     raise  # close() itself was cancelled, not just the refresh task
 
 
-class ListChecker(Adapter):
+class ListChecker(Adapter[ListCheckerParams]):
     """Checks whether a value is in a list (whitelist or blacklist)."""
 
     name = "listchecker"

@@ -149,7 +149,7 @@ class MemQuotaHandler(Handler):
         self.limiter = MemoryLimiter(self.limiter._now, self.limiter._monotonic)
 
 
-class MemQuotaAdapter(Adapter):
+class MemQuotaAdapter(Adapter[MemQuotaParams]):
     """Quotas counted in this process's memory (Mixer's memquota)."""
 
     #: Unchanged handlers are kept across config reloads, so their counters are too.

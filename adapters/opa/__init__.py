@@ -347,7 +347,7 @@ def _paths(texts: list[str], base: Path) -> list[Path]:
     return [Path(t) if Path(t).is_absolute() else base / t for t in texts]
 
 
-class OpaAdapter(Adapter):
+class OpaAdapter(Adapter[OpaParams]):
     """Rego policies (embedded regopy or a remote OPA server) deciding checks."""
 
     name = "opa"

@@ -132,7 +132,7 @@ class PrometheusHandler(Handler):
         self._store.release(id(self))
 
 
-class Prometheus(Adapter):
+class Prometheus(Adapter[PrometheusParams]):
     """Exports metric instances as Prometheus metrics on the service's metrics endpoint."""
 
     name = "prometheus"

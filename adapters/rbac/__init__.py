@@ -376,7 +376,7 @@ def _merge(result: CheckResult, provided: CheckResult) -> CheckResult:
                        {**provided.metadata, **result.metadata})
 
 
-class RbacAdapter(Adapter):
+class RbacAdapter(Adapter[RbacParams]):
     """Istio AuthorizationPolicy (requestcontext) and Mixer ServiceRole/Binding (authorization) checks."""
 
     name = "rbac"

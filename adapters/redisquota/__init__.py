@@ -252,7 +252,7 @@ class RedisQuotaHandler(Handler):
             self.logger.warning("closing the redis client: %s: %s", type(exc).__name__, exc)
 
 
-class RedisQuotaAdapter(Adapter):
+class RedisQuotaAdapter(Adapter[RedisQuotaParams]):
     """Quotas counted in Redis or a Redis Cluster (Mixer's redisquota)."""
 
     #: Unchanged handlers are kept across config reloads, so their counters are too.

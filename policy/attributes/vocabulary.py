@@ -8,6 +8,8 @@ the ``policy_attributes`` hook; a name may be declared twice only with one type.
 
 from __future__ import annotations
 
+from policy.error_base import PolicyError
+
 from collections.abc import Iterable, Iterator, Mapping
 
 from policy.attributes.types import ValueType
@@ -100,7 +102,7 @@ VOLATILE_ATTRIBUTES: frozenset[str] = frozenset(
 )
 
 
-class VocabularyError(ValueError):
+class VocabularyError(PolicyError, ValueError):
     """A name was declared twice with different types, or an unknown type was given."""
 
 

@@ -96,6 +96,7 @@ def _settings(params: SettingsParams, at: Where, reporter: Reporter, vocabulary:
     return Settings(
         root_namespace=params.root_namespace,
         identity_attributes=tuple(params.identity_attributes),
+        match_errors=params.match_errors,
         cache=CacheSettings(
             enabled=cache.enabled,
             max_entries=cache.max_entries,

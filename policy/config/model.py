@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from policy.config.shape import Reporter, Where
-from policy.runtime.snapshot import DEFAULT_IDENTITY_ATTRIBUTES, DEFAULT_ROOT_NAMESPACE, CacheSettings
+from policy.runtime.snapshot import DEFAULT_IDENTITY_ATTRIBUTES, DEFAULT_ROOT_NAMESPACE, CacheSettings, MatchErrors
 from policy.sdk import Adapter, ConfigIssue, FailMode, HeaderOperationKind, Template, param
 
 COMPACT = "compact"
@@ -34,6 +34,7 @@ class Settings:
     root_namespace: str = DEFAULT_ROOT_NAMESPACE
     identity_attributes: tuple[str, ...] = DEFAULT_IDENTITY_ATTRIBUTES
     cache: CacheSettings = field(default_factory=CacheSettings)
+    match_errors: MatchErrors = MatchErrors.NO_MATCH
 
 
 # --- the schema of the compact ``settings`` section (parsed with parse_params) ---
@@ -63,6 +64,8 @@ class SettingsParams:
         default_factory=lambda: list(DEFAULT_IDENTITY_ATTRIBUTES),
         doc="Attributes naming a request's namespace, in order of preference.")
     cache: CacheParams = param(default_factory=CacheParams, doc="The decision cache.")
+    match_errors: MatchErrors = param(MatchErrors.NO_MATCH,
+                                      doc="A rule whose match expression raises: NO_MATCH (Mixer) or DENY.")
     rate_limit: Any = param(None, doc="The Envoy rate-limit service: handler and the service's options "
                                       "(see policy.ratelimit.RateLimitSettings; checked by policy.ratelimit).")
 

@@ -11,8 +11,10 @@ Every message names the expression, so a log line is enough to find the rule.
 
 from __future__ import annotations
 
+from policy.error_base import PolicyError
 
-class ExpressionError(ValueError):
+
+class ExpressionError(PolicyError, ValueError):
     """An expression that cannot be compiled; ``column`` is 1-based."""
 
     def __init__(self, expression: str, column: int, reason: str) -> None:

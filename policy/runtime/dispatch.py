@@ -19,7 +19,7 @@ from policy.attributes import AttributeBag, RecordingBag, references
 from policy.logs import clip
 from policy.runtime.cache import DecisionCache
 from policy.runtime.decision import Decision, HandlerCall, combine, new_decision_id
-from policy.runtime.snapshot import Action, HandlerEntry, Rule, Snapshot
+from policy.runtime.snapshot import Action, HandlerEntry, MatchErrors, Rule, Snapshot
 from policy.sdk import (
     AdapterError,
     CheckResult,
@@ -142,8 +142,11 @@ class Dispatcher:
     async def _evaluate(self, bag: AttributeBag) -> tuple[Decision, tuple[Rule, ...], list]:
         snapshot = self.snapshot
         recording = RecordingBag(bag)
-        matched = tuple(r for r in snapshot.rules_for(recording) if r.matches(recording))
+        failures: list[tuple[Rule, Exception]] = []
+        matched = tuple(r for r in snapshot.rules_for(recording) if r.matches(recording, failures))
         calls: list[HandlerCall] = []
+        if failures:
+            calls.extend(self._match_failed(failures))
         pending: list[tuple[int, Any]] = []
         for rule in matched:
             for action in rule.check_actions:
@@ -207,7 +210,21 @@ class Dispatcher:
         )
         return decision, matched, recording.reads
 
-    # --- quota --------------------------------------------------------------
+    def _count_match_failures(self, failures: Sequence[tuple[Rule, Exception]]) -> None:
+        count = getattr(self._observer, "rule_match_failed", None)
+        if count is not None:
+            for rule, _ in failures:
+                count(rule.name)
+
+    def _match_failed(self, failures: Sequence[tuple[Rule, Exception]]) -> list[HandlerCall]:
+        """Count failed matches; under ``matchErrors: DENY``, one INTERNAL denial per failed rule."""
+        self._count_match_failures(failures)
+        if self.snapshot.match_errors is not MatchErrors.DENY:
+            return []
+        return [HandlerCall(rule.name, f"rule {rule.name}", "", CheckResult(Status(
+                    Code.INTERNAL, f"match expression failed: {type(exc).__name__}: {exc}")))
+                for rule, exc in failures]
+
 
     async def _quotas(
         self, matched: Sequence[Rule], bag: AttributeBag, quotas: Mapping[str, QuotaArgs]
@@ -272,9 +289,10 @@ class Dispatcher:
         if sink is None:
             return 0
         queued = 0
+        failures: list[tuple[Rule, Exception]] = []
         for bag in bags:
             for rule in self.snapshot.report_rules_for(bag):
-                if not rule.matches(bag):
+                if not rule.matches(bag, failures):
                     continue
                 for action in rule.report_actions:
                     for builder in action.instances:
@@ -284,4 +302,6 @@ class Dispatcher:
                             log.warning("rule %s: instance %s failed: %s", rule.name, builder.name, clip(exc))
                             continue
                         queued += sink.put(action.handler, instance)
+        if failures:
+            self._count_match_failures(failures)
         return queued

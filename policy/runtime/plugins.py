@@ -12,7 +12,9 @@ import importlib
 import importlib.metadata as md
 import inspect
 import os
-from collections.abc import Iterable, Mapping
+import sys
+from collections.abc import Callable, Iterable, Mapping
+from types import CodeType, FrameType
 from typing import Any
 
 import pluggy
@@ -20,7 +22,7 @@ import pluggy
 from policy import hookspecs
 from policy.attributes import Vocabulary, VocabularyError, standard_vocabulary
 from policy.runtime.registry import AdapterRegistry, Origin, TemplateRegistry
-from policy.sdk import PROJECT, PluginError
+from policy.sdk import PROJECT, PluginError, ServiceView, SnapshotView
 from policy.sdk.extras import install_hint, missing_extra
 
 ENTRY_POINT_GROUP = "policy.adapters"
@@ -73,7 +75,15 @@ def autoload_disabled() -> bool:
 
 
 class PluginHost:
-    """A built plugin manager with its registries, and one typed method per hook."""
+    """A built plugin manager with its registries, and one typed method per hook.
+
+    Every hook is called through pluggy's own hook caller (``pm.hook.<name>(...)``), so
+    pluggy's rules hold: implementations run last-registered first (``extra_plugins``,
+    then entry points, then built-ins), ``tryfirst``/``trylast`` reorder them and
+    ``wrapper=True`` implementations wrap the others. What this class adds is types and
+    context: an exception from an implementation becomes a :class:`PluginError` naming
+    the plugin and its distribution, and registrations remember which plugin made them.
+    """
 
     def __init__(self, pm: pluggy.PluginManager, origins: Mapping[str, Origin]) -> None:
         self.pm = pm
@@ -86,71 +96,157 @@ class PluginHost:
         #: Put into every handler's ``BuildContext.extras`` (the owning service adds ``metrics_registry``).
         self.build_extras: dict[str, Any] = {}
 
-    # --- registration -------------------------------------------------------
+    # --- calling hooks ------------------------------------------------------
 
-    def _impls(self, hook: Any) -> Iterable[tuple[Any, Origin]]:
-        for impl in reversed(hook.get_hookimpls()):  # registration order
-            name = self.pm.get_name(impl.plugin) or repr(impl.plugin)
-            yield impl, self._origins.get(name, Origin(name))
+    def _impl_origins(self, hook: pluggy.HookCaller) -> dict[CodeType, list[Origin]]:
+        """The code object of each implementation of ``hook``, with the plugin(s) it belongs to.
 
-    def _call(self, impl: Any, origin: Origin, **kwargs: Any) -> Any:
+        One function may be registered by several plugins (a module re-exporting another's
+        hook): its code then maps to each of them, and the frame that calls it decides.
+        """
+        found: dict[CodeType, list[Origin]] = {}
+        for impl in hook.get_hookimpls():
+            origin = self._origin_of_plugin(impl.plugin)
+            for function in (impl.function, inspect.unwrap(impl.function)):
+                code = getattr(function, "__code__", None)
+                if code is not None and origin not in found.setdefault(code, []):
+                    found[code].append(origin)
+        return found
+
+    def _origin_of_plugin(self, plugin: object) -> Origin:
+        name = self.pm.get_name(plugin) or repr(plugin)
+        return self._origins.get(name, Origin(name))
+
+    def _origin_in_frame(self, codes: Mapping[CodeType, list[Origin]], frame: FrameType) -> Origin | None:
+        """The plugin whose implementation ``frame`` runs, or None when it runs none."""
+        candidates = codes.get(frame.f_code)
+        if not candidates:
+            return None
+        if len(candidates) == 1:
+            return candidates[0]
+        caller = frame.f_back  # pluggy's caller holds the HookImpl it is calling (a tie-breaker only)
+        impl = caller.f_locals.get("hook_impl") if caller is not None else None
+        origin = self._origin_of_plugin(impl.plugin) if impl is not None else None
+        return origin if origin in candidates else candidates[0]
+
+    def _origin_on_stack(self, codes: Mapping[CodeType, list[Origin]], frame: FrameType | None) -> Origin | None:
+        """The plugin whose implementation is running (innermost first), walking out from ``frame``."""
+        while frame is not None:
+            origin = self._origin_in_frame(codes, frame)
+            if origin is not None:
+                return origin
+            frame = frame.f_back
+        return None
+
+    def _blame(self, codes: Mapping[CodeType, list[Origin]], exc: BaseException) -> Origin | None:
+        """The plugin whose implementation raised ``exc`` (the innermost one in its traceback)."""
+        found = None
+        tb = exc.__traceback__
+        while tb is not None:
+            found = self._origin_in_frame(codes, tb.tb_frame) or found
+            tb = tb.tb_next
+        return found
+
+    def _call(self, hook_name: str, **kwargs: Any) -> list[Any]:
+        """Call a hook through pluggy; an implementation's exception becomes a PluginError naming it."""
+        hook: pluggy.HookCaller = getattr(self.pm.hook, hook_name)
+        codes = self._impl_origins(hook)
         try:
-            return impl.function(**{k: kwargs[k] for k in impl.argnames})
-        except PluginError:
+            return list(hook(**kwargs))
+        except PluginError as exc:
+            if exc.plugin is None:
+                origin = self._blame(codes, exc)
+                if origin is not None:
+                    exc.plugin, exc.distribution = origin.plugin, origin.distribution
             raise
         except Exception as exc:
-            raise PluginError(
-                f"{origin}: hook {impl.function.__name__} raised {type(exc).__name__}: {exc}"
-            ) from exc
+            raise self._error(codes, hook_name, exc) from exc
+
+    def _error(self, codes: Mapping[CodeType, list[Origin]], hook_name: str, exc: BaseException) -> PluginError:
+        origin = self._blame(codes, exc) or Origin("<unknown plugin>")
+        return PluginError(f"{origin}: hook {hook_name} raised {type(exc).__name__}: {exc}",
+                           plugin=origin.plugin, distribution=origin.distribution)
+
+    def _registrar_origin(self, hook_name: str) -> Callable[[], Origin]:
+        """Who is registering right now: the implementation of ``hook_name`` on the call stack."""
+        codes = self._impl_origins(getattr(self.pm.hook, hook_name))
+
+        def current() -> Origin:
+            return self._origin_on_stack(codes, sys._getframe(1)) or Origin("<unknown plugin>")
+
+        return current
+
+    # --- registration -------------------------------------------------------
 
     def _register_templates(self) -> None:
-        for impl, origin in self._impls(self.pm.hook.policy_register_templates):
-            self._call(impl, origin, registry=self.templates.bound(origin))
+        hook = "policy_register_templates"
+        self._call(hook, registry=self.templates.attributed(self._registrar_origin(hook)))
 
     def _register_adapters(self) -> None:
-        for impl, origin in self._impls(self.pm.hook.policy_register_adapters):
-            self._call(impl, origin, registry=self.adapters.bound(origin))
+        hook = "policy_register_adapters"
+        self._call(hook, registry=self.adapters.attributed(self._registrar_origin(hook)))
         for registered in self.adapters:
             for template in registered.adapter.templates:
                 if template not in self.templates:
                     raise PluginError(
                         f"{registered.origin}: adapter {registered.name!r} supports unknown"
-                        f" template {template!r}"
+                        f" template {template!r}",
+                        plugin=registered.origin.plugin, distribution=registered.origin.distribution,
                     )
 
     def _build_vocabulary(self) -> Vocabulary:
         vocabulary = standard_vocabulary()
-        for impl, origin in self._impls(self.pm.hook.policy_attributes):
-            declared = self._call(impl, origin)
-            if declared is None:
-                continue
+        for declared, origin in self._declared_attributes():
             if not isinstance(declared, Mapping):
-                raise PluginError(f"{origin}: policy_attributes must return a mapping, got {declared!r}")
+                raise PluginError(f"{origin}: policy_attributes must return a mapping, got {declared!r}",
+                                  plugin=origin.plugin, distribution=origin.distribution)
             try:
                 vocabulary = vocabulary.merged(declared, source=str(origin))
             except VocabularyError as exc:
-                raise PluginError(str(exc)) from None
+                raise PluginError(str(exc), plugin=origin.plugin, distribution=origin.distribution) from None
         return vocabulary
+
+    def _declared_attributes(self) -> list[tuple[Any, Origin]]:
+        """``policy_attributes`` results (called through pluggy), each with the plugin that declared it.
+
+        pluggy drops None results without saying whose they were; when every implementation
+        declared something, results pair with implementations in call order, otherwise a
+        result is attributed to all the implementations that may have declared it.
+        """
+        hook: pluggy.HookCaller = self.pm.hook.policy_attributes
+        results = self._call("policy_attributes")
+        calls = [impl for impl in reversed(hook.get_hookimpls()) if not (impl.hookwrapper or impl.wrapper)]
+        origins = [self._origin_of_plugin(impl.plugin) for impl in calls]
+        if len(origins) == len(results):
+            return list(zip(results, origins, strict=True))
+        some = Origin(" or ".join(o.plugin for o in origins))
+        return [(declared, some) for declared in results]
 
     # --- lifecycle ----------------------------------------------------------
 
-    async def _call_all(self, hook: Any, **kwargs: Any) -> None:
-        for impl, origin in self._impls(hook):
-            result = self._call(impl, origin, **kwargs)
+    async def _call_all(self, hook_name: str, **kwargs: Any) -> None:
+        """Call a lifecycle hook through pluggy, then await the results that are awaitable, in order."""
+        codes = self._impl_origins(getattr(self.pm.hook, hook_name))
+        for result in self._call(hook_name, **kwargs):
             if inspect.isawaitable(result):
-                await result
+                try:
+                    await result
+                except PluginError:
+                    raise
+                except Exception as exc:
+                    raise self._error(codes, hook_name, exc) from exc
 
-    async def startup(self, service: Any) -> None:
+    async def startup(self, service: ServiceView) -> None:
         """Run every ``policy_startup`` hook (awaiting coroutine ones)."""
-        await self._call_all(self.pm.hook.policy_startup, service=service)
+        await self._call_all("policy_startup", service=service)
 
-    async def config_loaded(self, service: Any, snapshot: Any) -> None:
+    async def config_loaded(self, service: ServiceView, snapshot: SnapshotView) -> None:
         """Run every ``policy_config_loaded`` hook."""
-        await self._call_all(self.pm.hook.policy_config_loaded, service=service, snapshot=snapshot)
+        await self._call_all("policy_config_loaded", service=service, snapshot=snapshot)
 
-    async def shutdown(self, service: Any) -> None:
+    async def shutdown(self, service: ServiceView) -> None:
         """Run every ``policy_shutdown`` hook."""
-        await self._call_all(self.pm.hook.policy_shutdown, service=service)
+        await self._call_all("policy_shutdown", service=service)
 
     # --- introspection ------------------------------------------------------
 
@@ -185,7 +281,7 @@ def build_plugin_host(
             if module is None:
                 raise
         pm.register(module, name=name)
-        origins[name] = Origin(name, dist, version)
+        origins[name] = Origin(name, dist, version, builtin=True)
     if autoload is None:
         autoload = not autoload_disabled()
     if autoload:
@@ -198,7 +294,8 @@ def build_plugin_host(
             try:
                 plugin = ep.load()
             except Exception as exc:
-                raise PluginError(f"{origin}: failed to load {ep.value}: {type(exc).__name__}: {exc}") from exc
+                raise PluginError(f"{origin}: failed to load {ep.value}: {type(exc).__name__}: {exc}",
+                                  plugin=origin.plugin, distribution=origin.distribution) from exc
             pm.register(plugin, name=ep.name)
             origins[ep.name] = origin
     for index, plugin in enumerate(extra_plugins):

@@ -8,6 +8,7 @@ snapshots; the dispatcher only reads them.
 from __future__ import annotations
 
 import asyncio
+import enum
 import inspect
 import logging
 from collections.abc import Mapping, Sequence
@@ -163,8 +164,13 @@ class Rule:
     response_header_operations: tuple[HeaderOperationBuilder, ...] = ()
     source: str = ""
 
-    def matches(self, bag: Any) -> bool:
-        """Evaluate the match; an absent attribute or an evaluation error means no match."""
+    def matches(self, bag: Any, failures: list[tuple[Rule, Exception]] | None = None) -> bool:
+        """Evaluate the match; an absent attribute or an evaluation error means no match.
+
+        An evaluation error (not an absent attribute, which is Mixer's plain "no match")
+        is logged and appended to ``failures`` with this rule, so the caller counts it and,
+        under ``settings.matchErrors: DENY``, fails the request closed.
+        """
         if self.match is None:
             return True
         try:
@@ -173,6 +179,8 @@ class Rule:
             return False
         except Exception as exc:  # a broken match must not break the request
             log.warning("rule %s: match %r failed: %s", self.name, self.match.text, clip(exc))
+            if failures is not None:
+                failures.append((self, exc))
             return False
 
 
@@ -184,6 +192,18 @@ class QuotaBinding:
     charge: int
     match: CompiledExpression | None = None
     source: str = ""
+
+
+class MatchErrors(enum.Enum):
+    """What a rule whose match expression fails at request time (raises) means.
+
+    NO_MATCH: the rule does not apply (Mixer's behaviour; the default). DENY: the check
+    is denied with INTERNAL naming the rule, and the decision is not cached.
+    Either way the failure is counted in ``policy_rule_match_errors{rule}``.
+    """
+
+    NO_MATCH = "NO_MATCH"
+    DENY = "DENY"
 
 
 @dataclass(frozen=True)
@@ -217,6 +237,8 @@ class Snapshot:
     rate_limit: Any = None
     warnings: Sequence[ConfigIssue] = ()
     sources: Sequence[str] = ()
+    #: What a match expression that raises means (``settings.matchErrors``).
+    match_errors: MatchErrors = MatchErrors.NO_MATCH
     _check_index: "_RuleIndex" = field(init=False, repr=False)
     _report_index: "_RuleIndex" = field(init=False, repr=False)
     _closed: bool = field(default=False, init=False, repr=False)

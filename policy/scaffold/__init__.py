@@ -57,10 +57,16 @@ class Names:
         """The adapter class: ``<CamelName>Adapter``."""
         return "".join(part.capitalize() for part in self.name.split("-")) + "Adapter"
 
+    @property
+    def paramsname(self) -> str:
+        """The params dataclass: ``<CamelName>Params`` (not ``Params``, which the class attribute is)."""
+        return self.classname.removesuffix("Adapter") + "Params"
+
     def substitutions(self) -> dict[str, str]:
         """What ``${...}`` in the templates stands for."""
         return {"name": self.name, "kind": self.kind, "package": self.package,
-                "distribution": self.distribution, "classname": self.classname}
+                "distribution": self.distribution, "classname": self.classname,
+                "paramsname": self.paramsname}
 
 
 def check_name(name: str, reserved: set[str] | frozenset[str] = frozenset()) -> None:

@@ -8,6 +8,17 @@ from policy.attributes import ValueType
 from policy.expr.regex import Regex, RegexError, compile_regex
 from policy.expr.regex import escape as regex_escape
 from policy.sdk.adapter import Adapter, BuildContext, Clock, FailMode, Handler
+from policy.sdk.contracts import (
+    AdapterRegistrar,
+    Documents,
+    MetricsRegistry,
+    RateLimitAnswer,
+    RateLimitCounter,
+    RateLimitHandler,
+    ServiceView,
+    SnapshotView,
+    TemplateRegistrar,
+)
 from policy.sdk.errors import AdapterError, ConfigError, ConfigIssue, PluginError, PolicyError
 from policy.sdk.params import FieldError, NoParams, ParamsError, describe_params, param, parse_duration, parse_params
 from policy.sdk.results import CheckResult, HeaderOperation, HeaderOperationKind, QuotaArgs, QuotaResult
@@ -39,6 +50,8 @@ hookspec = pluggy.HookspecMarker(PROJECT)
 __all__ = [
     "PROJECT", "hookimpl", "hookspec",
     "Adapter", "BuildContext", "Clock", "FailMode", "Handler",
+    "AdapterRegistrar", "Documents", "MetricsRegistry", "RateLimitAnswer", "RateLimitCounter",
+    "RateLimitHandler", "ServiceView", "SnapshotView", "TemplateRegistrar",
     "AdapterError", "ConfigError", "ConfigIssue", "PluginError", "PolicyError",
     "FieldError", "NoParams", "ParamsError", "describe_params", "param", "parse_duration",
     "parse_params",

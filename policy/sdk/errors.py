@@ -6,10 +6,16 @@
     ├── ConfigError                  a config failed to load; .issues lists every problem
     │                                (file, document kind/name, field, message)
     ├── PluginError                  a plugin is broken: duplicate adapter name, bad hook result
-    └── AdapterError                 raised by an adapter at request time to answer a status
-                                     (code + message) instead of a crash
-    ParamsError(ValueError)          adapter params failed validation; .errors are FieldErrors
-    ExpressionError(ValueError)      (policy.expr) an expression failed to parse or type-check
+    ├── AdapterError                 raised by an adapter at request time to answer a status
+    │                                (code + message) instead of a crash
+    ├── ParamsError                  adapter params failed validation; .errors are FieldErrors
+    ├── VocabularyError              (policy.attributes) an unknown attribute or a type conflict
+    ├── ExpressionError              (policy.expr) an expression failed to parse or type-check
+    ├── TranslationError             (policy.servers) an Envoy request cannot become attributes
+    └── CodecError                   (policy.servers) a native request's attributes are malformed
+
+The last five are ValueErrors too (they were before they joined the tree), so
+``except ValueError`` keeps catching them. ``except PolicyError`` catches all of these.
 
 An adapter that raises anything else at request time is caught by the host and
 turned into an INTERNAL status naming the handler, subject to its fail mode.
@@ -19,12 +25,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from policy.error_base import PolicyError
 from policy.sdk.params import FieldError, ParamsError
 from policy.sdk.status import Code
-
-
-class PolicyError(Exception):
-    """Base class of the errors this package raises on purpose."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +62,15 @@ class ConfigError(PolicyError):
 
 
 class PluginError(PolicyError):
-    """A plugin is broken or conflicts with another (names both where it can)."""
+    """A plugin is broken or conflicts with another (names both where it can).
+
+    ``plugin`` and ``distribution`` name the plugin at fault (None / ``""`` when unknown).
+    """
+
+    def __init__(self, message: str, *, plugin: str | None = None, distribution: str = "") -> None:
+        self.plugin = plugin
+        self.distribution = distribution
+        super().__init__(message)
 
 
 class AdapterError(PolicyError):

@@ -11,6 +11,8 @@ accepted too. Supported hints: str, int, float, bool, :class:`datetime.timedelta
 
 from __future__ import annotations
 
+from policy.error_base import PolicyError
+
 import dataclasses
 import datetime as _dt
 import enum
@@ -40,7 +42,7 @@ class FieldError:
         return f"{self.field}: {self.message}" if self.field else self.message
 
 
-class ParamsError(ValueError):
+class ParamsError(PolicyError, ValueError):
     """Params failed validation; ``errors`` lists every problem found."""
 
     def __init__(self, errors: list[FieldError]) -> None:
@@ -105,7 +107,7 @@ def parse_duration(value: Any) -> _dt.timedelta:
 def parse_params(cls: type[T], raw: Mapping[str, Any] | None, *, path: str = "") -> T:
     """Build a ``cls`` params dataclass from a raw mapping; raise ParamsError listing all problems."""
     errors: list[FieldError] = []
-    result = _convert(cls, {} if raw is None else raw, path, errors)
+    result: T = _convert(cls, {} if raw is None else raw, path, errors)
     if errors:
         raise ParamsError(errors)
     return result
@@ -199,18 +201,18 @@ def _dataclass(cls: type, value: Any, path: str, errors: list[FieldError]) -> An
     before = len(errors)
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-    by_key = {}
+    by_key: dict[str, str] = {}
     for name in fields:
         by_key[camel(name)] = name
         by_key[name] = name
     kwargs: dict[str, Any] = {}
     for key, raw in value.items():
-        name = by_key.get(str(key))
-        if name is None:
+        found = by_key.get(str(key))
+        if found is None:
             known = ", ".join(sorted(camel(n) for n in fields)) or "none"
             errors.append(FieldError(_join(path, str(key)), f"unknown field (known: {known})"))
             continue
-        kwargs[name] = _convert(hints[name], raw, _join(path, camel(name)), errors)
+        kwargs[found] = _convert(hints[found], raw, _join(path, camel(found)), errors)
     for name, f in fields.items():
         if name not in kwargs and f.default is _MISSING and f.default_factory is _MISSING:
             errors.append(FieldError(_join(path, camel(name)), "required field is missing"))

@@ -14,7 +14,7 @@ import datetime as _dt
 import enum
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 from policy.attributes import ValueType
 
@@ -35,10 +35,6 @@ class ValueMap:
     """
 
     value_type: ValueType = ValueType.ANY
-
-
-#: A field's kind: a scalar type, a map of values, or a nested group of fields.
-FieldKind = Union[ValueType, ValueMap, "Mapping[str, FieldKind]"]
 
 
 @dataclass(frozen=True)

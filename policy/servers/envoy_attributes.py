@@ -49,6 +49,8 @@ An address that is not an IP address, or a timestamp out of range, is a
 
 from __future__ import annotations
 
+from policy.error_base import PolicyError
+
 import datetime as _dt
 import ipaddress
 import json
@@ -84,7 +86,7 @@ _MEMO_LIMIT = 4096
 _MEMO_KEY_LIMIT = 512
 
 
-class TranslationError(ValueError):
+class TranslationError(PolicyError, ValueError):
     """A request field could not be translated; the message names the field."""
 
 

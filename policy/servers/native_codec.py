@@ -14,6 +14,8 @@ sub-microsecond part is truncated (toward zero) when decoding.
 
 from __future__ import annotations
 
+from policy.error_base import PolicyError
+
 import datetime as _dt
 import functools
 import ipaddress
@@ -57,7 +59,7 @@ _TYPE_OF_KIND: dict[str, ValueType] = {kind: t for t, kind in _KIND_OF_TYPE.item
 _ANY = ValueType.ANY
 
 
-class CodecError(ValueError):
+class CodecError(PolicyError, ValueError):
     """A message or value could not be translated; the message names the attribute."""
 
 

@@ -20,19 +20,31 @@ Installing ``sidecar-policy`` makes these fixtures available in every pytest run
     a :class:`FakeClock`; pass ``.clock`` to ``BuildContext(clock=...)``.
 
 Helpers: :func:`assert_scenarios` (scenario tables), :func:`check_adapter_conformance`
-(the adapter contract), :func:`native_check`, :func:`ext_authz_request`,
-:func:`free_port`, :func:`write_config`.
+(the adapter contract), :func:`native_check`, :func:`native_report`,
+:func:`ext_authz_request`, :func:`served_apis`, :func:`free_port`, :func:`write_config`.
+Fixture types, to annotate a test's parameters: :class:`HostFactory`,
+:class:`ConfigFactory`, :class:`ServiceFactory`, :class:`ServerFactory`.
 """
 
 from __future__ import annotations
 
 from policy.testing.clock import FakeClock
 from policy.testing.conformance import STEPS, ConformanceReport, check_adapter_conformance, sample_instance
-from policy.testing.harness import RunningServer, ext_authz_request, free_port, native_check, write_config
+from policy.testing.fixtures import ConfigFactory, HostFactory, ServerFactory, ServiceFactory
+from policy.testing.harness import (
+    RunningServer,
+    ext_authz_request,
+    free_port,
+    native_check,
+    native_report,
+    served_apis,
+    write_config,
+)
 from policy.testing.recorder import CallRecorder, HandlerCallRecord, HookCall, HookRecorder, RecordingHandler
 from policy.testing.scenarios import Outcome, Scenario, assert_scenarios, run_scenarios
 
 __all__ = [
+    "ConfigFactory", "HostFactory", "ServerFactory", "ServiceFactory", "native_report", "served_apis",
     "STEPS", "CallRecorder", "ConformanceReport", "FakeClock", "HandlerCallRecord", "HookCall", "HookRecorder",
     "Outcome", "RecordingHandler", "RunningServer", "Scenario", "assert_scenarios",
     "check_adapter_conformance", "ext_authz_request", "free_port", "native_check", "run_scenarios",

@@ -68,12 +68,21 @@ def _in_loop() -> bool:
         return False
 
 
-async def leaks_after(before: ResourceSnapshot, settle: float = 1.0) -> list[str]:
-    """Leaks still present after letting cancelled tasks and exiting threads finish (up to ``settle`` s)."""
+async def leaks_after(before: ResourceSnapshot, settle: float = 5.0) -> list[str]:
+    """Leaks still present once the handler's cancelled tasks and exiting threads are done.
+
+    Waits on the new tasks themselves (returning as soon as they finish), then on the new
+    threads and descriptors; ``settle`` seconds only bound the wait for what never ends
+    (a leak), so a busy machine does not turn a slow exit into a reported leak.
+    """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + settle
+    current = asyncio.current_task()
+    pending = [t for t in ResourceSnapshot.take().tasks - before.tasks if not t.done() and t is not current]
+    if pending:
+        await asyncio.wait(pending, timeout=settle)
     leaks = ResourceSnapshot.take().leaks_since(before)
-    while leaks and loop.time() < deadline:
+    while leaks and loop.time() < deadline:  # threads and descriptors: no event to wait on
         await asyncio.sleep(0.02)
         leaks = ResourceSnapshot.take().leaks_since(before)
     return leaks

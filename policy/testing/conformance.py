@@ -20,7 +20,10 @@ What it checks, each as a named step (:data:`STEPS`):
 ``calls``        a built, started handler answers one instance of each template: checks a
                  CheckResult that declares cacheability (``valid_duration`` not None), quotas a
                  QuotaResult granting 0..amount, reports None; plain (non-async) methods
-                 return within 100 ms, since they run on the event loop.
+                 return within 100 ms, since they run on the event loop (measured on the
+                 ``clock`` given, the monotonic clock by default; a call over budget is timed
+                 twice more and only one over budget every time is a problem, so a busy
+                 machine's scheduling delays are not blamed on the adapter).
 ``close``        after ``close()`` no asyncio task, thread, file or socket the handler made is
                  left, and a second ``close()`` does not raise.
 ``dispatch``     served by a real :class:`~policy.runtime.service.PolicyService` from a config,
@@ -36,7 +39,6 @@ import inspect
 import re
 import shutil
 import tempfile
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +49,7 @@ from policy.sdk import (
     AdapterError,
     BuildContext,
     CheckResult,
+    Clock,
     FieldError,
     ParamsError,
     PluginError,
@@ -65,6 +68,8 @@ from policy.testing._resources import ResourceSnapshot, leaks_after
 STEPS = ("declaration", "docs", "params", "calls", "close", "dispatch")
 #: A plain (non-async) handler method taking longer than this blocks the event loop.
 SYNC_BUDGET = 0.1
+#: How often a plain method is timed before it is called blocking (every time over budget).
+SYNC_TRIES = 3
 
 
 @dataclass
@@ -109,7 +114,7 @@ class _Plugin:
 
 
 def _param_roots(adapter: type[Adapter]) -> set[str]:
-    return {re.split(r"[.\[]", row["name"], 1)[0] for row in describe_params(adapter.Params)}
+    return {re.split(r"[.\[]", row["name"], maxsplit=1)[0] for row in describe_params(adapter.Params)}
 
 
 def _default_fields(spec: Mapping[str, Any]) -> dict[str, Any]:
@@ -126,9 +131,10 @@ async def _maybe_await(value: Any) -> Any:
 
 
 class _Checker:
-    def __init__(self, adapter: type[Adapter], report: ConformanceReport, plugins: Sequence[Any],
-                 instances: Mapping[str, Any], config_dir: Path) -> None:
+    def __init__(self, adapter: type[Adapter[Any]], report: ConformanceReport, plugins: Sequence[Any],
+                 instances: Mapping[str, Any], config_dir: Path, clock: Clock) -> None:
         self.adapter, self.report, self.instances, self.config_dir = adapter, report, instances, config_dir
+        self.clock = clock
         from adapters import BUILTIN_PLUGINS
         from policy.runtime.plugins import build_plugin_host
 
@@ -202,7 +208,7 @@ class _Checker:
             for error in errors:
                 if not isinstance(error, FieldError):
                     self.problem("params", f"validate() yielded {error!r}, not a FieldError")
-                elif not error.field or re.split(r"[.\[]", error.field, 1)[0] not in roots | set(map(str, raw)):
+                elif not error.field or re.split(r"[.\[]", error.field, maxsplit=1)[0] not in roots | set(map(str, raw)):
                     self.problem("params", f"error {str(error)!r} for {dict(raw)!r} names no declared param "
                                            f"(field {error.field!r}; params: {', '.join(sorted(roots))})")
                 elif not error.message:
@@ -218,19 +224,25 @@ class _Checker:
                                  Variety.REPORT: ([instance],)}[template.variety]
         what = f"{method}({template.name} instance)"
         fn = getattr(handler, method)
-        started = time.perf_counter()
-        try:
-            result = fn(*args)
-            took = time.perf_counter() - started
-            result = await _maybe_await(result)
-        except AdapterError:
-            return  # a deliberate status: fine
-        except Exception as exc:
-            self.problem("calls", f"{what} raised {type(exc).__name__}: {exc} (raise AdapterError to answer a status)")
-            return
-        if not inspect.iscoroutinefunction(fn) and took > SYNC_BUDGET:
-            self.problem("calls", f"{what} is a plain method and took {took:.3f}s: it blocks the event loop; "
-                                  "make it async def")
+        plain = not inspect.iscoroutinefunction(fn)
+        took = float("inf")
+        for _ in range(SYNC_TRIES if plain else 1):
+            started = self.clock.monotonic()
+            try:
+                result = fn(*args)
+                took = min(took, self.clock.monotonic() - started)
+                result = await _maybe_await(result)
+            except AdapterError:
+                return  # a deliberate status: fine
+            except Exception as exc:
+                self.problem("calls", f"{what} raised {type(exc).__name__}: {exc}"
+                                      " (raise AdapterError to answer a status)")
+                return
+            if took <= SYNC_BUDGET:
+                break
+        if plain and took > SYNC_BUDGET:
+            self.problem("calls", f"{what} is a plain method and took {took:.3f}s (each of {SYNC_TRIES} times):"
+                                  " it blocks the event loop; make it async def")
         if template.variety is Variety.CHECK:
             if not isinstance(result, CheckResult):
                 self.problem("calls", f"{what} returned {type(result).__name__}, not CheckResult")
@@ -247,7 +259,7 @@ class _Checker:
 
     async def lifecycle(self, params: Any) -> None:
         before = ResourceSnapshot.take()
-        context = BuildContext(handler=HANDLER, config_dir=self.config_dir)
+        context = BuildContext(handler=HANDLER, config_dir=self.config_dir, clock=self.clock)
         try:
             handler = self.adapter.build(params, context)
             await _maybe_await(handler.start())
@@ -287,6 +299,7 @@ async def check_adapter_conformance(
     instances: Mapping[str, Any] | None = None,
     config_dir: str | Path | None = None,
     raise_on_failure: bool = True,
+    clock: Clock | None = None,
 ) -> ConformanceReport:
     """Check that ``adapter`` honours the adapter contract; raise AssertionError listing every problem.
 
@@ -301,6 +314,9 @@ async def check_adapter_conformance(
     :param config_dir: the directory relative paths in params are resolved against (a
         temporary one by default; the dispatch step writes, then removes, a config file there).
     :param raise_on_failure: False to get the report back instead of an AssertionError.
+    :param clock: the clock handlers are built with and plain calls are timed on (a
+        :class:`~policy.testing.FakeClock`'s ``.clock`` in tests of the check itself);
+        default: the real one.
     """
     if isinstance(valid_params, Mapping):
         valid_params = [valid_params]
@@ -309,7 +325,7 @@ async def check_adapter_conformance(
     made = config_dir is None
     directory = Path(tempfile.mkdtemp(prefix="policy-conformance-")) if made else Path(config_dir)
     try:
-        checker = _Checker(adapter, report, plugins, instances or {}, directory)
+        checker = _Checker(adapter, report, plugins, instances or {}, directory, clock or Clock())
         checker.declaration()
         checker.docs()
         report.steps_run += ["declaration", "docs"]

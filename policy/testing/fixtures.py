@@ -4,14 +4,48 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 import pytest_asyncio
 
 from policy.testing.clock import FakeClock
-from policy.testing.harness import RunningServer, free_port, write_config
+from policy.testing.harness import RunningServer, write_config
 from policy.testing.recorder import CallRecorder, HookRecorder
+
+
+class HostFactory(Protocol):
+    """The type of the ``policy_host_factory`` fixture (annotate your test's parameter with it)."""
+
+    def __call__(self, *plugins: object, autoload: bool = False) -> Any:
+        """A plugin host with the built-ins and ``plugins`` (``.adapters``, ``.templates``)."""
+        ...
+
+
+class ConfigFactory(Protocol):
+    """The type of the ``policy_config`` fixture."""
+
+    def __call__(self, text: str, name: str = "policy.yaml") -> Path:
+        """A config directory holding ``text`` as ``name``."""
+        ...
+
+
+class ServiceFactory(Protocol):
+    """The type of the ``policy_service_factory`` fixture."""
+
+    async def __call__(self, config_path: Path, *plugins: object, watch_interval: float = 0,
+                       autoload: bool = False, **kw: Any) -> Any:
+        """A started service (``await service.check(attributes)`` → a decision)."""
+        ...
+
+
+class ServerFactory(Protocol):
+    """The type of the ``policy_server_factory`` fixture."""
+
+    async def __call__(self, config_path: Path, *plugins: object, unix: bool = True,
+                       watch_interval: float = 0, autoload: bool = False, **kw: Any) -> RunningServer:
+        """A started server on loopback with ready stubs."""
+        ...
 
 
 @pytest.fixture
@@ -76,15 +110,15 @@ async def policy_server_factory(
                    autoload: bool = False, **kw: Any) -> RunningServer:
         host = policy_host_factory(*plugins, autoload=autoload)
         service = PolicyService(config_path, host, watch_interval=watch_interval, **kw)
-        tcp = f"127.0.0.1:{free_port()}"
-        listen = [tcp]
+        listen = ["127.0.0.1:0"]  # the server binds a free port itself: no window for another process
         socket_address = None
         if unix:
             socket_dir = tmp_path_factory.mktemp("sock")
             socket_address = f"unix:{socket_dir / 'policy.sock'}"
             listen.append(socket_address)
         server = PolicyServer(service, listen)
-        await server.start()
+        bound = await server.start()
+        tcp = next(address for address in bound if address.startswith("127.0.0.1:"))
         handle = RunningServer(server, tcp, socket_address)
         running.append(handle)
         return handle

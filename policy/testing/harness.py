@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import socket
 import textwrap
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port free on ``host`` right now (loopback only)."""
+    """A TCP port free on ``host`` right now (loopback only).
+
+    Racy by nature: another process may take the port before the caller binds it. Prefer
+    binding port 0 and reading the bound port back (the server fixtures do; ``policy serve
+    --listen 127.0.0.1:0`` prints it), or keep a bound socket as the reservation.
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
@@ -86,6 +91,21 @@ async def native_check(stub: Any, attributes: Mapping[str, Any], quotas: Mapping
     for name, amount in (quotas or {}).items():
         request.quotas[name].amount = amount
     return await stub.Check(request)
+
+
+async def native_report(stub: Any, batch: Sequence[Mapping[str, Any]]) -> Any:
+    """Send one native Report: one attribute set per entry of ``batch``, typed Python values."""
+    from policy.servers.native_codec import attributes_to_proto
+    from policy.v1 import policy_pb2
+
+    return await stub.Report(policy_pb2.ReportRequest(attributes=[attributes_to_proto(a) for a in batch]))
+
+
+def served_apis() -> tuple[str, ...]:
+    """The gRPC APIs a server of this installation serves (``"ext_authz"``, ``"ratelimit"`` ...)."""
+    from policy.servers.app import API_MODULES
+
+    return tuple(module.rsplit(".", 1)[-1] for module in API_MODULES)
 
 
 def ext_authz_request(*, method: str = "GET", path: str = "/", host: str = "",

@@ -52,9 +52,11 @@ class HookRecorder:
             setattr(self, name, hookimpl(self._recorder(name, spec)))
 
     def _recorder(self, name: str, spec: Callable[..., Any]) -> Callable[..., Any]:
+        names = list(inspect.signature(spec).parameters)
+
         @functools.wraps(spec)  # pluggy reads the parameter names through __wrapped__
-        def record(**kwargs: Any) -> Any:
-            self.calls.append(HookCall(name, kwargs))
+        def record(*args: Any) -> Any:  # pluggy passes the arguments positionally, in that order
+            self.calls.append(HookCall(name, dict(zip(names, args, strict=True))))
             return self.attributes if name == f"{PROJECT}_attributes" else None
 
         record.__dict__.pop(f"{PROJECT}_spec", None)  # copied by wraps; this is an implementation

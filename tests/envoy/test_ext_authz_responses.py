@@ -9,7 +9,7 @@ from envoy.service.auth.v3 import external_auth_pb2
 from google.protobuf import json_format
 
 from policy.servers.ext_authz import MAX_REQUEST_BYTES, SERVICE_NAME
-from tests.envoy.conftest import VIA, authz, check_request, handler, headers_of
+from tests.envoy.conftest import VIA, authz, check_request, headers_of
 
 OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
 APPEND = base_pb2.HeaderValueOption.APPEND_IF_EXISTS_OR_ADD

@@ -33,8 +33,6 @@ from pathlib import Path
 
 import pytest
 
-from policy.testing import free_port
-
 ROOT = Path(__file__).resolve().parents[2]
 JWT_EXAMPLE = ROOT / "examples" / "adapter-plugin"
 TUTORIAL = ROOT / "docs" / "writing-an-adapter.md"
@@ -132,12 +130,12 @@ def _installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
 
 
 class ServedPolicy:
-    """``policy serve`` in a subprocess on a free loopback port, stopped with SIGTERM."""
+    """``policy serve`` in a subprocess on a loopback port it binds itself (port 0), stopped with SIGTERM."""
 
     def __init__(self, config: Path) -> None:
-        self.address = f"127.0.0.1:{free_port()}"
+        self.address = ""
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "policy.cli", "serve", "--config", str(config), "--listen", self.address,
+            [sys.executable, "-m", "policy.cli", "serve", "--config", str(config), "--listen", "127.0.0.1:0",
              "--watch-interval", "0", "--grace", "1"],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.output: list[str] = []
@@ -147,7 +145,9 @@ class ServedPolicy:
             if not line:
                 break
             self.output.append(line)
-            if re.search(r"listening on 127\.0\.0\.1:\d+", line):
+            bound = re.search(r"listening on (127\.0\.0\.1:\d+)", line)
+            if bound:  # the port the server bound, read back: no other process can race for it
+                self.address = bound.group(1)
                 return
         self.stop()
         raise AssertionError("policy serve did not start:\n" + "".join(self.output))

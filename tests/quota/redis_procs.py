@@ -7,7 +7,6 @@ temporary directory and are killed when stopped.
 
 from __future__ import annotations
 
-import os
 import random
 import shutil
 import socket

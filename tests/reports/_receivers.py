@@ -8,6 +8,7 @@ when what the adapter puts on the wire is wrong.
 from __future__ import annotations
 
 import asyncio
+import socket
 import struct
 import time
 import urllib.request
@@ -19,13 +20,54 @@ import msgpack
 from prometheus_client.parser import text_string_to_metric_families
 
 
-async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0, what: str = "condition") -> None:
-    """Poll ``predicate`` every 10 ms until it holds; AssertionError after ``timeout`` seconds."""
+#: The longest a test waits for something that must happen (a bound against hangs, not a
+#: synchronisation: every wait below ends as soon as what it waits for has arrived).
+PATIENCE = 60.0
+
+
+class Arrivals:
+    """Something that receives (datagrams, events): tests wait on its arrivals, not on the clock."""
+
+    def __init__(self) -> None:
+        self._arrived = asyncio.Event()
+
+    def arrived(self) -> None:
+        """Called on the event loop for every arrival: wakes the waiters."""
+        self._arrived.set()
+
+    async def wait_for(self, predicate: Callable[[], bool], what: str, timeout: float = PATIENCE) -> None:
+        """Return once ``predicate`` holds, re-checking it after each arrival; AssertionError on the bound."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not predicate():
+            self._arrived.clear()
+            if predicate():
+                return
+            try:
+                await asyncio.wait_for(self._arrived.wait(), max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                raise AssertionError(f"nothing more arrived in {timeout}s while waiting for {what}") from None
+
+
+async def wait_until(predicate: Callable[[], bool], timeout: float = PATIENCE, what: str = "condition") -> None:
+    """Poll ``predicate`` (for state with no arrival to wait on) every 10 ms; AssertionError on the bound."""
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         await asyncio.sleep(0.01)
+
+
+def refusing_address() -> tuple[socket.socket, str]:
+    """A loopback TCP address that refuses connections, reserved for the caller.
+
+    The socket is bound but not listening, so a connection is refused (as to a server
+    that is down) and no other process can take the port; :meth:`ForwardReceiver.start`
+    can later listen on the same socket, as the server coming up.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    return sock, f"127.0.0.1:{sock.getsockname()[1]}"
 
 
 # --- Prometheus ----------------------------------------------------------------------
@@ -101,10 +143,11 @@ class StatsdLine:
         return out
 
 
-class StatsdListener(asyncio.DatagramProtocol):
+class StatsdListener(asyncio.DatagramProtocol, Arrivals):
     """A UDP socket on 127.0.0.1 keeping every datagram and every line in it."""
 
     def __init__(self) -> None:
+        Arrivals.__init__(self)
         self.packets: list[bytes] = []
         self.lines: list[StatsdLine] = []
         self.transport: Any = None
@@ -117,6 +160,7 @@ class StatsdListener(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: Any) -> None:  # noqa: D401 - protocol callback
         self.packets.append(data)
         self.lines.extend(StatsdLine.parse(line) for line in data.decode("utf-8").split("\n") if line)
+        self.arrived()
 
     @property
     def address(self) -> str:
@@ -155,18 +199,22 @@ class ForwardEvent:
     event_time: bool = False
 
 
-class ForwardReceiver:
+class ForwardReceiver(Arrivals):
     """A fluentd forward-protocol server on 127.0.0.1: Message, Forward and PackedForward modes."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.events: list[ForwardEvent] = []
         self.connections = 0
         self._server: asyncio.Server | None = None
         self.port = 0
 
-    async def start(self, port: int = 0) -> "ForwardReceiver":
-        """Listen on ``port`` (default: a free one) on loopback."""
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", port)
+    async def start(self, sock: socket.socket | None = None) -> "ForwardReceiver":
+        """Listen on a free loopback port, or on ``sock`` (bound already, see :func:`refusing_address`)."""
+        if sock is None:
+            self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        else:
+            self._server = await asyncio.start_server(self._serve, sock=sock)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 
@@ -201,6 +249,7 @@ class ForwardReceiver:
     def _add(self, tag: str, entry_time: Any, record: Any) -> None:
         assert isinstance(tag, str) and isinstance(record, dict), (tag, record)
         self.events.append(ForwardEvent(tag, float(entry_time), record, isinstance(entry_time, float)))
+        self.arrived()
 
     async def close(self) -> None:
         """Stop listening."""

@@ -34,3 +34,10 @@ async def send_reports(running: Any, batches: Sequence[Sequence[Mapping[str, Any
     stub = running.native()
     for batch in batches:
         await stub.Report(policy_pb2.ReportRequest(attributes=[attributes_to_proto(a) for a in batch]), timeout=5)
+
+
+def handler_of(running: Any, name: str) -> Any:
+    """The handler called ``name`` (or ``name.<namespace>``) in ``running``'s config in force."""
+    handlers = running.service.snapshot.handlers
+    (entry,) = [e for key, e in handlers.items() if key == name or key.startswith(f"{name}.")]
+    return entry.handler

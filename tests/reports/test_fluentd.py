@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import textwrap
 
 import pytest
 
 from policy import ConfigError
-from policy.testing import free_port
-from tests.reports._receivers import ForwardReceiver, scrape, wait_until
-from tests.reports.conftest import send_reports
+from tests.reports._receivers import ForwardReceiver, refusing_address, scrape
+from tests.reports.conftest import handler_of, send_reports
 
 WHEN = dt.datetime(2026, 11, 25, 12, 30, 15, 250000, tzinfo=dt.timezone.utc)
 
@@ -55,7 +53,7 @@ async def test_events_carry_mixers_tag_record_and_time(policy_server_factory, po
     running = await policy_server_factory(policy_config(_config(forward_receiver.address, "batchSize: 1")),
                                           unix=False)
     await send_reports(running, [[_request("/books")]])
-    await wait_until(lambda: len(forward_receiver.events) == 2, what="2 events")
+    await forward_receiver.wait_for(lambda: len(forward_receiver.events) == 2, what="2 events")
     by_tag = {e.tag: e for e in forward_receiver.events}
     access = by_tag["accesslog"]
     assert access.record == {"path": "/books", "latency": "1.5s", "source": "10.1.2.3", "severity": "info"}
@@ -68,7 +66,7 @@ async def test_integer_durations_and_sub_second_times(policy_server_factory, pol
     config = _config(forward_receiver.address, "batchSize: 1, integerDuration: true, subSecondPrecision: true")
     running = await policy_server_factory(policy_config(config), unix=False)
     await send_reports(running, [[_request("/x", millis=250)]])
-    await wait_until(lambda: len(forward_receiver.events) == 2, what="2 events")
+    await forward_receiver.wait_for(lambda: len(forward_receiver.events) == 2, what="2 events")
     access = next(e for e in forward_receiver.events if e.tag == "accesslog")
     assert access.record["latency"] == 250
     assert access.event_time and access.time == pytest.approx(WHEN.timestamp(), abs=1e-6)
@@ -78,18 +76,18 @@ async def test_pushes_full_batches_and_the_rest_on_close(policy_server_factory, 
     config = _config(forward_receiver.address, "batchSize: 10, pushInterval: 1h")
     running = await policy_server_factory(policy_config(config), unix=False)
     reports = running.service.reports
+    handler = handler_of(running, "fluent")
     await send_reports(running, [[_request(f"/{i}")] for i in range(4)])  # 8 events: not a batch yet
-    assert await reports.drain(timeout=5)
-    await asyncio.sleep(0.2)
-    assert forward_receiver.events == []
+    assert await reports.drain(timeout=30)
+    assert (handler.sent, len(handler._buffer)) == (0, 8)  # handled, buffered, nothing sent
     await send_reports(running, [[_request(f"/{i}")] for i in range(4, 6)])  # 12 waiting: pushed
-    await wait_until(lambda: len(forward_receiver.events) == 12, what="the full batch")
+    await forward_receiver.wait_for(lambda: len(forward_receiver.events) == 12, what="the full batch")
     await send_reports(running, [[_request("/6")]])
-    assert await reports.drain(timeout=5)
-    await asyncio.sleep(0.2)
-    assert len(forward_receiver.events) == 12  # 2 wait for a full batch or the interval
+    assert await reports.drain(timeout=30)
+    assert (handler.sent, len(handler._buffer)) == (12, 2)  # 2 wait for a full batch or the interval
+    assert len(forward_receiver.events) == 12
     await running.close()
-    await wait_until(lambda: len(forward_receiver.events) == 14, what="the rest, pushed on close")
+    await forward_receiver.wait_for(lambda: len(forward_receiver.events) == 14, what="the rest, pushed on close")
     paths = [e.record["path"] for e in forward_receiver.events if e.tag == "accesslog"]
     assert paths == [f"/{i}" for i in range(7)]
 
@@ -98,19 +96,19 @@ async def test_push_interval_sends_a_partial_batch(policy_server_factory, policy
     config = _config(forward_receiver.address, "batchSize: 1000, pushInterval: 100ms")
     running = await policy_server_factory(policy_config(config), unix=False)
     await send_reports(running, [[_request("/a")]])
-    await wait_until(lambda: len(forward_receiver.events) == 2, what="the timer's push")
+    await forward_receiver.wait_for(lambda: len(forward_receiver.events) == 2, what="the timer's push")
     assert running.service.reports.stats()["fluent"].failed == 0
 
 
 async def test_events_wait_while_fluentd_is_down_and_arrive_once_in_order(policy_server_factory, policy_config):
-    port = free_port()
-    config = _config(f"127.0.0.1:{port}", "batchSize: 1, pushInterval: 50ms")
+    sock, address = refusing_address()  # fluentd is down; its port stays ours
+    config = _config(address, "batchSize: 1, pushInterval: 50ms")
     running = await policy_server_factory(policy_config(config), unix=False)
     await send_reports(running, [[_request(f"/{i}")] for i in range(5)])
-    assert await running.service.reports.drain(timeout=5)
-    receiver = await ForwardReceiver().start(port)  # fluentd comes up
+    assert await running.service.reports.drain(timeout=30)
+    receiver = await ForwardReceiver().start(sock)  # fluentd comes up
     try:
-        await wait_until(lambda: len(receiver.events) == 10, what="the events buffered while fluentd was down")
+        await receiver.wait_for(lambda: len(receiver.events) == 10, what="the events buffered while fluentd was down")
         paths = [e.record["path"] for e in receiver.events if e.tag == "accesslog"]
         assert paths == [f"/{i}" for i in range(5)]
         assert running.service.reports.stats()["fluent"].failed == 0  # buffered, not lost
@@ -119,9 +117,11 @@ async def test_events_wait_while_fluentd_is_down_and_arrive_once_in_order(policy
         await receiver.close()
 
 
-async def test_a_full_buffer_drops_and_the_drop_is_counted(policy_server_factory, policy_config):
-    config = _config(f"127.0.0.1:{free_port()}", "batchSize: 100, instanceBufferSize: 4, pushInterval: 1h")
+async def test_a_full_buffer_drops_and_the_drop_is_counted(policy_server_factory, policy_config, request):
+    sock, address = refusing_address()
+    config = _config(address, "batchSize: 100, instanceBufferSize: 4, pushInterval: 1h")
     running = await policy_server_factory(policy_config(config), unix=False, metrics_listen="127.0.0.1:0")
+    request.addfinalizer(sock.close)
     await send_reports(running, [[_request(f"/{i}") for i in range(5)]])  # 10 events for 4 places
     assert await running.service.reports.drain(timeout=5)
     result = await scrape(running.service.telemetry.metrics_address)

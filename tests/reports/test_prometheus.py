@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import logging
 import textwrap
@@ -129,35 +128,33 @@ async def test_linear_and_exponential_buckets_follow_mixer(policy_server_factory
     assert exponential == {"0.5": 0, "1.0": 0, "2.0": 0, "4.0": 1, "+Inf": 2}
 
 
-async def test_series_not_updated_expire(policy_server_factory, policy_config):
-    running = await _serve(policy_server_factory, policy_config, """
-        handlers:
-          - name: prom
-            adapter: prometheus
-            params:
-              metrics:
-                - {instanceName: hits, kind: COUNTER, labelNames: [path]}
-              metricsExpirationPolicy: {metricsExpiryDuration: 300ms, expiryCheckIntervalDuration: 50ms}
-        instances:
-          - {name: hits, template: metric, params: {value: "1", dimensions: {path: request.path}}}
-        rules:
-          - {name: r, actions: [{handler: prom, instances: [hits]}]}
-    """)
-    address = running.service.telemetry.metrics_address
-    await send_reports(running, [[{"request.path": "/old"}]])
-    assert await running.service.reports.drain(timeout=5)
-    assert (await scrape(address)).value("istio_hits_total", path="/old") == 1
+async def test_series_not_updated_expire(policy_fake_clock):
+    """Expiry follows the clock the handler is built with: a FakeClock moved past the expiry, no waiting."""
+    from prometheus_client import CollectorRegistry
 
-    async def gone() -> bool:
-        return (await scrape(address)).value("istio_hits_total", path="/old") is None
+    from adapters.prometheus import Prometheus
+    from policy import BuildContext, Metric, parse_params
 
-    deadline = asyncio.get_running_loop().time() + 5
-    while not await gone():
-        assert asyncio.get_running_loop().time() < deadline, "the stale series never expired"
-        await send_reports(running, [[{"request.path": "/fresh"}]])  # another series keeps being updated
-        await asyncio.sleep(0.05)
-    result = await scrape(address)
-    assert result.value("istio_hits_total", path="/fresh") >= 1
+    params = parse_params(Prometheus.Params, {
+        "metrics": [{"instanceName": "hits", "kind": "COUNTER", "labelNames": ["path"]}],
+        "metricsExpirationPolicy": {"metricsExpiryDuration": "300ms", "expiryCheckIntervalDuration": "50ms"}})
+    registry = CollectorRegistry()
+    handler = Prometheus.build(params, BuildContext(handler="prom", clock=policy_fake_clock.clock,
+                                                    metrics_registry=registry))  # type: ignore[arg-type]
+
+    def hits(path: str) -> float | None:
+        return registry.get_sample_value("istio_hits_total", {"path": path})
+
+    await handler.report([Metric("hits", 1, {"path": "/old"})])
+    policy_fake_clock.advance(0.2)
+    await handler.report([Metric("hits", 1, {"path": "/fresh"})])
+    assert hits("/old") == 1  # 200 ms old: alive
+    policy_fake_clock.advance(0.2)
+    assert hits("/old") is None, "400 ms without an update: expired at this scrape"
+    assert hits("/fresh") == 1  # updated 200 ms ago: kept
+    policy_fake_clock.advance(0.2)
+    assert hits("/fresh") is None
+    await handler.close()
 
 
 async def test_reload_keeps_unchanged_metrics_and_restarts_redefined_ones(policy_server_factory, policy_config):

@@ -21,7 +21,6 @@ import grpc
 from prometheus_client.parser import text_string_to_metric_families
 
 from policy.servers.native_codec import attributes_to_proto
-from policy.testing import free_port
 from policy.v1 import policy_pb2, policy_pb2_grpc
 from tests.reports._receivers import scrape_text
 from tests.serve_process import read_until
@@ -57,17 +56,18 @@ def test_sigterm_delivers_every_accepted_report_to_a_slow_adapter(tmp_path):
         rules:
           - {{name: log, actions: [{{handler: slow, instances: [entry]}}]}}
     """))
-    port = free_port()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(ROOT)])}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "policy.cli", "serve", "--config", str(config), "--listen", f"127.0.0.1:{port}",
+        [sys.executable, "-m", "policy.cli", "serve", "--config", str(config), "--listen", "127.0.0.1:0",
          "--metrics-listen", "127.0.0.1:0", "--watch-interval", "0", "--log-level", "warning"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     total = 600
     try:
         lines = read_until(proc, "metrics on http://")
         metrics = lines[-1].strip().split("http://", 1)[1].removesuffix("/metrics")
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        (listening,) = [line for line in lines if "listening on 127.0.0.1:" in line]
+        address = listening.strip().rsplit(" ", 1)[1]  # the port the server bound (it was given port 0)
+        with grpc.insecure_channel(address) as channel:
             stub = policy_pb2_grpc.PolicyStub(channel)
             for batch in range(total // 100):
                 stub.Report(policy_pb2.ReportRequest(attributes=[

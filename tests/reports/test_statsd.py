@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import logging
 import textwrap
@@ -10,8 +9,7 @@ import textwrap
 import pytest
 
 from policy import ConfigError
-from tests.reports._receivers import wait_until
-from tests.reports.conftest import send_reports
+from tests.reports.conftest import handler_of, send_reports
 
 INSTANCES = """
 instances:
@@ -65,7 +63,7 @@ def _request(method: str, code: int, millis: float, size: int) -> dict:
 async def test_statsd_lines_carry_prefix_template_and_types(policy_server_factory, policy_config, statsd_listener):
     running = await policy_server_factory(policy_config(_config("statsd", statsd_listener.address)), unix=False)
     await send_reports(running, [[_request("GET", 200, 12.5, 3), _request("POST", 503, 250, -2)]])
-    await wait_until(lambda: len(statsd_listener.lines) >= 7, what="7 statsd lines")
+    await statsd_listener.wait_for(lambda: len(statsd_listener.lines) >= 7, what="7 statsd lines")
     lines = [(line.name, line.value, line.type) for line in statsd_listener.lines]
     assert ("mesh.requests.GET-200", "1", "c") in lines
     assert ("mesh.requests.POST-503", "1", "c") in lines
@@ -86,7 +84,7 @@ async def test_datagrams_respect_flush_bytes_and_lose_no_line(policy_server_fact
     methods = [f"M{i:03d}" for i in range(60)]
     await send_reports(running, [[_request(m, 200, 1, 1) for m in methods[:30]],
                                  [_request(m, 200, 1, 1) for m in methods[30:]]])
-    await wait_until(lambda: len(statsd_listener.lines) >= 60, what="60 lines")
+    await statsd_listener.wait_for(lambda: len(statsd_listener.lines) >= 60, what="60 lines")
     assert sorted(line.name for line in statsd_listener.lines) == [f"mesh.requests.{m}" for m in methods]
     assert len(statsd_listener.packets) > 1
     assert all(len(packet) <= 120 for packet in statsd_listener.packets), [len(p) for p in statsd_listener.packets]
@@ -96,20 +94,19 @@ async def test_a_lone_line_leaves_after_flush_duration(policy_server_factory, po
     running = await policy_server_factory(policy_config(_config("statsd", statsd_listener.address)), unix=False)
     await send_reports(running, [[{"request.method": "GET", "request.size": 7}]])
     # One small line never fills a datagram: the flush timer sends it while the handler is open.
-    await wait_until(lambda: any(line.name == "mesh.queue" for line in statsd_listener.lines), timeout=5,
-                     what="the timer's flush")
+    await statsd_listener.wait_for(lambda: any(line.name == "mesh.queue" for line in statsd_listener.lines), what="the timer's flush")
 
 
 async def test_long_flush_duration_still_delivers_on_shutdown(policy_server_factory, policy_config, statsd_listener):
     config = _config("statsd", statsd_listener.address).replace("flushDuration: 50ms", "flushDuration: 1h")
     running = await policy_server_factory(policy_config(config), unix=False)
     await send_reports(running, [[{"request.method": "GET", "request.size": 7}]])
-    assert await running.service.reports.drain(timeout=5)
-    await asyncio.sleep(0.2)
-    assert statsd_listener.lines == []  # still waiting for its datagram to fill up
+    assert await running.service.reports.drain(timeout=30)
+    datagrams = handler_of(running, "stats")._datagrams
+    # The report was handled and its line waits for its datagram to fill up: nothing was sent.
+    assert datagrams.pending and datagrams.sent == 0 and statsd_listener.packets == []
     await running.close()
-    await wait_until(lambda: any(line.name == "mesh.queue" for line in statsd_listener.lines), timeout=5,
-                     what="the flush on close")
+    await statsd_listener.wait_for(lambda: any(line.name == "mesh.queue" for line in statsd_listener.lines), what="the flush on close")
 
 
 async def test_sampling_marks_lines_and_never_drops_gauges(policy_server_factory, policy_config, statsd_listener):
@@ -117,7 +114,7 @@ async def test_sampling_marks_lines_and_never_drops_gauges(policy_server_factory
     running = await policy_server_factory(policy_config(config), unix=False)
     requests = [_request("GET", 200, 5, 1) for _ in range(400)]
     await send_reports(running, [requests[i:i + 100] for i in range(0, 400, 100)])
-    await wait_until(lambda: sum(line.type == "g" for line in statsd_listener.lines) >= 400, what="400 gauges")
+    await statsd_listener.wait_for(lambda: sum(line.type == "g" for line in statsd_listener.lines) >= 400, what="400 gauges")
     await running.close()
     counters = [line for line in statsd_listener.lines if line.type == "c"]
     timers = [line for line in statsd_listener.lines if line.type == "ms"]
@@ -132,7 +129,7 @@ async def test_dogstatsd_sends_dimensions_and_constant_tags(policy_server_factor
     config = _config("dogstatsd", statsd_listener.address, extra="tags: {env: prod, team: 'a,b'}")
     running = await policy_server_factory(policy_config(config), unix=False)
     await send_reports(running, [[_request("GET", 200, 12.5, -3)]])
-    await wait_until(lambda: len(statsd_listener.lines) >= 3, what="3 dogstatsd lines")
+    await statsd_listener.wait_for(lambda: len(statsd_listener.lines) >= 3, what="3 dogstatsd lines")
     by_name = {line.name: line for line in statsd_listener.lines}
     counter = by_name["mesh.requests.GET-200"]
     assert counter.type == "c" and counter.tags == {"env": "prod", "team": "a_b", "method": "GET", "code": "200"}
@@ -147,7 +144,7 @@ async def test_dogstatsd_can_leave_dimensions_out_of_tags(policy_server_factory,
     config = _config("dogstatsd", statsd_listener.address, extra="dimensionsAsTags: false")
     running = await policy_server_factory(policy_config(config), unix=False)
     await send_reports(running, [[_request("GET", 200, 1, 1)]])
-    await wait_until(lambda: len(statsd_listener.lines) >= 3, what="3 lines")
+    await statsd_listener.wait_for(lambda: len(statsd_listener.lines) >= 3, what="3 lines")
     assert all(line.tags == {} for line in statsd_listener.lines)
 
 
@@ -159,7 +156,7 @@ async def test_a_template_missing_its_dimension_skips_the_instance(policy_server
     running = await policy_server_factory(policy_config(config), unix=False)
     caplog.set_level(logging.WARNING)
     await send_reports(running, [[_request("GET", 200, 1, 1), _request("GET", 200, 1, 1)]])
-    await wait_until(lambda: len(statsd_listener.lines) >= 2, what="the counters")
+    await statsd_listener.wait_for(lambda: len(statsd_listener.lines) >= 2, what="the counters")
     await running.close()
     assert {line.name for line in statsd_listener.lines} == {"mesh.requestcount"}
     warnings = [r.getMessage() for r in caplog.records if "region" in r.getMessage()]

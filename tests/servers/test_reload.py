@@ -6,7 +6,6 @@ import asyncio
 import ipaddress
 import os
 import textwrap
-from pathlib import Path
 
 from policy.testing import native_check
 

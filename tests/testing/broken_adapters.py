@@ -158,20 +158,58 @@ class Crashy(Good):
 
 
 class Blocking(Good):
-    """A plain check that sleeps: it would stall the event loop."""
+    """A plain check that takes 0.15 s on the clock it is built with: it would stall the event loop.
+
+    The conformance check times calls on the clock it builds handlers with; the test
+    hands it a FakeClock, so "taking 0.15 s" is the handler advancing that clock.
+    """
 
     name = "blocking"
+    #: How many of its calls take the time (None: every one).
+    slow_calls: int | None = None
 
     @classmethod
     def build(cls, params: GoodParams, context: BuildContext) -> Handler:
-        import time
+        advance = _advancer(context.clock)
+        slow_calls = cls.slow_calls
 
         class BlockingHandler(GoodHandler):
+            calls = 0
+
             def check(self, instance: Any) -> CheckResult:
-                time.sleep(0.15)
+                self.calls += 1
+                if slow_calls is None or self.calls <= slow_calls:
+                    advance(0.15)
                 return CheckResult.allow(1.0)
 
         return BlockingHandler(params)
+
+
+class Hiccup(Blocking):
+    """A plain check slow only on its first call, as a busy machine makes any call: not blocking."""
+
+    name = "hiccup"
+    slow_calls = 1
+
+
+#: The FakeClocks tests hand the conformance check, by the id of the Clock they give out.
+FAKE_CLOCKS: dict[int, Any] = {}
+
+
+def fake_clock() -> Any:
+    """A FakeClock whose ``.clock`` the Blocking adapters can advance."""
+    from policy.testing import FakeClock
+
+    fake = FakeClock()
+    clock = fake.clock
+    FAKE_CLOCKS[id(clock)] = (fake, clock)
+    return clock
+
+
+def _advancer(clock: Any) -> Any:
+    """Advance the FakeClock behind ``clock``; a real clock (the dispatch step's) is left alone."""
+    known = FAKE_CLOCKS.get(id(clock))
+    return known[0].advance if known is not None else (lambda seconds: None)
 
 
 @dataclass(frozen=True)

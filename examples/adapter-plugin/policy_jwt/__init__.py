@@ -51,6 +51,7 @@ import jwt
 
 from policy import (
     Adapter,
+    AdapterRegistrar,
     BuildContext,
     CheckResult,
     Clock,
@@ -60,11 +61,12 @@ from policy import (
     HeaderOperation,
     ParamsError,
     Template,
+    TemplateRegistrar,
+    ValueType,
     Variety,
     hookimpl,
     param,
 )
-from policy.attributes import ValueType
 
 #: Algorithms a JWKS public key can verify; HS* (shared secrets) are deliberately absent.
 ASYMMETRIC = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
@@ -127,7 +129,7 @@ class JwtHandler(Handler):
         except _Denied as denied:
             ttl = self.max_ttl if denied.valid_for is None else min(denied.valid_for, self.max_ttl)
             return CheckResult.deny(denied.reason, Code.UNAUTHENTICATED, valid_duration=ttl)
-        headers = ()
+        headers: tuple[HeaderOperation, ...] = ()
         if self.params.subject_header and isinstance(claims.get("sub"), str):
             headers = (HeaderOperation(self.params.subject_header, claims["sub"]),)
         return CheckResult.allow(valid_duration=ttl, request_headers=headers)
@@ -203,7 +205,7 @@ def load_jwks(path: Path, algorithms: list[str]) -> dict[str | None, jwt.PyJWK]:
     return keys
 
 
-class Jwt(Adapter):
+class Jwt(Adapter[JwtParams]):
     """Verifies JWT bearer tokens against a JWKS file."""
 
     name = "jwt"
@@ -233,13 +235,13 @@ class Jwt(Adapter):
 
 
 @hookimpl
-def policy_register_templates(registry: Any) -> None:
+def policy_register_templates(registry: TemplateRegistrar) -> None:
     """Register the ``bearertoken`` template."""
     registry.add(BEARER_TOKEN)
 
 
 @hookimpl
-def policy_register_adapters(registry: Any) -> None:
+def policy_register_adapters(registry: AdapterRegistrar) -> None:
     """Register the ``jwt`` adapter."""
     registry.add(Jwt)
 

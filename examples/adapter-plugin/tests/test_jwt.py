@@ -4,23 +4,36 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 
+from typing import Any
+
 import policy_jwt as plugin
 from policy import Code
-from policy.testing import Scenario, assert_scenarios, check_adapter_conformance, ext_authz_request
+from policy.testing import (
+    ConfigFactory,
+    HostFactory,
+    Scenario,
+    ServerFactory,
+    ServiceFactory,
+    assert_scenarios,
+    check_adapter_conformance,
+    ext_authz_request,
+    served_apis,
+)
 from policy_jwt import BearerToken, Jwt
 
-from .conftest import AUDIENCE, ISSUER, config_text
+from .conftest import AUDIENCE, ISSUER, Keys, config_text
 
 
-def bearer(token: str) -> dict:
+def bearer(token: str) -> dict[str, Any]:
     """Attributes of a request carrying ``token``."""
     return {"request.headers": {"authorization": f"Bearer {token}"}}
 
 
-async def test_conformance(keys):
+async def test_conformance(keys: Keys) -> None:
     await check_adapter_conformance(
         Jwt,
         valid_params=[{"jwksPath": keys.jwks_path.name, "issuer": ISSUER, "audiences": [AUDIENCE]},
@@ -33,7 +46,9 @@ async def test_conformance(keys):
     )
 
 
-async def test_decisions_through_a_real_server(policy_config, policy_server_factory, keys):
+async def test_decisions_through_a_real_server(
+    policy_config: ConfigFactory, policy_server_factory: ServerFactory, keys: Keys,
+) -> None:
     server = await policy_server_factory(policy_config(config_text(keys.jwks_path)), plugin)
     now = int(time.time())
     await assert_scenarios(server, [
@@ -54,7 +69,9 @@ async def test_decisions_through_a_real_server(policy_config, policy_server_fact
     ])
 
 
-async def test_shared_secret_tokens_are_refused(policy_config, policy_service_factory, keys):
+async def test_shared_secret_tokens_are_refused(
+    policy_config: ConfigFactory, policy_service_factory: ServiceFactory, keys: Keys,
+) -> None:
     service = await policy_service_factory(policy_config(config_text(keys.jwks_path)), plugin)
     forged = json.dumps({"kid": "rsa-1"})  # an HS256 token "signed" with the public key is the classic attack
     import jwt
@@ -65,7 +82,9 @@ async def test_shared_secret_tokens_are_refused(policy_config, policy_service_fa
     assert decision.code == Code.UNAUTHENTICATED and "'HS256' is not accepted" in decision.message
 
 
-async def test_allowed_decisions_are_cacheable_until_expiry_at_most(policy_config, policy_service_factory, keys):
+async def test_allowed_decisions_are_cacheable_until_expiry_at_most(
+    policy_config: ConfigFactory, policy_service_factory: ServiceFactory, keys: Keys,
+) -> None:
     service = await policy_service_factory(policy_config(config_text(keys.jwks_path, maxValidDuration="120s")), plugin)
     soon = await service.check(bearer(keys.token(exp=int(time.time()) + 40)))
     assert soon.allowed and 35 <= soon.valid_duration <= 40
@@ -83,11 +102,11 @@ async def test_allowed_decisions_are_cacheable_until_expiry_at_most(policy_confi
     assert not first.cache_hit and second.cache_hit
 
 
-async def test_ext_authz_answers_401_with_the_reason(policy_config, policy_server_factory, keys):
+async def test_ext_authz_answers_401_with_the_reason(
+    policy_config: ConfigFactory, policy_server_factory: ServerFactory, keys: Keys,
+) -> None:
     server = await policy_server_factory(policy_config(config_text(keys.jwks_path)), plugin)
-    from policy.servers.app import API_MODULES
-
-    if "policy.servers.ext_authz" not in API_MODULES:
+    if "ext_authz" not in served_apis():
         pytest.skip("this sidecar-policy serves no ext_authz API")
     stub = server.ext_authz()
     denied = await stub.Check(ext_authz_request(path="/books"))
@@ -98,7 +117,9 @@ async def test_ext_authz_answers_401_with_the_reason(policy_config, policy_serve
     assert allowed.status.code == 0
 
 
-async def test_bad_jwks_fails_the_config_load_naming_the_param(policy_config, policy_service_factory, tmp_path):
+async def test_bad_jwks_fails_the_config_load_naming_the_param(
+    policy_config: ConfigFactory, policy_service_factory: ServiceFactory, tmp_path: Path,
+) -> None:
     from policy import ConfigError
 
     bad = tmp_path / "bad.json"
@@ -109,7 +130,7 @@ async def test_bad_jwks_fails_the_config_load_naming_the_param(policy_config, po
         await policy_service_factory(policy_config(config_text(tmp_path / "missing.json")), plugin)
 
 
-def test_installed_plugin_is_found_by_its_entry_point(policy_host_factory):
+def test_installed_plugin_is_found_by_its_entry_point(policy_host_factory: HostFactory) -> None:
     registered = policy_host_factory(autoload=True).adapters.get("jwt")
     assert registered is not None, "pip install -e examples/adapter-plugin first"
     assert registered.origin.distribution == "policy-adapter-jwt"

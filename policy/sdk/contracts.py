@@ -1,0 +1,98 @@
+"""The host's side of the plugin contract, as Protocols a plugin author can type-check against.
+
+Hooks receive these views, never the host's classes: ``policy_register_adapters``
+gets an :class:`AdapterRegistrar`, ``policy_register_templates`` a
+:class:`TemplateRegistrar`, and the lifecycle hooks a read-only :class:`ServiceView`
+(and a :class:`SnapshotView`). A handler that can back Envoy's rate-limit service
+implements :class:`RateLimitHandler`; the host checks for it with ``isinstance``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from policy.sdk.adapter import Adapter
+    from policy.sdk.templates import Template
+
+#: A rate-limit service counter: (id, hits, limit, window seconds).
+RateLimitCounter = tuple[str, int, int, float]
+#: What a rate-limit handler answers per counter: (fits, remaining, seconds until reset).
+RateLimitAnswer = tuple[bool, int, float]
+
+
+class AdapterRegistrar(Protocol):
+    """What ``policy_register_adapters`` receives: call ``add`` once per adapter class."""
+
+    def add(self, adapter: type[Adapter[Any]]) -> None:
+        """Register an adapter class; a name registered before raises PluginError naming both."""
+        ...
+
+
+class TemplateRegistrar(Protocol):
+    """What ``policy_register_templates`` receives: call ``add`` once per template."""
+
+    def add(self, template: Template) -> None:
+        """Register a template; a duplicate name raises PluginError."""
+        ...
+
+
+class SnapshotView(Protocol):
+    """A compiled config as lifecycle hooks see it (read-only)."""
+
+    @property
+    def generation(self) -> int:
+        """1 for the first config, then one more per successful reload."""
+        ...
+
+
+class ServiceView(Protocol):
+    """A running service as lifecycle hooks see it (read-only)."""
+
+    @property
+    def config_path(self) -> Path:
+        """The config file or directory the service serves."""
+        ...
+
+    @property
+    def snapshot(self) -> SnapshotView:
+        """The config in force."""
+        ...
+
+
+class MetricsRegistry(Protocol):
+    """A ``prometheus_client.CollectorRegistry`` (typed loosely: prometheus-client is optional)."""
+
+    def register(self, collector: Any) -> None:
+        """Add a collector; it is exported on ``--metrics-listen``."""
+        ...
+
+    def unregister(self, collector: Any) -> None:
+        """Remove a collector registered before."""
+        ...
+
+
+@runtime_checkable
+class RateLimitHandler(Protocol):
+    """A handler that can back Envoy's rate-limit service (``settings.rateLimit.handler``).
+
+    ``rate_limit`` charges every counter and answers one :data:`RateLimitAnswer` per
+    counter, in order; with ``independent`` each counter is charged on its own (no
+    all-or-nothing). It may be a coroutine function.
+    """
+
+    def rate_limit(self, counters: Sequence[RateLimitCounter],
+                   independent: bool = False) -> list[RateLimitAnswer] | Awaitable[list[RateLimitAnswer]]:
+        """Charge ``counters`` and answer for each."""
+        ...
+
+
+#: What ``BuildContext.documents`` holds: the config's documents no rule claims, each with ``_source``.
+Documents = Sequence[Mapping[str, Any]]
+
+__all__ = [
+    "AdapterRegistrar", "Documents", "MetricsRegistry", "RateLimitAnswer", "RateLimitCounter",
+    "RateLimitHandler", "ServiceView", "SnapshotView", "TemplateRegistrar",
+]
