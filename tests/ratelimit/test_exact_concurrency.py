@@ -23,14 +23,14 @@ OK = rls_pb2.RateLimitResponse.OK
 LIMIT, VALUES, CALLERS, CALLS = 50, 8, 64, 8
 _runs = itertools.count()
 
-RLS = """
+RLS = f"""
 domain: exact
 descriptors:
   - key: user
-    rate_limit: {unit: year, requests_per_unit: %d}
+    rate_limit: {{unit: year, requests_per_unit: {LIMIT}}}
   - key: tenant
-    rate_limit: {unit: year, requests_per_unit: %d}
-""" % (LIMIT, LIMIT * 2)
+    rate_limit: {{unit: year, requests_per_unit: {LIMIT * 2}}}
+"""
 
 
 def write_config(tmp_path: Path, url: str, cluster: bool) -> Path:

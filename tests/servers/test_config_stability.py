@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 
-from policy.testing import native_check
 
 FULL = """
 handlers:
