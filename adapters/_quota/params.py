@@ -204,6 +204,10 @@ class QuotaTable:
     def __contains__(self, name: object) -> bool:
         return name in self._quotas
 
+    def knows(self, name: str) -> bool:
+        """True when ``name`` (or its short form before the first dot) is a quota of this table."""
+        return name in self._quotas or name.split(".", 1)[0] in self._quotas
+
     def limit(self, name: str, dimensions: Mapping[str, Any]) -> Limit | None:
         """The limit for quota ``name`` and these dimensions; None when the quota is unknown."""
         quota = self._quotas.get(name)

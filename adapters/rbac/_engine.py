@@ -186,6 +186,7 @@ class Engine:
             group.finish()
             by_namespace.setdefault(group.namespace, []).append(group)
         self.scopes = {ns: Scope(gs) for ns, gs in by_namespace.items()}
+        self.has_custom = any(p.action == "CUSTOM" for p in self.policies)
         self.stats: Counter[str] = Counter()
 
     def groups_for(self, request: RequestView) -> list[Group]:
