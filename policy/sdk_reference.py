@@ -21,6 +21,11 @@ ATTRIBUTES: dict[str, str] = {
     "hookspec": "Marks a function of `policy.hookspecs` as a hook specification (the project's own use).",
     "OK": "The `Status` of success: code `OK`, no message.",
     "__version__": "The installed version of sidecar-policy.",
+    "Documents": "`Sequence[Mapping[str, Any]]`: the config's documents no rule claims, each with `_source`"
+                 " (`BuildContext.documents`).",
+    "RateLimitCounter": "`tuple[str, int, int, float]`: a rate-limit service counter: (id, hits, limit, window seconds).",
+    "RateLimitAnswer": "`tuple[int, float]`: what a rate-limit handler answers per counter: (its count after the"
+                       " call, seconds until reset).",
     "regex_escape": "`policy.expr.regex.escape`: a text escaped so RE2 matches it literally (`regex_escape(\"a.b\")`).",
 }
 
@@ -62,6 +67,16 @@ SECTIONS: list[tuple[str, str, list[tuple[str, str]]]] = [
      [("PolicyError", "policy.sdk.errors"), ("AdapterError", "policy.sdk.errors"),
       ("ConfigError", "policy.sdk.errors"), ("ConfigIssue", "policy.sdk.errors"),
       ("PluginError", "policy.sdk.errors")]),
+    ("Contracts of the host",
+     "What the host hands to plugins and what it expects of some handlers, as Protocols and type aliases:"
+     " registries given to the registration hooks, the read-only service and snapshot views given to"
+     " lifecycle hooks, the metrics registry and documents in `BuildContext`, and the rate-limit"
+     " handler's method.",
+     [("AdapterRegistrar", "policy.sdk.contracts"), ("TemplateRegistrar", "policy.sdk.contracts"),
+      ("ServiceView", "policy.sdk.contracts"), ("SnapshotView", "policy.sdk.contracts"),
+      ("MetricsRegistry", "policy.sdk.contracts"), ("Documents", "policy.sdk.contracts"),
+      ("RateLimitHandler", "policy.sdk.contracts"), ("RateLimitCounter", "policy.sdk.contracts"),
+      ("RateLimitAnswer", "policy.sdk.contracts")]),
     ("Regular expressions",
      "Every regular expression from config or expressions runs on RE2 (linear time); adapters"
      " compile theirs through these so a hostile input cannot stall the service.",

@@ -13,12 +13,7 @@ from typing import Any
 from adapters._quota.core import Allocation, Counter
 from adapters._quota.keys import counter_id
 from adapters._quota.params import Algorithm, QuotaTable
-from policy import Code, QuotaArgs, QuotaResult, Status
-
-#: A rate-limit service counter: (id, hits, limit, window seconds).
-RateLimitCounter = tuple[str, int, int, float]
-#: What the rate-limit service gets back per counter: (its count after the call, seconds until reset).
-RateLimitAnswer = tuple[int, float]
+from policy import Code, QuotaArgs, QuotaResult, RateLimitCounter, Status
 
 
 class QuotaCalls:

@@ -52,7 +52,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from adapters._quota.core import LimiterUnavailable
-from adapters._quota.handler import QuotaCalls, RateLimitAnswer, RateLimitCounter
+from adapters._quota.handler import QuotaCalls
 from adapters._quota.memory import MemoryLimiter
 from adapters._quota.params import (
     Algorithm,
@@ -71,6 +71,8 @@ from policy import (
     Handler,
     QuotaArgs,
     QuotaResult,
+    RateLimitAnswer,
+    RateLimitCounter,
     Status,
     hookimpl,
     param,

@@ -67,7 +67,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from adapters._quota.core import LimiterUnavailable
-from adapters._quota.handler import QuotaCalls, RateLimitAnswer, RateLimitCounter
+from adapters._quota.handler import QuotaCalls
 from adapters._quota.params import Algorithm, QuotaParams, QuotaTable, quota_limit_errors, validate_quotas
 from adapters._quota.redis_limiter import RedisLimiter
 from policy import (
@@ -79,6 +79,8 @@ from policy import (
     Handler,
     QuotaArgs,
     QuotaResult,
+    RateLimitAnswer,
+    RateLimitCounter,
     Status,
     hookimpl,
     param,

@@ -19,8 +19,8 @@ if TYPE_CHECKING:
 
 #: A rate-limit service counter: (id, hits, limit, window seconds).
 RateLimitCounter = tuple[str, int, int, float]
-#: What a rate-limit handler answers per counter: (fits, remaining, seconds until reset).
-RateLimitAnswer = tuple[bool, int, float]
+#: What a rate-limit handler answers per counter: (its count after the call, seconds until reset).
+RateLimitAnswer = tuple[int, float]
 
 
 class AdapterRegistrar(Protocol):
@@ -78,13 +78,16 @@ class MetricsRegistry(Protocol):
 class RateLimitHandler(Protocol):
     """A handler that can back Envoy's rate-limit service (``settings.rateLimit.handler``).
 
-    ``rate_limit`` charges every counter and answers one :data:`RateLimitAnswer` per
-    counter, in order; with ``independent`` each counter is charged on its own (no
-    all-or-nothing). It may be a coroutine function.
+    ``rate_limit_count`` counts as envoyproxy/ratelimit does: every counter is charged its
+    hits on every call, also past its limit, and answered with one :data:`RateLimitAnswer`
+    per counter, in order; with ``stop_when_over`` (the reference's
+    ``STOP_CACHE_KEY_INCREMENT_WHEN_OVERLIMIT``) counters are not charged when one of them
+    would go over its limit, except those that do. It may be a coroutine function; a
+    backend that cannot answer raises AdapterError (UNAVAILABLE) or answers by its fail mode.
     """
 
-    def rate_limit(self, counters: Sequence[RateLimitCounter],
-                   independent: bool = False) -> list[RateLimitAnswer] | Awaitable[list[RateLimitAnswer]]:
+    def rate_limit_count(self, counters: Sequence[RateLimitCounter],
+                         stop_when_over: bool = False) -> list[RateLimitAnswer] | Awaitable[list[RateLimitAnswer]]:
         """Charge ``counters`` and answer for each."""
         ...
 

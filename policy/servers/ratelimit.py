@@ -19,7 +19,7 @@ from envoy.service.ratelimit.v3 import rls_pb2
 
 from policy.ratelimit.service import RequestError, should_rate_limit
 from policy.runtime.service import PolicyService
-from policy.sdk import AdapterError, Code
+from policy.sdk import AdapterError, Code, RateLimitHandler
 from policy.servers._grpc import add_unary_handlers, decode
 
 log = logging.getLogger("policy.servers.ratelimit")
@@ -43,7 +43,7 @@ class RateLimitServicer:
                                 "no rate-limit service is configured (settings.rateLimit)")
         entry = snapshot.handlers.get(config.settings.handler)
         handler = getattr(entry, "handler", None)
-        if handler is None or not hasattr(handler, "rate_limit_count"):
+        if not isinstance(handler, RateLimitHandler):
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
                                 f"handler {config.settings.handler!r} cannot back the rate-limit service")
         started = perf_counter()

@@ -157,6 +157,6 @@ async def test_a_timed_out_sync_call_holds_its_lane_and_the_rest_waits_in_the_bo
     assert lane.thread._calls.qsize() == 0  # nothing queued behind the hung call
     assert queue.depth()["sink"] == 20 and (stats.accepted, stats.dropped) == (25, 30)
     assert stats.timed_out_batches == 1
-    handler.release.set()
+    handler.release()
     assert await queue.drain(timeout=10)
     assert handler.received == 25 and (stats.delivered, stats.failed) == (20, 5)
