@@ -119,11 +119,22 @@ def test_no_command_hides_in_an_indented_block():
             previous = line if not inside else "x"
 
 
+def _workdir(tmp_path: Path) -> Path:
+    """A directory that looks like the checkout (each top-level entry linked) but keeps what
+    a command writes (``policy new-adapter``'s package, an example's output) out of it."""
+    work = tmp_path / "checkout"
+    work.mkdir()
+    for entry in ROOT.iterdir():
+        if entry.name not in (".git", ".venv"):
+            (work / entry.name).symlink_to(entry)
+    return work
+
+
 @pytest.mark.parametrize("block, command", RUN, ids=[c.source for _, c in RUN])
-def test_command_runs_and_prints_what_the_docs_show(block, command):
+def test_command_runs_and_prints_what_the_docs_show(block, command, tmp_path):
     env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
-    result = subprocess.run(["bash", "-c", command.text], cwd=ROOT, env=env, capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run(["bash", "-c", command.text], cwd=_workdir(tmp_path), env=env, capture_output=True,
+                            text=True, timeout=120)
     output = result.stdout + result.stderr
     allowed = {0, 1} if command.text.startswith("policy check") else {0}
     assert result.returncode in allowed, f"{command.source}: exit {result.returncode}\n{output}"

@@ -1,1 +1,0 @@
-"""Fixtures come from sidecar-policy's pytest plugin (policy.testing), loaded automatically."""
