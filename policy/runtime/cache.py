@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from cachetools import TLRUCache
+from cachetools import Cache, TLRUCache
 
 import ipaddress
 
@@ -107,7 +107,21 @@ _SMALL = (type(None), bool, int, float)
 
 
 def value_size(value: Any) -> int:
-    """Approximate bytes a key value holds (strings and bytes by their length; maps and tuples summed)."""
+    """Approximate bytes a key value holds (strings and bytes by their length; maps and tuples summed).
+
+    Dispatches on the exact type first: this runs for every stored decision, and key values
+    are nearly always plain strings, numbers or tuples of them.
+    """
+    kind = type(value)
+    if kind is str or kind is bytes:
+        return _getsizeof(value)
+    if kind in _SMALL:
+        return 32
+    if kind is tuple:
+        size = _getsizeof(value)
+        for item in value:
+            size += value_size(item)
+        return size
     if isinstance(value, (str, bytes)):
         return _getsizeof(value)
     if isinstance(value, tuple):
@@ -138,7 +152,16 @@ def decision_size(value: Any) -> int:
 
 def entry_size(key_values: tuple, value: Any) -> int:
     """The bytes one cache entry is charged: its key values, its decision and a fixed overhead."""
-    return ENTRY_OVERHEAD + value_size(key_values) + decision_size(value)
+    size = ENTRY_OVERHEAD + _getsizeof(key_values)
+    for item in key_values:  # flat first: key values are nearly always strings or numbers
+        kind = type(item)
+        if kind is str:
+            size += _getsizeof(item)
+        elif kind in _SMALL:
+            size += 32
+        else:
+            size += value_size(item)
+    return size + decision_size(value)
 
 
 @dataclass
@@ -248,10 +271,11 @@ class DecisionCache:
             return False
         uses = float("inf") if valid_use_count is None else valid_use_count
         entries = self._entries
-        if key not in entries and len(entries) >= self.max_entries:
-            entries.expire()
-            while len(entries) >= self.max_entries:
-                entries.popitem()  # least recently used (expired ones go first); counted as evictions
+        # Cache.__len__ counts without TLRUCache's expiry sweep (len() runs one each time);
+        # popitem sweeps what has expired, then drops the least recently used entry.
+        if Cache.__len__(entries) >= self.max_entries and key not in entries:
+            while Cache.__len__(entries) >= self.max_entries:
+                entries.popitem()  # counted as evictions
         entries[key] = _Entry(value, self._timer() + valid_duration, uses, size)
         return True
 
