@@ -104,6 +104,14 @@ DECISION_OVERHEAD = 1024
 
 _getsizeof = sys.getsizeof
 _SMALL = (type(None), bool, int, float)
+#: CPython's fixed cost of a compact str, a bytes and a tuple (plus one pointer per item).
+_STR_BASE, _BYTES_BASE, _TUPLE_BASE, _POINTER = 49, 33, 40, 8
+
+
+def _str_size(text: str) -> int:
+    # An upper bound without sys.getsizeof's method lookup: 1 byte a character when ASCII
+    # (an O(1) flag in CPython), else at most 4.
+    return _STR_BASE + (len(text) if text.isascii() else 4 * len(text))
 
 
 def value_size(value: Any) -> int:
@@ -113,15 +121,17 @@ def value_size(value: Any) -> int:
     are nearly always plain strings, numbers or tuples of them.
     """
     kind = type(value)
-    if kind is str or kind is bytes:
-        return _getsizeof(value)
+    if kind is str:
+        return _str_size(value)
     if kind in _SMALL:
         return 32
     if kind is tuple:
-        size = _getsizeof(value)
+        size = _TUPLE_BASE + _POINTER * len(value)
         for item in value:
             size += value_size(item)
         return size
+    if kind is bytes:
+        return _BYTES_BASE + len(value)
     if isinstance(value, (str, bytes)):
         return _getsizeof(value)
     if isinstance(value, tuple):
@@ -152,11 +162,11 @@ def decision_size(value: Any) -> int:
 
 def entry_size(key_values: tuple, value: Any) -> int:
     """The bytes one cache entry is charged: its key values, its decision and a fixed overhead."""
-    size = ENTRY_OVERHEAD + _getsizeof(key_values)
+    size = ENTRY_OVERHEAD + _TUPLE_BASE + _POINTER * len(key_values)
     for item in key_values:  # flat first: key values are nearly always strings or numbers
         kind = type(item)
         if kind is str:
-            size += _getsizeof(item)
+            size += _STR_BASE + (len(item) if item.isascii() else 4 * len(item))
         elif kind in _SMALL:
             size += 32
         else:
