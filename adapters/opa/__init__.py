@@ -218,14 +218,21 @@ class _OpaHandler(Handler):
             return CheckResult(Status(Code.OK, f"OPA: {message}; allowed (failMode OPEN)"), valid_duration=0.0)
         return CheckResult(Status(code, f"OPA: {message}"), valid_duration=0.0)
 
+    #: The input paths the policy can reach (None: all of it; a remote policy is not seen).
+    input_reach: frozenset[tuple[str, ...]] | None = None
+
     def _input(self, instance: Any) -> dict[str, Any] | CheckResult:
         """The input document, or (as OPA-Envoy answers a request it cannot parse) a 400 denial."""
         try:
-            return build_input(instance, self.skip_body)
+            return build_input(instance, self.skip_body, self.input_reach)
         except InputError as exc:
-            message = f"OPA: the request cannot be parsed: {exc}"
-            return CheckResult(Status(Code.PERMISSION_DENIED, message), valid_duration=0.0, http_status=400,
-                               body=message)
+            return self._unparsable(exc)
+
+    @staticmethod
+    def _unparsable(exc: InputError) -> CheckResult:
+        message = f"OPA: the request cannot be parsed: {exc}"
+        return CheckResult(Status(Code.PERMISSION_DENIED, message), valid_duration=0.0, http_status=400,
+                           body=message)
 
     def _answer(self, defined: bool, value: Any) -> CheckResult:
         if not defined:
@@ -303,11 +310,13 @@ class EmbeddedOpaHandler(_OpaHandler):
 
     def check(self, instance: Any) -> CheckResult:
         """Evaluate the decision for the instance's input (never compiles: see :meth:`reload_if_changed`)."""
-        document = self._input(instance)
-        if isinstance(document, CheckResult):
-            return document
+        compiled = self.compiled  # one policy for the whole check, even if a reload swaps it meanwhile
         try:
-            defined, value = self.compiled.evaluate(to_native(document))
+            document = build_input(instance, self.skip_body, compiled.input_reach)
+        except InputError as exc:
+            return self._unparsable(exc)
+        try:
+            defined, value = compiled.evaluate(to_native(document))
         except EvalError as exc:
             return self._failed(Code.INTERNAL, f"decision {self.path}: {exc}")
         return self._answer(defined, value)

@@ -8,8 +8,8 @@ cacheability makes the whole decision uncacheable.
 
 from __future__ import annotations
 
-import itertools
-import os
+import uuid as _uuid
+from os import urandom as _urandom
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -17,13 +17,10 @@ from typing import Any
 from policy.attributes import Reference
 from policy.sdk import OK, CheckResult, Code, HeaderOperation, QuotaResult, Status
 
-_ids = itertools.count(1)
-_ID_PREFIX = f"{os.getpid():x}"
-
 
 def new_decision_id() -> str:
-    """A short id, unique in this process, for joining logs with Envoy's access log."""
-    return f"{_ID_PREFIX}-{next(_ids):x}"
+    """A random (version 4) UUID, as OPA-Envoy's ``decision_id``, for joining logs with Envoy's access log."""
+    return str(_uuid.UUID(bytes=_urandom(16), version=4))
 
 
 @dataclass(frozen=True, slots=True)
