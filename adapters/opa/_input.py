@@ -33,20 +33,23 @@ As OPA-Envoy builds it:
 * ``skip_body`` (OPA-Envoy's ``skip-request-body-parse``) leaves ``parsed_body`` and
   ``truncated_body`` out.
 
-Not carried by the template's fields, so absent although OPA-Envoy has them:
-``request.http.protocol`` (``HTTP/1.1`` as sent), ``request.time``, ``metadataContext``,
-``source.service``, ``source.certificate``; a policy reading them sees them undefined
-(a remote OPA gets the same document). An instance that sets ``envoy_attributes:
-envoy.attributes`` hands over Envoy's whole ``AttributeContext`` instead, in protobuf's
-JSON mapping, as OPA-Envoy's ``input.attributes`` exactly (then a cached decision needs
-the very same request: request time, id and port included).
+Over ext_authz the instance's ``envoy_input`` (``envoy.attributes_by_path``) holds the
+request's ``AttributeContext`` by path, and :func:`input_from_paths` takes
+``input.attributes`` from it for the paths the policy reaches (``reach``, from
+:mod:`adapters.opa._reach`; None: all of it): exactly OPA-Envoy's values there,
+``metadataContext``, ``request.time``, the protocol as sent and ``source.service``
+included. Elsewhere (the native API) the template's fields are all there is, so
+``request.http.protocol``, ``request.time``, ``metadataContext``, ``source.service`` and
+``source.certificate`` are absent. An instance that sets ``envoy_attributes:
+envoy.attributes`` hands over the whole ``AttributeContext`` verbatim (a cached
+decision then needs the very same request).
 
 For ``authorization`` instances it is Mixer's opa adapter shape:
 ``{"subject": {"user", "groups": [groups], "properties"}, "action": {"namespace",
 "service", "method", "path", "properties"}}`` with empty members left out.
 
-Everything comes from the instance, whose expressions' reads key the decision cache,
-so cached decisions stay correct.
+Everything comes from the instance, whose expressions' reads (and the paths looked up
+in ``envoy_input``) key the decision cache, so cached decisions stay correct.
 """
 
 from __future__ import annotations

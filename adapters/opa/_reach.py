@@ -10,7 +10,8 @@ reach, so the decision cache keys on those alone. The rule, applied to every mod
 * ``import input.a.b`` (``as x``) makes ``b`` (``x``) stand for ``input.a.b``, followed the
   same way;
 * ``input`` alone (passed whole to a function, ``walk``, ``json.marshal``, ``input[k]``),
-  ``with input... as`` and ``import input`` reach the whole document: :data:`WHOLE`.
+  ``with input... as``, ``import input`` and template strings (``$"...{expr}"``, whose
+  expressions the scan does not enter) reach the whole document: :data:`WHOLE`.
 
 A path reached gives the policy everything under it, exactly as OPA-Envoy builds it; a
 policy never sees less than OPA-Envoy's document for any path it can name. Strings and
@@ -61,6 +62,7 @@ def module_reach(text: str) -> set[Path] | None:
     """The input paths one module reaches; None (:data:`WHOLE`) when it may reach all of ``input``."""
     toks = list(tokens(text))
     aliases: dict[str, Path] = {}
+    declaring: set[int] = set()  # the tokens of import declarations, which are no references
     for i, (kind, token, _) in enumerate(toks):
         if kind == "name" and token == "import" and i + 1 < len(toks):
             target = toks[i + 1][1].split(".")
@@ -69,15 +71,19 @@ def module_reach(text: str) -> set[Path] | None:
             if len(target) == 1:
                 return WHOLE
             alias = target[-1]
+            declaring.add(i + 1)
             if i + 3 < len(toks) and toks[i + 2][1] == "as":
                 alias = toks[i + 3][1]
+                declaring.add(i + 3)
             aliases[alias] = tuple(target[1:])
     reached: set[Path] = set()
     for i, (kind, token, _) in enumerate(toks):
+        if token == "$" and i + 1 < len(toks) and toks[i + 1][0] in ("string", "raw"):
+            return WHOLE  # a template string ($"...{expr}..."): its expressions are not scanned
         if kind != "name":
             continue
         parts = token.split(".")
-        if i > 0 and toks[i - 1][1] == "import":
+        if i in declaring:
             continue
         if parts[0] == "input":
             base: Path = ()
