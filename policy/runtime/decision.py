@@ -8,8 +8,7 @@ cacheability makes the whole decision uncacheable.
 
 from __future__ import annotations
 
-import uuid as _uuid
-from os import urandom as _urandom
+from random import getrandbits as _getrandbits
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -18,9 +17,20 @@ from policy.attributes import Reference
 from policy.sdk import OK, CheckResult, Code, HeaderOperation, QuotaResult, Status
 
 
+#: The version (4) and variant (RFC 4122) bits of a random UUID, and the bits they replace.
+_UUID_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
+_UUID_SET = (0x4000 << 64) | (0x8000 << 48)
+
+
 def new_decision_id() -> str:
-    """A random (version 4) UUID, as OPA-Envoy's ``decision_id``, for joining logs with Envoy's access log."""
-    return str(_uuid.UUID(bytes=_urandom(16), version=4))
+    """A random (version 4) UUID, as OPA-Envoy's ``decision_id``, for joining logs with Envoy's access log.
+
+    Built from 122 random bits directly (a quarter of ``uuid.uuid4()``'s time: every
+    response, cached ones too, gets its own). Unique, not secret: Python's generator,
+    reseeded in forked children, not the system's cryptographic one.
+    """
+    text = "%032x" % (_getrandbits(128) & _UUID_CLEAR | _UUID_SET)
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 @dataclass(frozen=True, slots=True)
