@@ -163,3 +163,16 @@ async def test_unbounded_policies_get_the_whole_document(policy_config: Any, pol
     instance = running.service.snapshot.instances["request"].build(request_bag(request))
     document = build_input(instance, reach=None)
     assert document["attributes"] == json_format.MessageToDict(request)["attributes"]
+
+
+def test_decision_log_masks_envoys_attribute_context() -> None:
+    """The AttributeContext by path (headers, body, JWT payloads) never reaches a decision log in clear."""
+    from policy.decision_log import MASK, DecisionLog
+    from policy.runtime.decision import Decision
+    from policy.servers.envoy_attributes import check_request_attributes
+
+    attributes = check_request_attributes(check_request(headers={"authorization": "Bearer secret"}))
+    recorded = DecisionLog().record(Decision(), attributes).raw
+    assert dict(recorded["envoy.attributes_by_path"]) == {"[]": MASK}
+    assert recorded["envoy.attributes"] == MASK
+    assert "secret" not in repr(recorded)
