@@ -22,9 +22,10 @@ The input over ext_authz
     that path is handed over whole. ``input`` itself (``walk(input, …)``,
     ``json.marshal(input)``, ``input[k]``), ``with input… as``, ``import input`` and
     template strings hand over the whole document. Only those paths are read from
-    the request, so cached decisions key on them: a policy reading
+    the ``AttributeContext``, so cached decisions key on them (and on the instance's
+    scalar fields, read when the host builds it): a policy reading
     ``input.attributes.request.http.headers["x-user"]`` shares its decisions across
-    request ids. The path (``parsed_path``, ``parsed_query``) and, unless
+    request ids and other headers. The path (``parsed_path``, ``parsed_query``) and, unless
     ``skipRequestBodyParse``, the headers and body ``parsed_body`` depends on are
     always read, since OPA-Envoy answers 400 when they do not parse. A remote OPA
     gets the whole document. Off ext_authz (the native API, ``policy check``) the
