@@ -62,6 +62,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl
 
+from google.protobuf import descriptor as _descriptor
 from google.protobuf import json_format
 
 __all__ = [
@@ -257,24 +258,68 @@ def _fields_by_json_name(descriptor: Any) -> dict[str, Any]:
 _MISSING = object()
 
 
+_FD = _descriptor.FieldDescriptor
+_INT64_TYPES = frozenset({_FD.TYPE_INT64, _FD.TYPE_UINT64, _FD.TYPE_SINT64, _FD.TYPE_FIXED64, _FD.TYPE_SFIXED64})
+_PLAIN_SCALARS = frozenset({_FD.TYPE_STRING, _FD.TYPE_BOOL, _FD.TYPE_INT32, _FD.TYPE_UINT32, _FD.TYPE_SINT32,
+                            _FD.TYPE_FIXED32, _FD.TYPE_SFIXED32})
+
+
+def _string_map(field: Any) -> bool:
+    entry = field.message_type
+    return (entry is not None and entry.GetOptions().map_entry
+            and all(f.type == _FD.TYPE_STRING for f in entry.fields))
+
+
+def _field_value(message: Any, field: Any) -> Any:
+    """One field's protojson value, for the common kinds (``_MISSING`` when left out; None: convert the holder)."""
+    if field.is_repeated:
+        if not _string_map(field):
+            return None
+        values = getattr(message, field.name)
+        return dict(values) if values else _MISSING
+    if field.message_type is not None:  # a well-known type (Timestamp, Struct ...): its own JSON form
+        if not message.HasField(field.name):
+            return _MISSING
+        return json_format.MessageToDict(getattr(message, field.name))
+    kind = field.type
+    if kind not in _PLAIN_SCALARS and kind not in _INT64_TYPES:
+        return None  # bytes, floats, enums: as json_format writes them
+    if field.has_presence and not message.HasField(field.name):
+        return _MISSING
+    value = getattr(message, field.name)
+    if not field.has_presence and not value:
+        return _MISSING
+    return str(value) if kind in _INT64_TYPES else value
+
+
 def _value_at(message: Any, path: list[Any]) -> Any:
     """The protojson value at ``path`` in ``message`` (``_MISSING`` when protojson leaves it out).
 
-    Plain sub-messages are descended field by field; the rest (maps, lists, scalars,
-    well-known types) is converted from the message holding it, then followed.
+    Plain sub-messages are descended field by field; a string, integer or boolean
+    field, a string map or a well-known type is converted alone (headers without the
+    body); the rest (lists, bytes, floats, enums) is converted from the message
+    holding it. Either way the value is json_format's (tests/envoy check them equal).
     """
     at = 0
+    value: Any = None
     while at < len(path):
         step = path[at]
         field = _fields_by_json_name(message.DESCRIPTOR).get(step) if isinstance(step, str) else None
-        if (field is None or field.message_type is None or field.is_repeated
+        if field is None:
+            return _MISSING  # protojson has no such member
+        if (field.message_type is None or field.is_repeated
                 or field.message_type.full_name.startswith("google.protobuf.")):
+            value = _field_value(message, field)
+            if value is _MISSING:
+                return _MISSING
+            at += 1 if value is not None else 0
             break
         if not message.HasField(field.name):
             return _MISSING
         message = getattr(message, field.name)
         at += 1
-    value: Any = json_format.MessageToDict(message)
+    if value is None:
+        value = json_format.MessageToDict(message)
     for step in path[at:]:
         if isinstance(value, dict) and isinstance(step, str) and step in value:
             value = value[step]

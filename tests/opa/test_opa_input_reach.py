@@ -176,3 +176,37 @@ def test_decision_log_masks_envoys_attribute_context() -> None:
     assert dict(recorded["envoy.attributes_by_path"]) == {"[]": MASK}
     assert recorded["envoy.attributes"] == MASK
     assert "secret" not in repr(recorded)
+
+
+def _prefixes(tree: Any, path: tuple[str, ...] = ()) -> Any:
+    yield path, tree
+    if isinstance(tree, dict):
+        for key, value in tree.items():
+            yield from _prefixes(value, (*path, key))
+
+
+def test_attribute_paths_agree_with_protobufs_json_mapping() -> None:
+    """Every path of a rich AttributeContext (and paths protojson leaves out) looks up as json_format
+    writes the whole request: scalars, int64 as strings, bytes as base64, maps, time, Struct metadata."""
+    import json
+
+    from policy.servers.envoy_attributes import AttributePaths
+
+    request = _request(size=42, raw_body=b"\x00\xffbin", context_extensions={"route": "r1"},
+                       source_labels={"app": "web"}, destination_principal="spiffe://td/ns/a/sa/b", sni="s.shop")
+    request.attributes.request.http.fragment = "frag"
+    request.attributes.metadata_context.filter_metadata["x"].update({"n": 1.5, "l": [1, "a", None], "b": True})
+    request.attributes.destination.service = ""
+    whole = json_format.MessageToDict(request.attributes)
+    paths = AttributePaths(request.attributes)
+    seen = 0
+    for path, value in _prefixes(whole):
+        key = json.dumps(list(path), separators=(",", ":"))
+        assert paths.get(key) is not None and json.loads(paths.get(key)) == value, key
+        seen += 1
+    assert seen > 40
+    for absent in (["request", "http", "query"], ["destination", "service"], ["request", "http", "nope"],
+                   ["metadata_context"], ["routeMetadataContext"], ["request", "http", "headers", "x-none"],
+                   ["request", "time", "seconds"], ["source", "labels", "app", "deeper"]):
+        assert paths.get(json.dumps(absent)) is None, absent
+    assert paths.get("not json") is None and paths.get('{"a": 1}') is None
