@@ -34,6 +34,9 @@ Limits
     ``envoy.attributes`` to give the opa adapter Envoy's whole ``AttributeContext``
     (OPA-Envoy's ``input.attributes`` verbatim: ``metadataContext``, ``request.time``,
     the HTTP protocol as sent ...); a cached decision then needs the same request.
+    ``envoy_input`` (default ``envoy.attributes_by_path``, present on ext_authz checks)
+    is the same document looked up by path: the opa adapter reads the paths its policy
+    can reach, so its decisions key on those alone.
 """
 
 from __future__ import annotations
@@ -85,6 +88,7 @@ class RequestContext:
     connection_mtls: bool | None = None
     context_extensions: Mapping[str, str] | None = None
     envoy_attributes: str | None = None
+    envoy_input: Mapping[str, str] | None = None
 
 
 _S, _I, _B, _M, _IP = (ValueType.STRING, ValueType.INT64, ValueType.BOOL, ValueType.STRING_MAP,
@@ -102,7 +106,7 @@ FIELDS: dict[str, ValueType] = {
     "auth_principal": _S, "auth_audiences": _S, "auth_presenter": _S, "auth_claims": _M,
     "auth_raw_claims": _S,
     "connection_sni": _S, "connection_mtls": _B, "context_extensions": _M,
-    "envoy_attributes": _S,
+    "envoy_attributes": _S, "envoy_input": _M,
 }
 
 #: Default expression of every field an instance leaves out (fields absent here default to None).
@@ -135,6 +139,8 @@ DEFAULTS: dict[str, str] = {
     "connection_sni": 'connection.requested_server_name | ""',
     "connection_mtls": "connection.mtls | false",
     "context_extensions": "context.extensions | emptyStringMap()",
+    # No "|" default: absent (None) off ext_authz; on it, a lazy map keyed by the paths looked up.
+    "envoy_input": "envoy.attributes_by_path",
 }
 
 TEMPLATE = Template(
@@ -149,8 +155,8 @@ TEMPLATE = Template(
 
 @hookimpl
 def policy_attributes() -> dict[str, str]:
-    """Declare ``envoy.attributes``: the ext_authz request's AttributeContext as protobuf JSON."""
-    return {"envoy.attributes": "STRING"}
+    """Declare ``envoy.attributes`` and ``envoy.attributes_by_path``: the ext_authz AttributeContext as JSON."""
+    return {"envoy.attributes": "STRING", "envoy.attributes_by_path": "STRING_MAP"}
 
 
 @hookimpl

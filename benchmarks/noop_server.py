@@ -42,9 +42,9 @@ def _ext_authz(server: grpc.aio.Server) -> None:
     from google.protobuf import struct_pb2
     from google.rpc import status_pb2
 
-    # The shape ours answers for an allowed request: one header, the decision id and matched rules.
+    # The shape ours answers for an allowed request: one header and the decision id (a UUID).
     metadata = struct_pb2.Struct()
-    metadata.update({"matched_rules": ["internal-only"], "decision_id": "0-1"})
+    metadata.update({"decision_id": "5f0c6a4e-3b1d-4c8e-9a2f-7d6e5b4a3c21"})
     response = external_auth_pb2.CheckResponse(
         status=status_pb2.Status(code=0),
         ok_response=external_auth_pb2.OkHttpResponse(headers=[base_pb2.HeaderValueOption(

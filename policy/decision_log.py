@@ -69,6 +69,8 @@ DEFAULT_MASKED_HEADERS: frozenset[str] = frozenset({
 #: Attributes whose whole value is a credential or personal data (the JWT's claims).
 DEFAULT_MASKED_ATTRIBUTES: frozenset[str] = frozenset({
     "request.api_key", "request.auth.raw_claims", "request.auth.claims",
+    # Envoy's whole AttributeContext (headers, body, JWT payloads), for the opa adapter's input.
+    "envoy.attributes", "envoy.attributes_by_path",
 })
 
 #: Query parameters that carry credentials (OAuth tokens and codes, API keys, signatures).

@@ -8,7 +8,28 @@ What it does
     ``envoy/authz/allow``), which may be a boolean or OPA-Envoy's object (``allowed``,
     ``headers``, ``request_headers_to_remove``, ``response_headers_to_add``,
     ``http_status``, ``body``, ``dynamic_metadata``), honoured through the check
-    result (:mod:`adapters.opa._decision`).
+    result (:mod:`adapters.opa._decision`). ext_authz answers ``dynamic_metadata``
+    as the policy returns it, plus ``decision_id`` (a random UUID, as OPA-Envoy's).
+
+The input over ext_authz
+    ``input.attributes`` is the CheckRequest's ``AttributeContext`` as OPA-Envoy
+    builds it (protobuf's JSON mapping: ``metadataContext``, ``source.service``,
+    ``request.time``, ``request.http.protocol`` as sent, unset fields absent, no
+    ``request.http`` on TCP checks), for every path the policy can reach. When the
+    policy compiles, its references to ``input`` are scanned
+    (:mod:`adapters.opa._reach`): each is followed while its steps are constant
+    (``.name``, ``["key"]``; ``import input.x.y as z`` aliases too), and the value at
+    that path is handed over whole. ``input`` itself (``walk(input, …)``,
+    ``json.marshal(input)``, ``input[k]``), ``with input… as``, ``import input`` and
+    template strings hand over the whole document. Only those paths are read from
+    the ``AttributeContext``, so cached decisions key on them (and on the instance's
+    scalar fields, read when the host builds it): a policy reading
+    ``input.attributes.request.http.headers["x-user"]`` shares its decisions across
+    request ids and other headers. The path (``parsed_path``, ``parsed_query``) and, unless
+    ``skipRequestBodyParse``, the headers and body ``parsed_body`` depends on are
+    always read, since OPA-Envoy answers 400 when they do not parse. A remote OPA
+    gets the whole document. Off ext_authz (the native API, ``policy check``) the
+    input is built from the instance's fields, without what they do not carry.
 
     Embedded (the default): Rego is compiled and evaluated in-process with ``regopy``.
     Rego v1 syntax is required, as OPA 1.x requires it (``regoVersion: v0`` accepts
@@ -59,7 +80,8 @@ OPA-Envoy's options
 
 Cacheability
     Opt-in via ``validDuration``: the decision depends only on the input, built from
-    the instance, so the host's cache (keyed by the instance's reads) stays correct;
+    the instance (over ext_authz: the request's paths the policy reaches), so the
+    host's cache (keyed by the instance's reads) stays correct;
     a policy reading ``time.now_ns()`` or external data should not be cached longer
     than it may be stale. A reloaded policy file drops the cached decisions.
 
@@ -100,8 +122,9 @@ Engine choice
     policy needing full OPA runs on a remote OPA server (``url``).
 
 Limits Evaluation runs on the event loop: a policy taking milliseconds delays
-    other requests for that long. ``parsed_body`` covers JSON and form bodies, not
-    multipart. The remote client's decision logs and bundle management are OPA's.
+    other requests for that long. ``parsed_body`` covers JSON, form and multipart
+    bodies, not gRPC ones (they need the service's descriptors). The remote client's
+    decision logs and bundle management are OPA's.
 """
 
 from __future__ import annotations
@@ -218,14 +241,21 @@ class _OpaHandler(Handler):
             return CheckResult(Status(Code.OK, f"OPA: {message}; allowed (failMode OPEN)"), valid_duration=0.0)
         return CheckResult(Status(code, f"OPA: {message}"), valid_duration=0.0)
 
+    #: The input paths the policy can reach (None: all of it; a remote policy is not seen).
+    input_reach: frozenset[tuple[str, ...]] | None = None
+
     def _input(self, instance: Any) -> dict[str, Any] | CheckResult:
         """The input document, or (as OPA-Envoy answers a request it cannot parse) a 400 denial."""
         try:
-            return build_input(instance, self.skip_body)
+            return build_input(instance, self.skip_body, self.input_reach)
         except InputError as exc:
-            message = f"OPA: the request cannot be parsed: {exc}"
-            return CheckResult(Status(Code.PERMISSION_DENIED, message), valid_duration=0.0, http_status=400,
-                               body=message)
+            return self._unparsable(exc)
+
+    @staticmethod
+    def _unparsable(exc: InputError) -> CheckResult:
+        message = f"OPA: the request cannot be parsed: {exc}"
+        return CheckResult(Status(Code.PERMISSION_DENIED, message), valid_duration=0.0, http_status=400,
+                           body=message)
 
     def _answer(self, defined: bool, value: Any) -> CheckResult:
         if not defined:
@@ -303,11 +333,13 @@ class EmbeddedOpaHandler(_OpaHandler):
 
     def check(self, instance: Any) -> CheckResult:
         """Evaluate the decision for the instance's input (never compiles: see :meth:`reload_if_changed`)."""
-        document = self._input(instance)
-        if isinstance(document, CheckResult):
-            return document
+        compiled = self.compiled  # one policy for the whole check, even if a reload swaps it meanwhile
         try:
-            defined, value = self.compiled.evaluate(to_native(document))
+            document = build_input(instance, self.skip_body, compiled.input_reach)
+        except InputError as exc:
+            return self._unparsable(exc)
+        try:
+            defined, value = compiled.evaluate(to_native(document))
         except EvalError as exc:
             return self._failed(Code.INTERNAL, f"decision {self.path}: {exc}")
         return self._answer(defined, value)

@@ -30,6 +30,7 @@ from regopy import Input, Interpreter, LogLevel, RegoError
 from regopy import rego_shared as _c
 
 from adapters.opa._builtins import canonical_literals, engine_string, unknown_calls
+from adapters.opa._reach import policy_reach
 from adapters.opa._syntax import v1_issues
 
 _lib = _c.rego
@@ -159,6 +160,8 @@ class Compiled:
     bundle: Any
     entrypoint: str
     modules: tuple[str, ...]
+    #: The input paths the policy can reach (None: the whole document), see :mod:`adapters.opa._reach`.
+    input_reach: frozenset[tuple[str, ...]] | None = None
 
     def evaluate(self, native_input: NativeInput) -> tuple[bool, Any]:
         """Evaluate the decision; (defined, value). Raise EvalError for an engine error."""
@@ -275,6 +278,7 @@ class PolicySource:
             raise CompileError("; ".join(map(str, unknown)) + " (evaluating it would give undefined where OPA"
                                                                " gives a value or an error: use a remote OPA"
                                                                " server (url) for this policy)")
+        reach = policy_reach(modules)
         modules = [(name, canonical_literals(text)) for name, text in modules]
         sources = dict(modules)
         try:
@@ -288,7 +292,7 @@ class PolicySource:
             raise CompileError(describe_error(str(exc), sources)) from None
         if not bundle.ok():
             raise CompileError(f"the policy did not compile for entry point {entrypoint}")
-        return Compiled(interpreter, bundle, entrypoint, tuple(n for n, _ in modules))
+        return Compiled(interpreter, bundle, entrypoint, tuple(n for n, _ in modules), reach)
 
 
 def _load_data(path: Path) -> Any:

@@ -33,24 +33,28 @@ As OPA-Envoy builds it:
 * ``skip_body`` (OPA-Envoy's ``skip-request-body-parse``) leaves ``parsed_body`` and
   ``truncated_body`` out.
 
-Not carried by the template's fields, so absent although OPA-Envoy has them:
-``request.http.protocol`` (``HTTP/1.1`` as sent), ``request.time``, ``metadataContext``,
-``source.service``, ``source.certificate``; a policy reading them sees them undefined
-(a remote OPA gets the same document). An instance that sets ``envoy_attributes:
-envoy.attributes`` hands over Envoy's whole ``AttributeContext`` instead, in protobuf's
-JSON mapping, as OPA-Envoy's ``input.attributes`` exactly (then a cached decision needs
-the very same request: request time, id and port included).
+Over ext_authz the instance's ``envoy_input`` (``envoy.attributes_by_path``) holds the
+request's ``AttributeContext`` by path, and :func:`input_from_paths` takes
+``input.attributes`` from it for the paths the policy reaches (``reach``, from
+:mod:`adapters.opa._reach`; None: all of it): exactly OPA-Envoy's values there,
+``metadataContext``, ``request.time``, the protocol as sent and ``source.service``
+included. Elsewhere (the native API) the template's fields are all there is, so
+``request.http.protocol``, ``request.time``, ``metadataContext``, ``source.service`` and
+``source.certificate`` are absent. An instance that sets ``envoy_attributes:
+envoy.attributes`` hands over the whole ``AttributeContext`` verbatim (a cached
+decision then needs the very same request).
 
 For ``authorization`` instances it is Mixer's opa adapter shape:
 ``{"subject": {"user", "groups": [groups], "properties"}, "action": {"namespace",
 "service", "method", "path", "properties"}}`` with empty members left out.
 
-Everything comes from the instance, whose expressions' reads key the decision cache,
-so cached decisions stay correct.
+Everything comes from the instance, whose expressions' reads (and the paths looked up
+in ``envoy_input``) key the decision cache, so cached decisions stay correct.
 """
 
 from __future__ import annotations
 
+import base64
 import email.parser
 import email.policy
 import json
@@ -58,6 +62,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote_to_bytes
+
+from adapters.opa._reach import minimal
 
 VERSION = {"ext_authz": "v3", "encoding": "protojson"}
 
@@ -146,12 +152,22 @@ def _multipart(content_type: str, payload: bytes) -> dict[str, list[Any]] | None
     return values
 
 
-def parsed_body(headers: Mapping[str, str], body: str | None) -> tuple[Any, bool]:
-    """OPA-Envoy's (``parsed_body``, ``truncated_body``) for the request's headers and body."""
+def parsed_body(headers: Mapping[str, str], body: Any) -> tuple[Any, bool]:
+    """OPA-Envoy's (``parsed_body``, ``truncated_body``) for the request's headers and body.
+
+    ``body`` is the text, or an object whose ``text()`` gives it when parsing needs it.
+    """
     if headers.get("x-envoy-auth-partial-body") == "true":
         return None, True
     content_type = headers.get("content-type")
-    if content_type is None or not body:
+    if content_type is None:
+        return None, False
+    if body is not None and not isinstance(body, str):
+        kinds = ("application/json", "application/x-www-form-urlencoded", "multipart/form-data")
+        if not any(kind in content_type for kind in kinds):
+            return None, False
+        body = body.text()
+    if not body:
         return None, False
     kinds = ("application/json", "application/x-www-form-urlencoded", "multipart/form-data")
     if "application/grpc" in content_type and "application/json" not in content_type:
@@ -171,8 +187,109 @@ def parsed_body(headers: Mapping[str, str], body: str | None) -> tuple[Any, bool
     return _multipart(content_type, payload), False
 
 
-def envoy_input(instance: Any, skip_body: bool = False) -> dict[str, Any]:
+_HTTP = ("request", "http")
+_BODY_HEADERS = ("content-type", "content-length", "x-envoy-auth-partial-body")
+
+
+def _key(path: tuple[str, ...]) -> str:
+    return json.dumps(list(path), separators=(",", ":"), ensure_ascii=False)
+
+
+def _fetch(paths: Mapping[str, str], path: tuple[str, ...]) -> Any:
+    """The value at ``path`` of the AttributeContext (None when absent); the lookup is a cache read."""
+    text = paths.get(_key(path))
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise InputError(f"envoy_input {_key(path)} is not JSON: {exc}") from None
+
+
+def _place(document: dict[str, Any], path: tuple[str, ...], value: Any) -> dict[str, Any]:
+    if not path:
+        if not isinstance(value, dict):
+            raise InputError("envoy_input [] is not a JSON object")
+        return value
+    node = document
+    for step in path[:-1]:
+        child = node.get(step)
+        if not isinstance(child, dict):
+            child = node[step] = {}
+        node = child
+    node[path[-1]] = value
+    return document
+
+
+def _attribute_paths(reach: frozenset[tuple[str, ...]] | None) -> list[tuple[str, ...]]:
+    if reach is None:
+        return [()]
+    wanted = [p[1:] for p in reach if p[0] == "attributes"]
+    if any(p[0] == "source_principal" for p in reach):
+        wanted.append(("source", "principal"))
+    return sorted(minimal(wanted), key=len)
+
+
+def input_from_paths(paths: Mapping[str, str], reach: frozenset[tuple[str, ...]] | None,
+                     skip_body: bool = False) -> dict[str, Any]:
+    """OPA-Envoy's input built from the AttributeContext looked up by path (``envoy_input``).
+
+    Only what the policy can reach (``reach``, from :mod:`adapters.opa._reach`; None: the
+    whole document) is looked up, plus what OPA-Envoy always parses (the path; the body
+    and the headers deciding how, unless ``skip_body``), since a request it cannot parse
+    is answered 400 whether the policy reads the result or not.
+    """
+    attributes: dict[str, Any] = {}
+    for path in _attribute_paths(reach):
+        value = _fetch(paths, path)
+        if value is not None:
+            attributes = _place(attributes, path, value)
+    raw_path = _fetch(paths, (*_HTTP, "path"))
+    path_text = raw_path if isinstance(raw_path, str) else ""
+    document: dict[str, Any] = {
+        "attributes": attributes,
+        "version": dict(VERSION),
+        "parsed_path": parsed_path(path_text),
+        "parsed_query": parse_query(path_text.partition("?")[2]),
+    }
+    if not skip_body:
+        headers = {}
+        for name in _BODY_HEADERS:
+            value = _fetch(paths, (*_HTTP, "headers", name))
+            if isinstance(value, str):
+                headers[name] = value
+        document["parsed_body"], document["truncated_body"] = parsed_body(headers, _LazyBody(paths))
+    principal = attributes.get("source", {}).get("principal") if isinstance(attributes.get("source"), dict) else None
+    if principal and (reach is None or any(p[0] == "source_principal" for p in reach)):
+        document["source_principal"] = principal
+    return document
+
+
+class _LazyBody:
+    """The request body (``body``, else ``rawBody`` decoded), looked up only when parsing needs it."""
+
+    __slots__ = ("_paths", "_text")
+
+    def __init__(self, paths: Mapping[str, str]) -> None:
+        self._paths = paths
+        self._text: str | None = None
+
+    def text(self) -> str:
+        if self._text is None:
+            body = _fetch(self._paths, (*_HTTP, "body"))
+            if not body:
+                raw = _fetch(self._paths, (*_HTTP, "rawBody"))
+                body = base64.b64decode(raw).decode("utf-8", "replace") if isinstance(raw, str) and raw else ""
+            self._text = body if isinstance(body, str) else ""
+        return self._text
+
+
+def envoy_input(instance: Any, skip_body: bool = False,
+                reach: frozenset[tuple[str, ...]] | None = None) -> dict[str, Any]:
     """OPA-Envoy's input document for a ``requestcontext`` instance (see the module docstring)."""
+    paths = getattr(instance, "envoy_input", None)
+    if paths is not None and not getattr(instance, "envoy_attributes", None):
+        return input_from_paths(paths, reach, skip_body)
     headers = dict(instance.request_headers or {})
     path = instance.request_path or headers.get(":path") or ""
     verbatim = getattr(instance, "envoy_attributes", None)
@@ -249,11 +366,15 @@ def mixer_input(instance: Any) -> dict[str, Any]:
     return {"subject": sub, "action": act}
 
 
-def build_input(instance: Any, skip_body: bool = False) -> dict[str, Any]:
-    """The input document for an instance: OPA-Envoy's for requestcontext, Mixer's for authorization."""
+def build_input(instance: Any, skip_body: bool = False,
+                reach: frozenset[tuple[str, ...]] | None = None) -> dict[str, Any]:
+    """The input document for an instance: OPA-Envoy's for requestcontext, Mixer's for authorization.
+
+    ``reach``: the input paths the policy can reach (None: all of them), see :mod:`adapters.opa._reach`.
+    """
     if hasattr(instance, "subject") and hasattr(instance, "action"):
         return mixer_input(instance)
-    return envoy_input(instance, skip_body)
+    return envoy_input(instance, skip_body, reach)
 
 
 def _jsonable(value: Any) -> Any:
@@ -266,5 +387,5 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-__all__ = ["InputError", "VERSION", "build_input", "envoy_input", "mixer_input", "parse_query", "parsed_body",
+__all__ = ["InputError", "VERSION", "build_input", "envoy_input", "input_from_paths", "mixer_input", "parse_query", "parsed_body",
            "parsed_path"]

@@ -8,8 +8,7 @@ cacheability makes the whole decision uncacheable.
 
 from __future__ import annotations
 
-import itertools
-import os
+from random import getrandbits as _getrandbits
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -17,13 +16,21 @@ from typing import Any
 from policy.attributes import Reference
 from policy.sdk import OK, CheckResult, Code, HeaderOperation, QuotaResult, Status
 
-_ids = itertools.count(1)
-_ID_PREFIX = f"{os.getpid():x}"
+
+#: The version (4) and variant (RFC 4122) bits of a random UUID, and the bits they replace.
+_UUID_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
+_UUID_SET = (0x4000 << 64) | (0x8000 << 48)
 
 
 def new_decision_id() -> str:
-    """A short id, unique in this process, for joining logs with Envoy's access log."""
-    return f"{_ID_PREFIX}-{next(_ids):x}"
+    """A random (version 4) UUID, as OPA-Envoy's ``decision_id``, for joining logs with Envoy's access log.
+
+    Built from 122 random bits directly (a quarter of ``uuid.uuid4()``'s time: every
+    response, cached ones too, gets its own). Unique, not secret: Python's generator,
+    reseeded in forked children, not the system's cryptographic one.
+    """
+    text = "%032x" % (_getrandbits(128) & _UUID_CLEAR | _UUID_SET)
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 @dataclass(frozen=True, slots=True)

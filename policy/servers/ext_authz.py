@@ -14,8 +14,8 @@ A translator only: the ``CheckRequest`` becomes attributes
   (:func:`policy.sdk.http_status`: 403, 401, 429, 503, 400 ...), whose body is the
   decision's ``body`` or ``CODE:message``, and which adds the response headers;
 * both carry ``dynamic_metadata`` (Envoy files it under ``envoy.filters.http.ext_authz``)
-  with the decision's ``metadata``, ``decision_id`` and ``matched_rules`` (a list),
-  so an access log can show why: ``%DYNAMIC_METADATA(envoy.filters.http.ext_authz:decision_id)%``.
+  with the decision's ``metadata`` (the policy's ``dynamic_metadata``) and ``decision_id``
+  (a UUID, as OPA-Envoy's), so an access log can show why: ``%DYNAMIC_METADATA(envoy.filters.http.ext_authz:decision_id)%``.
 
 Quotas: the QuotaSpecs bound to the request (:mod:`policy.config.quota_specs`) are
 charged with ``request.id`` as deduplication id; an exhausted quota answers
@@ -106,7 +106,6 @@ def _value(value: Any) -> struct_pb2.Value:
 
 def _metadata(decision: Decision) -> struct_pb2.Struct:
     fields = {str(k): _value(v) for k, v in decision.metadata.items()}
-    fields["matched_rules"] = _value(decision.rules)
     return struct_pb2.Struct(fields=fields)
 
 

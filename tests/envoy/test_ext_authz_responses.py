@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import grpc
 import pytest
 from envoy.config.core.v3 import base_pb2
@@ -90,9 +92,11 @@ async def test_allowed_carries_header_operations_and_metadata(server, via):
     assert headers_of(ok.response_headers_to_add) == {"x-policy": ("on", OVERWRITE),
                                                        "x-served-by": ("policy", OVERWRITE)}
     meta = metadata(response)
-    assert meta["matched_rules"] == ["internal-only", "tag-api"]
-    assert meta["tier"] == "gold"
-    assert meta["decision_id"]
+    # The adapters' metadata and the decision id, nothing else (OPA-Envoy's dynamic_metadata): the
+    # matched rules are in the decision log (check.rules), not sent to Envoy.
+    assert meta.pop("tier") == "gold"
+    assert str(uuid.UUID(meta.pop("decision_id"))).count("-") == 4
+    assert meta == {}
 
 
 @VIA
@@ -105,7 +109,8 @@ async def test_each_response_has_its_own_decision_id_even_from_cache(server, via
     assert ids[0] != ids[1]
     # The cached response is the same apart from the id.
     assert headers_of(first.ok_response.headers) == headers_of(second.ok_response.headers)
-    assert metadata(first)["matched_rules"] == metadata(second)["matched_rules"] == ["internal-only", "tag-api"]
+    assert {k: v for k, v in metadata(first).items() if k != "decision_id"} == {
+        k: v for k, v in metadata(second).items() if k != "decision_id"}
 
 
 @VIA
@@ -118,8 +123,7 @@ async def test_denied_by_list_is_403_with_code_and_message_body(server, via):
     assert denied.body == f"PERMISSION_DENIED:{response.status.message}"
     # Mixer's dispatcher applies the rules' header operations to allowed requests only.
     assert headers_of(denied.headers) == {}
-    assert metadata(response)["matched_rules"] == ["internal-only"]
-    assert metadata(response)["decision_id"]
+    assert list(metadata(response)) == ["decision_id"]
 
 
 @VIA
@@ -145,7 +149,7 @@ async def test_denier_status_from_mixer_config(server, via):
     assert response.status.code == 7
     assert response.denied_response.status.code == 403
     assert response.denied_response.body == "PERMISSION_DENIED:blocked: mallory is blocked"
-    assert metadata(response)["matched_rules"] == ["internal-only", "block-mallory"]
+    assert "matched_rules" not in metadata(response)
 
 
 @VIA

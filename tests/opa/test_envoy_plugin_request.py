@@ -1,5 +1,8 @@
 """OPA-Envoy's input-document tests (envoyauth/request_test.go), run from request_cases.yaml
-through the ext_authz translation, the requestcontext instance and the opa adapter's input builder."""
+through the ext_authz translation, the requestcontext instance and the opa adapter's input builder.
+
+Each case also checks ``input.attributes`` against protobuf's JSON mapping of the request, as
+the peer's ``RequestToInput`` builds it (the whole document: no policy bounds the reach here)."""
 
 from __future__ import annotations
 
@@ -40,3 +43,7 @@ def test_request_case(case: dict[str, Any], instance_builder: Any) -> None:
     document = build_input(instance)
     for member, want in case["want"].items():
         assert document.get(member) == want, member
+    # RequestToInput's input.attributes: the request's attributes as protojson writes them
+    # (the protocol as sent, source.service and certificate when set, unset fields absent).
+    assert document["attributes"] == json_format.MessageToDict(request).get("attributes", {})
+    assert document["version"] == {"ext_authz": "v3", "encoding": "protojson"}
