@@ -103,7 +103,7 @@ class Dispatcher:
     """Answers checks, quotas and reports for one snapshot."""
 
     def __init__(self, snapshot: Snapshot, report_sink: Any = None, observer: Any = None) -> None:
-        """:param observer: told of handler failures and quota results (``policy.telemetry.Telemetry``)."""
+        """:param observer: told of handler failures and quota results (``policy.runtime.telemetry.Telemetry``)."""
         self.snapshot = snapshot
         self._observer = observer
         settings = snapshot.cache

@@ -41,14 +41,14 @@ from pathlib import Path
 from typing import Any
 
 from policy.attributes import AttributeBag
-from policy.decision_log import DecisionLog
+from policy.runtime.decision_log import DecisionLog
 from policy.runtime.decision import Decision
 from policy.runtime.dispatch import Dispatcher
 from policy.runtime.plugins import PluginHost, build_plugin_host
 from policy.runtime.reports import ReportQueue
 from policy.runtime.snapshot import Snapshot
 from policy.sdk import ConfigError, QuotaArgs
-from policy.telemetry import Telemetry
+from policy.runtime.telemetry import Telemetry
 
 log = logging.getLogger("policy.service")
 
@@ -122,7 +122,7 @@ class PolicyService:
     :param retire_grace: seconds a retired snapshot stays open for in-flight requests.
     :param metrics_listen: ``HOST:PORT`` to serve the service's Prometheus metrics on while started.
     :param decision_log: send every decision through the report rules (True, or a configured
-        :class:`~policy.decision_log.DecisionLog`); None or False does not.
+        :class:`~policy.runtime.decision_log.DecisionLog`); None or False does not.
     """
 
     def __init__(

@@ -39,7 +39,7 @@ import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from policy.decision_log import log_decision
+from policy.runtime.decision_log import log_decision
 from policy.sdk import Code
 
 if TYPE_CHECKING:
