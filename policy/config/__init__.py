@@ -1,4 +1,4 @@
-"""Config: documents → validated model → compiled :class:`~policy.runtime.snapshot.Snapshot`.
+"""Config: documents → validated model → compiled :class:`~policy.config.snapshot.Snapshot`.
 
 Accepts the compact form (:mod:`policy.config.compact`) and Mixer's Kubernetes
 documents (:mod:`policy.config.mixer`), mixed freely, from a file or a directory
@@ -28,11 +28,11 @@ from policy.config.shape import Reporter, describe
 from policy.config.validate import validate
 
 if TYPE_CHECKING:
-    from policy.runtime.plugins import PluginHost
-    from policy.runtime.snapshot import Snapshot
+    from policy.config.catalog import Catalog
+    from policy.config.snapshot import Snapshot
 
 
-def parse_config(path: str | Path, host: PluginHost) -> ConfigModel:
+def parse_config(path: str | Path, host: Catalog) -> ConfigModel:
     """Read and validate the config at ``path`` (a file or a directory) against ``host``'s plugins.
 
     Raises :class:`~policy.sdk.ConfigError` listing every error found (its
@@ -67,7 +67,7 @@ def parse_config(path: str | Path, host: PluginHost) -> ConfigModel:
     return model
 
 
-def load_config(path: str | Path, host: PluginHost, *, generation: int = 1,
+def load_config(path: str | Path, host: Catalog, *, generation: int = 1,
                 previous: Snapshot | None = None) -> Snapshot:
     """Read, validate and build the config at ``path``: :func:`parse_config` then :func:`build_snapshot`.
 

@@ -4,7 +4,7 @@ The parsers (:mod:`policy.config.compact`, :mod:`policy.config.mixer`) fill the
 ``*Spec`` records with what the documents say; :mod:`policy.config.validate`
 resolves adapters, templates, params, expressions and references in place and
 returns a :class:`ConfigModel`, which :mod:`policy.config.compile` turns into a
-:class:`~policy.runtime.snapshot.Snapshot`.
+:class:`~policy.config.snapshot.Snapshot`.
 
 Every entity has a Mixer-style key ``name.kind.namespace``: kind is ``handler``,
 ``instance`` or ``rule`` for the generic kinds and the compact form, or the adapter
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from policy.config.shape import Reporter, Where
-from policy.runtime.snapshot import DEFAULT_IDENTITY_ATTRIBUTES, DEFAULT_ROOT_NAMESPACE, CacheSettings, MatchErrors
+from policy.config.snapshot import DEFAULT_IDENTITY_ATTRIBUTES, DEFAULT_ROOT_NAMESPACE, CacheSettings, MatchErrors
 from policy.sdk import Adapter, ConfigIssue, FailMode, HeaderOperationKind, Template, param
 
 COMPACT = "compact"
@@ -181,7 +181,7 @@ class ExtraDocument:
     data: dict[str, Any]
 
     def for_plugins(self) -> dict[str, Any]:
-        """The document as handlers see it in ``BuildContext.extras["documents"]``: ``_source`` added."""
+        """The document as handlers see it in ``BuildContext.documents``: ``_source`` added."""
         return {**self.data, "_source": self.file}
 
 
@@ -215,7 +215,7 @@ class ConfigModel:
     """A validated config: every reference resolved, every expression compiled.
 
     ``handlers`` and ``instances`` are keyed by their display names (what
-    :class:`~policy.runtime.snapshot.Snapshot` keys them by); ``warnings`` are
+    :class:`~policy.config.snapshot.Snapshot` keys them by); ``warnings`` are
     issues of severity ``warning``; ``sources`` are the files read.
     """
 

@@ -31,10 +31,10 @@ from policy.config.shape import Reporter, Where
 from policy.sdk import ConfigError, ParamsError, Variety, parse_params
 
 if TYPE_CHECKING:
-    from policy.runtime.plugins import PluginHost
+    from policy.config.catalog import Catalog
 
 
-def validate(state: ParseState, host: PluginHost, sources: list[str]) -> ConfigModel:
+def validate(state: ParseState, host: Catalog, sources: list[str]) -> ConfigModel:
     """Resolve and check everything ``state`` holds; return the model or raise ConfigError.
 
     The ConfigError lists every error found and carries the warnings as ``.warnings``.
@@ -168,7 +168,7 @@ def _lookup(registry: Any, name: str) -> Any:
     return found
 
 
-def _check_handler(handler: HandlerSpec, host: PluginHost, reporter: Reporter) -> None:
+def _check_handler(handler: HandlerSpec, host: Catalog, reporter: Reporter) -> None:
     registered = _lookup(host.adapters, handler.adapter_name)
     if registered is None:
         known = ", ".join(r.name for r in host.adapters) or "none"
@@ -201,7 +201,7 @@ def _check_handler(handler: HandlerSpec, host: PluginHost, reporter: Reporter) -
     handler.params = params
 
 
-def _check_instance(instance: InstanceSpec, host: PluginHost, reporter: Reporter) -> None:
+def _check_instance(instance: InstanceSpec, host: Catalog, reporter: Reporter) -> None:
     template = _lookup(host.templates, instance.template_name)
     if template is None:
         known = ", ".join(t.name for t in host.templates) or "none"
@@ -218,7 +218,7 @@ def _check_instance(instance: InstanceSpec, host: PluginHost, reporter: Reporter
 
 
 def _check_rule(rule: RuleSpec, handlers: Index[HandlerSpec], instances: Index[InstanceSpec],
-                state: ParseState, host: PluginHost) -> None:
+                state: ParseState, host: Catalog) -> None:
     reporter = state.reporter
     vocabulary = host.vocabulary
     if rule.match is not None:

@@ -18,10 +18,10 @@ from policy.sdk import ParamsError, parse_params
 if TYPE_CHECKING:
     from policy.config.documents import Document
     from policy.config.model import ConfigModel, ParseState
-    from policy.runtime.plugins import PluginHost
+    from policy.config.catalog import Catalog
 
 
-def read_rate_limit(documents: list[Document], state: ParseState, host: PluginHost) -> RateLimitConfig | None:
+def read_rate_limit(documents: list[Document], state: ParseState, host: Catalog) -> RateLimitConfig | None:
     """Read the RLS documents and ``settings.rateLimit``; None when the service is not configured."""
     reporter: Reporter = state.reporter
     rls = [doc for doc in documents if is_ratelimit_document(doc.data)]

@@ -19,7 +19,7 @@ from policy.attributes import AttributeBag, RecordingBag, references
 from policy.logs import clip
 from policy.runtime.cache import DecisionCache
 from policy.runtime.decision import Decision, HandlerCall, combine, new_decision_id
-from policy.runtime.snapshot import Action, HandlerEntry, MatchErrors, Rule, Snapshot
+from policy.config.snapshot import Action, HandlerEntry, MatchErrors, Rule, Snapshot
 from policy.sdk import (
     AdapterError,
     CheckResult,

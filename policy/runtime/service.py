@@ -41,12 +41,13 @@ from pathlib import Path
 from typing import Any
 
 from policy.attributes import AttributeBag
+from policy.config import config_fingerprint, load_config
 from policy.runtime.decision_log import DecisionLog
 from policy.runtime.decision import Decision
 from policy.runtime.dispatch import Dispatcher
 from policy.runtime.plugins import PluginHost, build_plugin_host
 from policy.runtime.reports import ReportQueue
-from policy.runtime.snapshot import Snapshot
+from policy.config.snapshot import Snapshot
 from policy.sdk import ConfigError, QuotaArgs
 from policy.runtime.telemetry import Telemetry
 
@@ -154,7 +155,7 @@ class PolicyService:
         self.metrics_listen = metrics_listen
         self.decision_log = DecisionLog() if decision_log is True else (decision_log or None)
         self.telemetry = Telemetry(self)
-        try:  # adapters export through the service's registry (BuildContext.extras["metrics_registry"])
+        try:  # adapters export through the service's registry (BuildContext.metrics_registry)
             self.host.build_extras.setdefault("metrics_registry", self.telemetry.registry)
         except ImportError:
             pass
@@ -185,8 +186,6 @@ class PolicyService:
 
     def load(self) -> Snapshot:
         """Load the config the first time; raises ConfigError when it is invalid."""
-        from policy.config import config_fingerprint, load_config
-
         fingerprint = config_fingerprint(self.config_path)
         snapshot = load_config(self.config_path, self.host, generation=1)
         self._fingerprint = fingerprint
@@ -229,8 +228,6 @@ class PolicyService:
             return await self._reload(force)
 
     async def _reload(self, force: bool) -> bool:
-        from policy.config import config_fingerprint, load_config
-
         try:
             fingerprint = await self._off_loop(config_fingerprint, self.config_path)
         except OSError as exc:

@@ -55,7 +55,7 @@ from policy.attributes import AttributeBag
 from policy.config.quota_specs import binding_quotas
 from policy.runtime.decision import Decision
 from policy.runtime.service import PolicyService
-from policy.runtime.snapshot import Snapshot
+from policy.config.snapshot import Snapshot
 from policy.sdk import Code, HeaderOperation, HeaderOperationKind, http_status
 from policy.servers._grpc import add_unary_handlers
 from policy.servers.envoy_attributes import FULL, Plan, TranslationError, check_request_attributes

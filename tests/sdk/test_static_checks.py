@@ -93,7 +93,7 @@ def test_the_host_hands_hooks_what_the_protocols_promise(tmp_path: Path, mypy_ca
         "from policy import AdapterRegistrar, ServiceView, SnapshotView, TemplateRegistrar\n"
         "from policy.runtime.registry import AdapterRegistry, TemplateRegistry\n"
         "from policy.runtime.service import PolicyService\n"
-        "from policy.runtime.snapshot import Snapshot\n\n\n"
+        "from policy.config.snapshot import Snapshot\n\n\n"
         "def views(service: PolicyService, snapshot: Snapshot, adapters: AdapterRegistry,\n"
         "          templates: TemplateRegistry) -> tuple[ServiceView, SnapshotView, AdapterRegistrar,"
         " TemplateRegistrar]:\n"

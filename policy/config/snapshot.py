@@ -2,7 +2,8 @@
 
 A snapshot is immutable once built and is swapped atomically on reload; in-flight
 requests finish on the snapshot they started with. ``policy.config`` builds
-snapshots; the dispatcher only reads them.
+snapshots; the runtime (dispatcher, service) and the transports only read them.
+These types live in the config layer so config never imports the runtime.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from typing import Any
 from policy.attributes import Vocabulary
 from policy.logs import clip
 from policy.expr import AttributeNotFound, CompiledExpression
-from policy.sdk import Adapter, ConfigIssue, FailMode, Handler, HeaderOperationKind, Template, ValueMap, Variety
+from policy.sdk import Adapter, ConfigError, ConfigIssue, FailMode, Handler, HeaderOperationKind, Template, ValueMap, Variety
 
-log = logging.getLogger("policy.runtime")
+log = logging.getLogger("policy.runtime")  # the dispatcher's logger: rule match failures are request-time events
 
 #: Attributes that name the namespace a request is for, in order of preference.
 DEFAULT_IDENTITY_ATTRIBUTES: tuple[str, ...] = ("destination.namespace", "destination.service.namespace")
@@ -270,8 +271,6 @@ class Snapshot:
 
     async def start(self) -> None:
         """Start every handler; the first failure raises ConfigError naming the handler."""
-        from policy.sdk import ConfigError
-
         results = await asyncio.gather(*(h.start() for h in self.handlers.values()), return_exceptions=True)
         issues = [
             ConfigIssue(entry.source, f"handler/{entry.name}", "", f"failed to start: {type(r).__name__}: {r}")
