@@ -60,8 +60,8 @@ def bench_in_process(quick: bool) -> None:
 
     from adapters.memquota import MemQuotaAdapter
     from policy import BuildContext, Clock, parse_params
-    from policy.ratelimit.config import RateLimitSettings, compile_rate_limit
-    from policy.ratelimit.service import should_rate_limit
+    from policy.config.ratelimit.limits import RateLimitSettings, compile_rate_limit
+    from policy.runtime.ratelimit import should_rate_limit
 
     header("ShouldRateLimit in process", "one descriptor, memquota, the same request each time (never over).")
     import yaml

@@ -24,6 +24,7 @@ from policy.config.documents import config_fingerprint, read_documents
 from policy.config.mixer import MIXER_API_VERSION, parse_kubernetes
 from policy.config.model import ConfigModel, ExtraDocument, ParseState, Settings
 from policy.config.quota_specs import compile_quota_bindings
+from policy.config.ratelimit.loading import attach_rate_limit, is_ratelimit_document, read_rate_limit
 from policy.config.shape import Reporter, describe
 from policy.config.validate import validate
 
@@ -43,12 +44,10 @@ def parse_config(path: str | Path, host: Catalog) -> ConfigModel:
     documents, sources = read_documents(path, reporter)
     settings = parse_settings(documents, reporter, host.vocabulary)
     state = ParseState(reporter, settings)
-    from policy.ratelimit.loading import attach_rate_limit, is_ratelimit_document, read_rate_limit
-
     for doc in documents:
         if isinstance(doc.data, dict) and not doc.data:
             continue
-        if is_ratelimit_document(doc.data):  # envoyproxy/ratelimit's format: read by policy.ratelimit
+        if is_ratelimit_document(doc.data):  # envoyproxy/ratelimit's format: read by policy.config.ratelimit below
             continue
         if is_compact(doc.data):
             parse_compact(doc, state)

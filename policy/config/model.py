@@ -67,7 +67,7 @@ class SettingsParams:
     match_errors: MatchErrors = param(MatchErrors.NO_MATCH,
                                       doc="A rule whose match expression raises: NO_MATCH (Mixer) or DENY.")
     rate_limit: Any = param(None, doc="The Envoy rate-limit service: handler and the service's options "
-                                      "(see policy.ratelimit.RateLimitSettings; checked by policy.ratelimit).")
+                                      "(see policy.config.ratelimit.RateLimitSettings; checked by policy.config.ratelimit).")
 
 
 # --- entities ------------------------------------------------------------------
@@ -226,7 +226,7 @@ class ConfigModel:
     extra_documents: list[ExtraDocument]
     warnings: list[ConfigIssue]
     sources: list[str]
-    #: The Envoy rate-limit service's config (policy.ratelimit.RateLimitConfig), or None.
+    #: The Envoy rate-limit service's config (policy.config.ratelimit.RateLimitConfig), or None.
     rate_limit: Any = None
     #: Quotas charged per request, from QuotaSpec / QuotaSpecBinding documents (policy.config.quota_specs).
     quota_bindings: list[Any] = field(default_factory=list)

@@ -234,7 +234,7 @@ class Snapshot:
     identity_attributes: tuple[str, ...] = DEFAULT_IDENTITY_ATTRIBUTES
     quota_bindings: Sequence[QuotaBinding] = ()
     cache: CacheSettings = field(default_factory=CacheSettings)
-    #: The Envoy rate-limit service's config (:class:`policy.ratelimit.RateLimitConfig`), or None.
+    #: The Envoy rate-limit service's config (:class:`policy.config.ratelimit.RateLimitConfig`), or None.
     rate_limit: Any = None
     warnings: Sequence[ConfigIssue] = ()
     sources: Sequence[str] = ()

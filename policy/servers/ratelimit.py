@@ -1,7 +1,7 @@
 """The Envoy rate-limit API, ``envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit``.
 
 A translator only: the snapshot's ``rate_limit`` config (``settings.rateLimit``
-plus RLS documents) and its backing handler answer; see :mod:`policy.ratelimit`.
+plus RLS documents) and its backing handler answer; see :mod:`policy.config.ratelimit`.
 A malformed request is answered INVALID_ARGUMENT; no rate-limit config, or a
 handler that cannot back the service, FAILED_PRECONDITION; the handler's backend
 down (failing closed) UNAVAILABLE — Envoy then applies its own
@@ -17,7 +17,7 @@ from typing import Any
 import grpc
 from envoy.service.ratelimit.v3 import rls_pb2
 
-from policy.ratelimit.service import RequestError, should_rate_limit
+from policy.runtime.ratelimit import RequestError, should_rate_limit
 from policy.runtime.service import PolicyService
 from policy.sdk import AdapterError, Code, RateLimitHandler
 from policy.servers._grpc import add_unary_handlers, decode

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from policy.config.references import display_name
 from policy.config.shape import Reporter, Where
-from policy.ratelimit.config import RateLimitConfig, RateLimitSettings, compile_rate_limit, is_ratelimit_document
+from policy.config.ratelimit.limits import RateLimitConfig, RateLimitSettings, compile_rate_limit, is_ratelimit_document
 from policy.sdk import ParamsError, parse_params
 
 if TYPE_CHECKING:

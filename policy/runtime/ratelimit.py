@@ -34,8 +34,8 @@ from typing import Any
 
 from envoy.service.ratelimit.v3 import rls_pb2
 
-from policy.ratelimit.config import UNIT_SECONDS, RateLimit, RateLimitConfig
-from policy.ratelimit.stats import NEAR_LIMIT, OVER_LIMIT as OVER, SHADOW_MODE, TOTAL_HITS, WITHIN_LIMIT
+from policy.config.ratelimit.limits import UNIT_SECONDS, RateLimit, RateLimitConfig
+from policy.config.ratelimit.stats import NEAR_LIMIT, OVER_LIMIT as OVER, SHADOW_MODE, TOTAL_HITS, WITHIN_LIMIT
 from policy.sdk import AdapterError, Code
 
 OK = rls_pb2.RateLimitResponse.OK
