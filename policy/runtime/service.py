@@ -48,7 +48,8 @@ from policy.runtime.dispatch import Dispatcher
 from policy.runtime.plugins import PluginHost, build_plugin_host
 from policy.runtime.reports import ReportQueue
 from policy.config.snapshot import Snapshot
-from policy.sdk import ConfigError, QuotaArgs
+from policy.runtime.ratelimit import RateLimitDecision, RateLimitDescriptor, RequestError, decide
+from policy.sdk import AdapterError, Code, ConfigError, QuotaArgs, RateLimitHandler
 from policy.runtime.telemetry import Telemetry
 
 log = logging.getLogger("policy.service")
@@ -112,6 +113,10 @@ class ReloadStatus:
     errors: tuple[str, ...] = ()
     reloads: int = 0
     failures: int = 0
+
+
+class RateLimitUnavailable(Exception):
+    """The rate-limit service cannot answer: not configured, or its handler cannot count."""
 
 
 class PolicyService:
@@ -378,6 +383,40 @@ class PolicyService:
         self.telemetry.observe_check(api, perf_counter() - started, decision)
         if self.decision_log is not None:
             self.decision_log.send(decision, bag, dispatcher)
+        return decision
+
+    async def rate_limit(self, domain: str, descriptors: Sequence[RateLimitDescriptor],
+                         hits_addend: int = 0) -> RateLimitDecision:
+        """Decide one rate-limit request with the snapshot's rate-limit config and its counting handler.
+
+        Raises :class:`RateLimitUnavailable` when no rate-limit service is configured or its
+        handler cannot count, :class:`~policy.runtime.ratelimit.RequestError` for a request
+        that cannot be answered as asked, and :class:`~policy.AdapterError` (its message
+        naming the handler) when the handler's backend cannot answer; each is counted.
+        """
+        snapshot = self.snapshot
+        config = snapshot.rate_limit
+        if config is None:
+            raise RateLimitUnavailable("no rate-limit service is configured (settings.rateLimit)")
+        name = config.settings.handler
+        entry = snapshot.handlers.get(name)
+        handler = entry.handler if entry is not None else None
+        if not isinstance(handler, RateLimitHandler):
+            raise RateLimitUnavailable(f"handler {name!r} cannot back the rate-limit service")
+        started = perf_counter()
+        try:
+            decision = await decide(config, handler, domain, descriptors, hits_addend)
+        except RequestError:
+            config.count("invalid_requests")
+            raise
+        except AdapterError as exc:
+            config.count("backend_errors")
+            self.telemetry.handler_failed(name, "ratelimit", exc.code == Code.DEADLINE_EXCEEDED)
+            raise AdapterError(exc.code, f"{name}: {exc.message}") from exc
+        except Exception:
+            config.count("service_errors")
+            raise
+        self.telemetry.observe_rate_limit(name, perf_counter() - started, decision.over_limit)
         return decision
 
     def report(self, batch: Sequence[AttributeBag | Mapping[str, Any]]) -> int:

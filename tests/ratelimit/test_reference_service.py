@@ -19,7 +19,7 @@ from google.protobuf import json_format
 from adapters.memquota import MemQuotaAdapter
 from adapters.redisquota import RedisQuotaAdapter
 from policy.config.ratelimit.limits import RateLimitSettings, compile_rate_limit
-from policy.runtime.ratelimit import should_rate_limit
+from tests.ratelimit.conftest import should_rate_limit
 from policy.config.ratelimit.stats import STATS
 from policy.sdk import parse_params
 from policy.testing import FakeClock
