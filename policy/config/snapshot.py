@@ -240,6 +240,10 @@ class Snapshot:
     sources: Sequence[str] = ()
     #: What a match expression that raises means (``settings.matchErrors``).
     match_errors: MatchErrors = MatchErrors.NO_MATCH
+    #: Every attribute (and map key) an expression of this snapshot can read, as ``(name, None)``
+    #: or ``(map name, key)``; None when some expression cannot say. Computed when built, so
+    #: a transport can translate only what can be read.
+    reads: frozenset[tuple[str, str | None]] | None = field(init=False, repr=False)
     _check_index: "_RuleIndex" = field(init=False, repr=False)
     _report_index: "_RuleIndex" = field(init=False, repr=False)
     _closed: bool = field(default=False, init=False, repr=False)
@@ -252,6 +256,40 @@ class Snapshot:
              or r.request_header_operations or r.response_header_operations],
             self.root_namespace)
         self._report_index = _RuleIndex([r for r in self.rules if r.report_actions], self.root_namespace)
+        self.reads = self._reads()
+
+    def _reads(self) -> frozenset[tuple[str, str | None]] | None:
+        reads: set[tuple[str, str | None]] = set()
+        if any(rule.namespace != self.root_namespace for rule in self.rules):
+            # Only then are the identity attributes read (see _RuleIndex.rules_for).
+            reads.update((name, None) for name in self.identity_attributes)
+
+        def add(expression: Any) -> bool:
+            if expression is None:
+                return True
+            if isinstance(expression, Mapping):  # an instance's value map or nested group
+                return all(add(e) for e in expression.values())
+            referenced = getattr(expression, "referenced", None)
+            if referenced is None:
+                return False
+            reads.update(referenced)
+            return True
+
+        for rule in self.rules:
+            if not (add(rule.match) and all(add(v) for op in (*rule.request_header_operations,
+                                                               *rule.response_header_operations)
+                                            for v in op.values)):
+                return None
+        # Every instance (report rules too: the decision log sends checks through them).
+        if not all(add(builder.fields) for builder in self.instances.values()):
+            return None
+        if not all(add(action_builder.fields) for rule in self.rules
+                   for action in (*rule.check_actions, *rule.quota_actions, *rule.report_actions)
+                   for action_builder in action.instances):
+            return None
+        if not all(add(binding.match) for binding in self.quota_bindings):
+            return None
+        return frozenset(reads)
 
     def namespace_of(self, bag: Any) -> str | None:
         """The namespace a request is for (the first identity attribute present), recording reads."""

@@ -42,6 +42,7 @@ from typing import Any
 
 from policy.attributes import AttributeBag
 from policy.config import config_fingerprint, load_config
+from policy.config.quota_specs import binding_quotas
 from policy.runtime.decision_log import DecisionLog
 from policy.runtime.decision import Decision
 from policy.runtime.dispatch import Dispatcher
@@ -369,16 +370,26 @@ class PolicyService:
         quotas: Mapping[str, QuotaArgs] | None = None,
         *,
         api: str = "inprocess",
+        quota_specs: str | None = None,
     ) -> Decision:
         """Decide one request on the snapshot now in force.
 
         Transports pass their ``api`` (``native``, ``ext_authz`` ...): the decision is
         counted and timed under it, logged on ``policy.decisions`` and, with decision
         logging on, sent through the report rules.
+
+        :param quota_specs: charge the quotas the snapshot's QuotaSpec bindings give the
+            request too (Mixer's QuotaSpec / QuotaSpecBinding), with this deduplication id
+            (Envoy's ``request.id``); None charges only ``quotas``.
         """
         started = perf_counter()
         bag = attributes if isinstance(attributes, AttributeBag) else AttributeBag(attributes)
         dispatcher = self.dispatcher
+        if quota_specs is not None:
+            bindings = dispatcher.snapshot.quota_bindings
+            if bindings:
+                bound = binding_quotas(bindings, bag, quota_specs)
+                quotas = {**bound, **quotas} if quotas else bound
         decision = await dispatcher.check(bag, quotas)
         self.telemetry.observe_check(api, perf_counter() - started, decision)
         if self.decision_log is not None:
