@@ -15,7 +15,6 @@ References from rules resolve as Mixer resolved them: see :mod:`policy.config.re
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from policy.config.compact import is_compact, parse_compact, parse_settings
 from policy.config.compile import build_snapshot, close_handlers
@@ -28,9 +27,8 @@ from policy.config.ratelimit.loading import attach_rate_limit, is_ratelimit_docu
 from policy.config.shape import Reporter, describe
 from policy.config.validate import validate
 
-if TYPE_CHECKING:
-    from policy.config.catalog import Catalog
-    from policy.config.snapshot import Snapshot
+from policy.config.catalog import Catalog
+from policy.config.snapshot import Snapshot
 
 
 def parse_config(path: str | Path, host: Catalog) -> ConfigModel:

@@ -21,15 +21,14 @@ import asyncio
 import logging
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from policy.config.model import ActionSpec, ConfigModel, HandlerSpec, RuleSpec
 from policy.config.snapshot import Action, HandlerEntry, HeaderOperationBuilder, InstanceBuilder, Rule, Snapshot
 from policy.sdk import BuildContext, Clock, ConfigError, ConfigIssue, ParamsError, Variety
 from policy.sdk.extras import install_hint, missing_extra
 
-if TYPE_CHECKING:
-    from policy.config.catalog import Catalog
+from policy.config.catalog import Catalog
 
 log = logging.getLogger("policy.config")
 

@@ -9,13 +9,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 
 from policy.sdk import ConfigIssue
 
-if TYPE_CHECKING:
-    from policy.config.model import ConfigModel
-    from policy.config.catalog import Catalog
+from policy.config.model import ConfigModel
+from policy.config.catalog import Catalog
 
 #: The apiVersions of the Istio kinds read by built-in adapters (other versions are read the same
 #: way, with a warning: a typo there usually means the author meant another kind of document).

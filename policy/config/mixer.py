@@ -21,7 +21,7 @@ interpret: ``attributemanifest`` ...) is kept for plugins in
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from policy.config.documents import Document
 from policy.config.model import MIXER, ExtraDocument, HandlerSpec, InstanceSpec, ParseState
@@ -29,8 +29,7 @@ from policy.config.references import HANDLER_KIND, INSTANCE_KIND, RULE_KIND
 from policy.config.rulebody import BODY_KEYS, parse_rule_body
 from policy.config.shape import Where, mapping, name_text
 
-if TYPE_CHECKING:
-    from policy.config.catalog import Catalog
+from policy.config.catalog import Catalog
 
 MIXER_API_VERSION = "config.istio.io/v1alpha2"
 OBJECT_KEYS = ("apiVersion", "kind", "metadata", "spec", "status")

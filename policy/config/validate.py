@@ -12,7 +12,7 @@ a volatile attribute (it defeats the decision cache), and a handler no rule uses
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from policy.attributes import VOLATILE_ATTRIBUTES, ValueType
 from policy.config.expressions import compile_fields, compile_text, volatile_reads
@@ -30,8 +30,7 @@ from policy.config.references import (
 from policy.config.shape import Reporter, Where
 from policy.sdk import ConfigError, ParamsError, Variety, parse_params
 
-if TYPE_CHECKING:
-    from policy.config.catalog import Catalog
+from policy.config.catalog import Catalog
 
 
 def validate(state: ParseState, host: Catalog, sources: list[str]) -> ConfigModel:

@@ -37,16 +37,15 @@ import bisect
 import logging
 import threading
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from policy.runtime.decision_log import log_decision
 from policy.config.ratelimit.stats import STATS
 from policy.sdk import Code
 
-if TYPE_CHECKING:
-    from policy.runtime.cache import DecisionCache
-    from policy.runtime.decision import Decision
-    from policy.sdk import QuotaResult
+from policy.runtime.cache import DecisionCache
+from policy.runtime.decision import Decision
+from policy.sdk import QuotaResult
 
 log = logging.getLogger("policy.telemetry")
 

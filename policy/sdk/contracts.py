@@ -11,13 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from policy.sdk.build_types import Documents, MetricsRegistry
 
-if TYPE_CHECKING:
-    from policy.sdk.adapter import Adapter
-    from policy.sdk.templates import Template
+from policy.sdk.adapter import Adapter
+from policy.sdk.templates import Template
 
 #: A rate-limit service counter: (id, hits, limit, window seconds).
 RateLimitCounter = tuple[str, int, int, float]

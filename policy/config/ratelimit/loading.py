@@ -8,17 +8,16 @@ and its handler resolved, and every problem joins the config's other errors.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from policy.config.references import display_name
 from policy.config.shape import Reporter, Where
 from policy.config.ratelimit.limits import RateLimitConfig, RateLimitSettings, compile_rate_limit, is_ratelimit_document
 from policy.sdk import ParamsError, parse_params
 
-if TYPE_CHECKING:
-    from policy.config.documents import Document
-    from policy.config.model import ConfigModel, ParseState
-    from policy.config.catalog import Catalog
+from policy.config.documents import Document
+from policy.config.model import ConfigModel, ParseState
+from policy.config.catalog import Catalog
 
 
 def read_rate_limit(documents: list[Document], state: ParseState, host: Catalog) -> RateLimitConfig | None:
