@@ -6,7 +6,8 @@ layer fails, and so does a cycle between modules (found over the whole import gr
 imports included, so a function-level import cannot hide one).
 
 Layers, bottom up: base (generated protobufs, logging helpers, the error root) → attributes →
-expr → sdk → config → runtime → servers → tools (cli, testing, docs, scaffold).
+expr → sdk → config → runtime → servers → tools (cli, testing, docs, scaffold). Wire formats
+(gRPC, Envoy's and Google's protobufs) are imported only by the transports and the tools.
 """
 
 from __future__ import annotations
@@ -43,11 +44,14 @@ LAYERS: dict[str, int] = {
 }
 NAMES = {0: "base", 1: "attributes", 2: "expr", 3: "sdk", 4: "config", 5: "runtime", 6: "servers", 7: "tools"}
 
-#: (importer, imported) pairs allowed to point up, each with its reason.
-ALLOWED_UPWARD: dict[tuple[str, str], str] = {
-    # The plugin host loads the built-in adapters (a package outside policy/, not layered here);
-    # nothing else is allowed to reach past the SDK into adapters.
-}
+#: (importer, imported) pairs allowed to point up, each with its reason. Empty: nothing may.
+ALLOWED_UPWARD: dict[tuple[str, str], str] = {}
+
+#: Wire libraries: only transports translate to and from them (and the tools that drive transports).
+TRANSPORT_LIBRARIES = ("grpc", "grpc_health", "grpc_reflection", "envoy", "xds", "udpa", "google.protobuf",
+                       "google.rpc")
+#: Layers that may import a wire library: base (the generated policy.v1 messages), servers, tools.
+TRANSPORT_LAYERS = {0, 6, 7}
 
 
 def _module_name(path: Path) -> str:
@@ -67,6 +71,18 @@ def _resolve(module: str, is_package: bool, node: ast.ImportFrom) -> str:
     base = module.split(".") if is_package else module.split(".")[:-1]
     base = base[: len(base) - (node.level - 1)]
     return ".".join(base + ([node.module] if node.module else []))
+
+
+def _all_imports(path: Path, module: str) -> list[str]:
+    """Every module name ``path`` imports (absolute, relative ones resolved), wherever the statement sits."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    names: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.extend(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            names.append(_resolve(module, path.name == "__init__.py", node))
+    return names
 
 
 def _imports(module: str, path: Path, known: set[str]) -> set[str]:
@@ -121,6 +137,18 @@ def test_imports_point_down(graph: dict[str, set[str]]) -> None:
             if _layer(target) > _layer(module) and (module, target) not in ALLOWED_UPWARD:
                 upward.append(f"{module} ({NAMES[_layer(module)]}) imports {target} ({NAMES[_layer(target)]})")
     assert not upward, "upward imports:\n" + "\n".join(sorted(upward))
+
+
+def test_only_transports_speak_wire_formats() -> None:
+    """Protobuf and gRPC types stay in the transports: the runtime answers neutral results."""
+    offending = []
+    for module, path in _modules().items():
+        if _layer(module) in TRANSPORT_LAYERS:
+            continue
+        for name in _all_imports(path, module):
+            if any(name == lib or name.startswith(lib + ".") for lib in TRANSPORT_LIBRARIES):
+                offending.append(f"{module} imports {name}")
+    assert not offending, "\n".join(offending)
 
 
 def _package_of(module: str) -> str:
