@@ -1,6 +1,6 @@
 """Deciding a rate-limit request: limits looked up, counters charged through the backing handler.
 
-Transport-neutral: :func:`decide` takes a domain and :class:`RateLimitDescriptor` tuples
+Transport-neutral: :func:`decide` takes a domain and ``RateLimitDescriptor`` tuples
 and answers a :class:`RateLimitDecision`; :mod:`policy.servers.ratelimit` translates
 Envoy's ``ShouldRateLimit`` to and from them.
 
@@ -47,29 +47,16 @@ class RequestError(ValueError):
     """A request that cannot be answered as asked (answered INVALID_ARGUMENT)."""
 
 
-class RateLimitDescriptor(NamedTuple):
-    """One request descriptor: its entries, its own limit if it carries one, its own hits if set.
+#: One request descriptor: ``(entries, limit, hits_addend)``. ``entries`` are ``(key, value)``
+#: pairs; ``limit`` the descriptor's own ``(requests_per_unit, unit name)`` (``SECOND`` ...
+#: ``YEAR``; anything else is a :class:`RequestError`) or None; ``hits_addend`` None means the
+#: request's hits apply. A plain tuple: one is made per descriptor of every request.
+RateLimitDescriptor = tuple[Sequence[tuple[str, str]], tuple[int, str] | None, int | None]
 
-    ``limit`` is ``(requests_per_unit, unit name)`` (``SECOND`` ... ``YEAR``; anything else is
-    a :class:`RequestError`); ``hits_addend`` None means the request's hits apply.
-    """
-
-    entries: Sequence[tuple[str, str]]
-    limit: tuple[int, str] | None = None
-    hits_addend: int | None = None
-
-
-class DescriptorStatus(NamedTuple):
-    """The answer for one descriptor.
-
-    ``limit`` is the limit that applied (None when none did, or it is unlimited);
-    ``reset_seconds`` is None when no counter was charged.
-    """
-
-    over_limit: bool
-    limit: RateLimit | None = None
-    remaining: int = 0
-    reset_seconds: int | None = None
+#: The answer for one descriptor: ``(over_limit, limit, remaining, reset_seconds)``. ``limit``
+#: is the limit that applied (None when none did, or it is unlimited); ``reset_seconds`` is
+#: None when no counter was charged. A plain tuple, as above.
+DescriptorStatus = tuple[bool, RateLimit | None, int, int | None]
 
 
 class RateLimitDecision(NamedTuple):
@@ -200,14 +187,12 @@ async def decide(config: RateLimitConfig, handler: Any, domain: str,
     default_hits = max(1, hits_addend)
     indexes: list[int] = []
     counters: list[tuple[str, int, int, float]] = []
-    for i, (descriptor, limit) in enumerate(zip(descriptors, limits)):
+    for i, ((entries, _, own_hits), limit) in enumerate(zip(descriptors, limits)):
         if limit is None or limit.unlimited:
             continue
-        own_hits = descriptor.hits_addend
         hits = own_hits if own_hits is not None else default_hits
         indexes.append(i)
-        counters.append((_counter_id(domain, descriptor.entries, limit), hits, limit.requests_per_unit,
-                         float(limit.window)))
+        counters.append((_counter_id(domain, entries, limit), hits, limit.requests_per_unit, float(limit.window)))
     answers = dict(zip(indexes, await _count(handler, counters, settings.stop_increment_when_over_limit)))
     statuses: list[DescriptorStatus] = []
     closest: tuple[int, DescriptorStatus] | None = None
@@ -216,11 +201,11 @@ async def decide(config: RateLimitConfig, handler: Any, domain: str,
     hits_of = dict(zip(indexes, (c[1] for c in counters)))
     for i, limit in enumerate(limits):
         if limit is None:
-            statuses.append(DescriptorStatus(False))
+            statuses.append((False, None, 0, None))
             passed.append(i)
             continue
         if limit.unlimited:
-            statuses.append(DescriptorStatus(False, None, UNLIMITED_REMAINING))
+            statuses.append((False, None, UNLIMITED_REMAINING, None))
             continue
         after, reset = answers[i]
         hits = hits_of[i]
@@ -228,14 +213,13 @@ async def decide(config: RateLimitConfig, handler: Any, domain: str,
         over = after > limit.requests_per_unit
         _record(config, limit, domain, before if before >= 0 else limit.requests_per_unit, after, hits, over)
         denied = over and not limit.shadow_mode
-        status = DescriptorStatus(denied, limit, 0 if over else min(limit.requests_per_unit - after,
-                                                                    UNLIMITED_REMAINING),
-                                  _reset_seconds(limit, reset))
+        remaining = 0 if over else min(limit.requests_per_unit - after, UNLIMITED_REMAINING)
+        status = (denied, limit, remaining, _reset_seconds(limit, reset))
         statuses.append(status)
         quota = settings.quota_mode or limit.quota_mode
         quota_total += quota
-        if closest is None or status.remaining < closest[0]:
-            closest = (status.remaining, status)
+        if closest is None or remaining < closest[0]:
+            closest = (remaining, status)
         if denied:
             if quota:
                 failed_quota += 1
@@ -247,11 +231,11 @@ async def decide(config: RateLimitConfig, handler: Any, domain: str,
     over_limit = bool(failed or (quota_total and quota_total == failed_quota))
     headers: list[tuple[str, str]] = []
     if settings.response_headers and closest is not None:
-        status = closest[1]
-        assert status.limit is not None
-        headers = [(settings.limit_header, str(status.limit.requests_per_unit)),
-                   (settings.remaining_header, str(status.remaining)),
-                   (settings.reset_header, str(status.reset_seconds))]
+        _, closest_limit, closest_remaining, closest_reset = closest[1]
+        assert closest_limit is not None
+        headers = [(settings.limit_header, str(closest_limit.requests_per_unit)),
+                   (settings.remaining_header, str(closest_remaining)),
+                   (settings.reset_header, str(closest_reset))]
     if over_limit and settings.shadow_mode:
         over_limit = False
         config.count("global_shadow_mode")

@@ -158,6 +158,8 @@ class PolicyService:
         self._started = False
         self._compiler: concurrent.futures.ThreadPoolExecutor | None = None
         self._reload_lock: asyncio.Lock | None = None
+        #: (snapshot, its rate-limit config, the handler that counts): checked once per snapshot.
+        self._rate_limiter: tuple[Any, Any, Any] = (None, None, None)
         self.metrics_listen = metrics_listen
         self.decision_log = DecisionLog() if decision_log is True else (decision_log or None)
         self.telemetry = Telemetry(self)
@@ -406,14 +408,18 @@ class PolicyService:
         naming the handler) when the handler's backend cannot answer; each is counted.
         """
         snapshot = self.snapshot
-        config = snapshot.rate_limit
-        if config is None:
-            raise RateLimitUnavailable("no rate-limit service is configured (settings.rateLimit)")
+        backend = self._rate_limiter
+        if backend[0] is not snapshot:  # once per snapshot: a Protocol isinstance costs microseconds
+            config = snapshot.rate_limit
+            if config is None:
+                raise RateLimitUnavailable("no rate-limit service is configured (settings.rateLimit)")
+            entry = snapshot.handlers.get(config.settings.handler)
+            handler = entry.handler if entry is not None else None
+            if not isinstance(handler, RateLimitHandler):
+                raise RateLimitUnavailable(f"handler {config.settings.handler!r} cannot back the rate-limit service")
+            backend = self._rate_limiter = (snapshot, config, handler)
+        _, config, handler = backend
         name = config.settings.handler
-        entry = snapshot.handlers.get(name)
-        handler = entry.handler if entry is not None else None
-        if not isinstance(handler, RateLimitHandler):
-            raise RateLimitUnavailable(f"handler {name!r} cannot back the rate-limit service")
         started = perf_counter()
         try:
             decision = await decide(config, handler, domain, descriptors, hits_addend)

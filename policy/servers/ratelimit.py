@@ -42,7 +42,7 @@ def descriptors_from_request(request: Any) -> list[RateLimitDescriptor]:
         if descriptor.HasField("limit"):
             limit = (descriptor.limit.requests_per_unit, _UNIT_NAMES.get(descriptor.limit.unit, "UNKNOWN"))
         hits = descriptor.hits_addend.value if descriptor.HasField("hits_addend") else None
-        out.append(RateLimitDescriptor(entries, limit, hits))
+        out.append((entries, limit, hits))
     return out
 
 
