@@ -53,15 +53,16 @@ def _config(root: Path, name: str, adapter: str, params: str) -> Path:
 
 
 def bench_in_process(quick: bool) -> None:
-    """µs per ShouldRateLimit answer in process (lookup, counting in memquota, response), no transport."""
+    """µs per ShouldRateLimit answer in process (translation, lookup, counting in memquota, response), no gRPC."""
     import asyncio
 
     from envoy.service.ratelimit.v3 import rls_pb2
 
     from adapters.memquota import MemQuotaAdapter
     from policy import BuildContext, Clock, parse_params
-    from policy.ratelimit.config import RateLimitSettings, compile_rate_limit
-    from policy.ratelimit.service import should_rate_limit
+    from policy.config.ratelimit.limits import RateLimitSettings, compile_rate_limit
+    from policy.runtime.ratelimit import decide
+    from policy.servers.ratelimit import descriptors_from_request, response_from_decision
 
     header("ShouldRateLimit in process", "one descriptor, memquota, the same request each time (never over).")
     import yaml
@@ -71,9 +72,15 @@ def bench_in_process(quick: bool) -> None:
     handler = MemQuotaAdapter.build(parse_params(MemQuotaAdapter.Params, {"quotas": []}),
                                     BuildContext(handler="h", config_dir=Path("."), clock=Clock()))
     request = rls_pb2.RateLimitRequest.FromString(typical_request())
+
+    async def should_rate_limit() -> object:
+        decision = await decide(config, handler, request.domain, descriptors_from_request(request),
+                                request.hits_addend)
+        return response_from_decision(request, decision)
+
     loop = asyncio.new_event_loop()
     try:
-        samples = time_calls(lambda: loop.run_until_complete(should_rate_limit(config, handler, request)),
+        samples = time_calls(lambda: loop.run_until_complete(should_rate_limit()),
                              2_000 if quick else 20_000)
     finally:
         loop.close()

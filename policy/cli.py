@@ -89,7 +89,7 @@ def main() -> None:
 
 
 def _listen_address(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    from policy.telemetry import parse_listen_address
+    from policy.runtime.telemetry import parse_listen_address
 
     if value is not None:
         try:
@@ -105,7 +105,7 @@ def normalize_listen(value: str) -> str:
     Raises ValueError ("expected HOST:PORT or unix:PATH ...") for anything else that is not
     ``HOST:PORT`` (``[::1]:PORT`` for IPv6) or ``unix:PATH``.
     """
-    from policy.telemetry import parse_listen_address
+    from policy.runtime.telemetry import parse_listen_address
 
     text = value.strip()
     if text.startswith("unix:"):
@@ -129,7 +129,7 @@ def _listen_addresses(ctx: click.Context, param: click.Parameter, values: tuple[
 
 
 def _decision_log(enabled: bool, masks: tuple[str, ...]) -> Any:
-    from policy.decision_log import DecisionLog, with_extra_masks
+    from policy.runtime.decision_log import DecisionLog, with_extra_masks
 
     if not enabled:
         if masks:

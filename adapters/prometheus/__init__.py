@@ -12,7 +12,7 @@ What it does
 Where the metrics appear
     On the serving service's metrics endpoint (``policy serve --metrics-listen``),
     beside the service's own ``policy_*`` metrics: the handler registers its families
-    in the registry the host passes as ``BuildContext.extras["metrics_registry"]``
+    in the registry the host passes as ``BuildContext.metrics_registry``
     (a handler built without one, as by ``policy validate --build``, keeps a private
     registry nothing serves). Mixer instead ran its own HTTP server on :42422.
 
@@ -155,7 +155,7 @@ class Prometheus(Adapter[PrometheusParams]):
                                " pip install 'sidecar-policy[prometheus]'") from exc
         from adapters.prometheus._store import store_for
 
-        registry = context.extras.get("metrics_registry")
+        registry = context.metrics_registry
         if registry is None:
             registry = CollectorRegistry(auto_describe=False)
         return PrometheusHandler(params, store_for(registry, context.clock.monotonic), context.logger)

@@ -1,7 +1,7 @@
 """The metric families of every prometheus handler exporting to one ``CollectorRegistry``.
 
 One :class:`MetricStore` is registered as a collector in a registry (the service's,
-reached through ``BuildContext.extras["metrics_registry"]``) and holds the families
+reached through ``BuildContext.metrics_registry``) and holds the families
 its handlers define. A handler *acquires* its definitions when built and *releases*
 them when closed: a family with the same definition is shared, so a config reload
 keeps counting where the old handler left off (Mixer reused collectors whose

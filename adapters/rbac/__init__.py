@@ -171,7 +171,7 @@ def load_policies(params: RbacParams, context: BuildContext) -> tuple[Engine, Mi
     problems: list[ConfigIssue] = []
     documents: list[dict[str, Any]] = []
     if params.config_documents:
-        documents.extend(d for d in context.extras.get("documents", ()) if isinstance(d, dict))
+        documents.extend(d for d in context.documents if isinstance(d, dict))
     documents.extend(_read_files(_policy_paths(params, context.config_dir), problems))
     issues = PolicyIssues()
     policies = []

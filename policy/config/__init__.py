@@ -1,4 +1,4 @@
-"""Config: documents → validated model → compiled :class:`~policy.runtime.snapshot.Snapshot`.
+"""Config: documents → validated model → compiled :class:`~policy.config.snapshot.Snapshot`.
 
 Accepts the compact form (:mod:`policy.config.compact`) and Mixer's Kubernetes
 documents (:mod:`policy.config.mixer`), mixed freely, from a file or a directory
@@ -15,7 +15,6 @@ References from rules resolve as Mixer resolved them: see :mod:`policy.config.re
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from policy.config.compact import is_compact, parse_compact, parse_settings
 from policy.config.compile import build_snapshot, close_handlers
@@ -24,15 +23,15 @@ from policy.config.documents import config_fingerprint, read_documents
 from policy.config.mixer import MIXER_API_VERSION, parse_kubernetes
 from policy.config.model import ConfigModel, ExtraDocument, ParseState, Settings
 from policy.config.quota_specs import compile_quota_bindings
+from policy.config.ratelimit.loading import attach_rate_limit, is_ratelimit_document, read_rate_limit
 from policy.config.shape import Reporter, describe
 from policy.config.validate import validate
 
-if TYPE_CHECKING:
-    from policy.runtime.plugins import PluginHost
-    from policy.runtime.snapshot import Snapshot
+from policy.config.catalog import Catalog
+from policy.config.snapshot import Snapshot
 
 
-def parse_config(path: str | Path, host: PluginHost) -> ConfigModel:
+def parse_config(path: str | Path, host: Catalog) -> ConfigModel:
     """Read and validate the config at ``path`` (a file or a directory) against ``host``'s plugins.
 
     Raises :class:`~policy.sdk.ConfigError` listing every error found (its
@@ -43,12 +42,10 @@ def parse_config(path: str | Path, host: PluginHost) -> ConfigModel:
     documents, sources = read_documents(path, reporter)
     settings = parse_settings(documents, reporter, host.vocabulary)
     state = ParseState(reporter, settings)
-    from policy.ratelimit.loading import attach_rate_limit, is_ratelimit_document, read_rate_limit
-
     for doc in documents:
         if isinstance(doc.data, dict) and not doc.data:
             continue
-        if is_ratelimit_document(doc.data):  # envoyproxy/ratelimit's format: read by policy.ratelimit
+        if is_ratelimit_document(doc.data):  # envoyproxy/ratelimit's format: read by policy.config.ratelimit below
             continue
         if is_compact(doc.data):
             parse_compact(doc, state)
@@ -67,7 +64,7 @@ def parse_config(path: str | Path, host: PluginHost) -> ConfigModel:
     return model
 
 
-def load_config(path: str | Path, host: PluginHost, *, generation: int = 1,
+def load_config(path: str | Path, host: Catalog, *, generation: int = 1,
                 previous: Snapshot | None = None) -> Snapshot:
     """Read, validate and build the config at ``path``: :func:`parse_config` then :func:`build_snapshot`.
 

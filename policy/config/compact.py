@@ -40,7 +40,7 @@ from policy.config.model import (
 from policy.config.references import HANDLER_KIND, INSTANCE_KIND
 from policy.config.rulebody import BODY_KEYS, parse_rule_body
 from policy.config.shape import Reporter, Where, mapping, name_text, sequence
-from policy.runtime.snapshot import CacheSettings
+from policy.config.snapshot import CacheSettings
 from policy.sdk import FailMode, ParamsError, parse_duration, parse_params
 
 COMPACT_KEYS = ("settings", "handlers", "instances", "rules")

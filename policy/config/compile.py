@@ -1,7 +1,7 @@
 """Turning a validated :class:`ConfigModel` into a :class:`Snapshot`: handlers built, rules assembled.
 
 Only handlers some rule uses are built (as Mixer did); each gets a
-:class:`~policy.sdk.BuildContext` whose ``extras["documents"]`` holds the config's
+:class:`~policy.sdk.BuildContext` whose ``documents`` holds the config's
 extra documents (an AuthorizationPolicy for an RBAC adapter, ...), each with
 ``_source`` naming its file. When a build fails, the handlers already built are
 closed and a ConfigError names every handler that failed.
@@ -21,15 +21,14 @@ import asyncio
 import logging
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from policy.config.model import ActionSpec, ConfigModel, HandlerSpec, RuleSpec
-from policy.runtime.snapshot import Action, HandlerEntry, HeaderOperationBuilder, InstanceBuilder, Rule, Snapshot
+from policy.config.snapshot import Action, HandlerEntry, HeaderOperationBuilder, InstanceBuilder, Rule, Snapshot
 from policy.sdk import BuildContext, Clock, ConfigError, ConfigIssue, ParamsError, Variety
 from policy.sdk.extras import install_hint, missing_extra
 
-if TYPE_CHECKING:
-    from policy.runtime.plugins import PluginHost
+from policy.config.catalog import Catalog
 
 log = logging.getLogger("policy.config")
 
@@ -44,7 +43,7 @@ def _reuse_key(spec: HandlerSpec) -> tuple[Any, ...] | None:
     return (spec.display, spec.adapter_name, spec.params, spec.fail_mode, spec.timeout)
 
 
-def build_snapshot(model: ConfigModel, host: PluginHost, *, generation: int = 1,
+def build_snapshot(model: ConfigModel, host: Catalog, *, generation: int = 1,
                    previous: Snapshot | None = None) -> Snapshot:
     """Build the handlers of ``model`` and assemble a :class:`Snapshot`.
 
@@ -113,7 +112,9 @@ def _build(spec: HandlerSpec, documents: list[dict[str, Any]], issues: list[Conf
         config_dir=Path(spec.where.file).parent,
         logger=logging.getLogger(f"policy.adapter.{spec.display}"),
         clock=extras.get("clock") or Clock(),  # tests put a FakeClock's clock in host.build_extras
-        extras={**extras, "documents": list(documents)},
+        extras=dict(extras),
+        documents=list(documents),
+        metrics_registry=extras.get("metrics_registry"),
         handlers=delegates,
     )
     where = spec.where

@@ -9,13 +9,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 
 from policy.sdk import ConfigIssue
 
-if TYPE_CHECKING:
-    from policy.config.model import ConfigModel
-    from policy.runtime.plugins import PluginHost
+from policy.config.model import ConfigModel
+from policy.config.catalog import Catalog
 
 #: The apiVersions of the Istio kinds read by built-in adapters (other versions are read the same
 #: way, with a warning: a typo there usually means the author meant another kind of document).
@@ -28,12 +26,12 @@ KNOWN_API_VERSIONS: dict[str, tuple[str, ...]] = {
 }
 
 
-def enforcement_warnings(model: ConfigModel, host: PluginHost) -> list[ConfigIssue]:
+def enforcement_warnings(model: ConfigModel, host: Catalog) -> list[ConfigIssue]:
     """The warnings of :mod:`policy.config.enforcement` for a validated ``model``."""
     warnings: list[ConfigIssue] = []
     readers: dict[str, list[str]] = {}  # document kind -> adapters that read it
     for registered in host.adapters:
-        for kind in getattr(registered.adapter, "document_kinds", ()) or ():
+        for kind in registered.adapter.document_kinds:
             readers.setdefault(kind, []).append(registered.name)
     used_adapters = {model.handlers[name].adapter_name.split(".", 1)[0] for name in model.used_handlers}
     for extra in model.extra_documents:

@@ -54,7 +54,7 @@ def compile_fields(
 ) -> dict[str, Any]:
     """Compile instance params against a template's ``fields``.
 
-    Returns what :class:`~policy.runtime.snapshot.InstanceBuilder` takes as ``fields``:
+    Returns what :class:`~policy.config.snapshot.InstanceBuilder` takes as ``fields``:
     the fields given, plus the template's ``defaults`` (expression texts of the same
     shape) for fields left out; other fields take the instance type's defaults.
     Every attribute read is appended to ``reads`` with the place it is read at.

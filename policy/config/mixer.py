@@ -21,7 +21,7 @@ interpret: ``attributemanifest`` ...) is kept for plugins in
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from policy.config.documents import Document
 from policy.config.model import MIXER, ExtraDocument, HandlerSpec, InstanceSpec, ParseState
@@ -29,8 +29,7 @@ from policy.config.references import HANDLER_KIND, INSTANCE_KIND, RULE_KIND
 from policy.config.rulebody import BODY_KEYS, parse_rule_body
 from policy.config.shape import Where, mapping, name_text
 
-if TYPE_CHECKING:
-    from policy.runtime.plugins import PluginHost
+from policy.config.catalog import Catalog
 
 MIXER_API_VERSION = "config.istio.io/v1alpha2"
 OBJECT_KEYS = ("apiVersion", "kind", "metadata", "spec", "status")
@@ -55,7 +54,7 @@ _NOT_READ = {
 }
 
 
-def parse_kubernetes(doc: Document, state: ParseState, host: PluginHost) -> None:
+def parse_kubernetes(doc: Document, state: ParseState, host: Catalog) -> None:
     """Collect one Kubernetes-style document into ``state`` (policy config or an extra document)."""
     reporter = state.reporter
     data = doc.data
@@ -74,7 +73,7 @@ def parse_kubernetes(doc: Document, state: ParseState, host: PluginHost) -> None
     _extra(doc, kind, api, state, host)
 
 
-def _policy_document(doc: Document, kind: str, state: ParseState, host: PluginHost) -> None:
+def _policy_document(doc: Document, kind: str, state: ParseState, host: Catalog) -> None:
     reporter = state.reporter
     where = _label(doc, kind, state.root)
     before = len(reporter.errors)
@@ -164,7 +163,7 @@ def _one_of(spec: dict[str, Any], compiled: str, dynamic: str, at: Where, state:
     return name_text(spec.get(key), at.at(key), state.reporter, what=what), at.at(key)
 
 
-def _extra(doc: Document, kind: str, api: str, state: ParseState, host: PluginHost) -> None:
+def _extra(doc: Document, kind: str, api: str, state: ParseState, host: Catalog) -> None:
     meta = doc.data.get("metadata")
     label = f"{kind}"
     if isinstance(meta, dict) and meta.get("name"):
@@ -188,10 +187,10 @@ def _extra(doc: Document, kind: str, api: str, state: ParseState, host: PluginHo
     state.reporter.warn(where, message)
 
 
-def _claimed_kinds(host: PluginHost) -> set[str]:
+def _claimed_kinds(host: Catalog) -> set[str]:
     kinds: set[str] = set()
     for registered in host.adapters:
-        kinds.update(getattr(registered.adapter, "document_kinds", ()) or ())
+        kinds.update(registered.adapter.document_kinds)
     return kinds
 
 

@@ -4,7 +4,7 @@ The parsers (:mod:`policy.config.compact`, :mod:`policy.config.mixer`) fill the
 ``*Spec`` records with what the documents say; :mod:`policy.config.validate`
 resolves adapters, templates, params, expressions and references in place and
 returns a :class:`ConfigModel`, which :mod:`policy.config.compile` turns into a
-:class:`~policy.runtime.snapshot.Snapshot`.
+:class:`~policy.config.snapshot.Snapshot`.
 
 Every entity has a Mixer-style key ``name.kind.namespace``: kind is ``handler``,
 ``instance`` or ``rule`` for the generic kinds and the compact form, or the adapter
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from policy.config.shape import Reporter, Where
-from policy.runtime.snapshot import DEFAULT_IDENTITY_ATTRIBUTES, DEFAULT_ROOT_NAMESPACE, CacheSettings, MatchErrors
+from policy.config.snapshot import DEFAULT_IDENTITY_ATTRIBUTES, DEFAULT_ROOT_NAMESPACE, CacheSettings, MatchErrors
 from policy.sdk import Adapter, ConfigIssue, FailMode, HeaderOperationKind, Template, param
 
 COMPACT = "compact"
@@ -67,7 +67,7 @@ class SettingsParams:
     match_errors: MatchErrors = param(MatchErrors.NO_MATCH,
                                       doc="A rule whose match expression raises: NO_MATCH (Mixer) or DENY.")
     rate_limit: Any = param(None, doc="The Envoy rate-limit service: handler and the service's options "
-                                      "(see policy.ratelimit.RateLimitSettings; checked by policy.ratelimit).")
+                                      "(see policy.config.ratelimit.RateLimitSettings; checked by policy.config.ratelimit).")
 
 
 # --- entities ------------------------------------------------------------------
@@ -181,7 +181,7 @@ class ExtraDocument:
     data: dict[str, Any]
 
     def for_plugins(self) -> dict[str, Any]:
-        """The document as handlers see it in ``BuildContext.extras["documents"]``: ``_source`` added."""
+        """The document as handlers see it in ``BuildContext.documents``: ``_source`` added."""
         return {**self.data, "_source": self.file}
 
 
@@ -215,7 +215,7 @@ class ConfigModel:
     """A validated config: every reference resolved, every expression compiled.
 
     ``handlers`` and ``instances`` are keyed by their display names (what
-    :class:`~policy.runtime.snapshot.Snapshot` keys them by); ``warnings`` are
+    :class:`~policy.config.snapshot.Snapshot` keys them by); ``warnings`` are
     issues of severity ``warning``; ``sources`` are the files read.
     """
 
@@ -226,7 +226,7 @@ class ConfigModel:
     extra_documents: list[ExtraDocument]
     warnings: list[ConfigIssue]
     sources: list[str]
-    #: The Envoy rate-limit service's config (policy.ratelimit.RateLimitConfig), or None.
+    #: The Envoy rate-limit service's config (policy.config.ratelimit.RateLimitConfig), or None.
     rate_limit: Any = None
     #: Quotas charged per request, from QuotaSpec / QuotaSpecBinding documents (policy.config.quota_specs).
     quota_bindings: list[Any] = field(default_factory=list)

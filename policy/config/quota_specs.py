@@ -53,7 +53,7 @@ from policy.config.shape import Reporter, Where, describe, key_part, mapping, na
 from policy.expr import AttributeNotFound, CompiledExpression, ExpressionError, compile_expression
 from policy.expr.regex import RegexError, compile_regex
 from policy.expr.regex import escape as regex_escape
-from policy.runtime.snapshot import QuotaBinding
+from policy.config.snapshot import QuotaBinding
 from policy.sdk import QuotaArgs
 
 __all__ = ["QUOTA_SPEC_KINDS", "QuotaMatch", "binding_quotas", "compile_quota_bindings"]

@@ -12,7 +12,7 @@ a volatile attribute (it defeats the decision cache), and a handler no rule uses
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from policy.attributes import VOLATILE_ATTRIBUTES, ValueType
 from policy.config.expressions import compile_fields, compile_text, volatile_reads
@@ -30,11 +30,10 @@ from policy.config.references import (
 from policy.config.shape import Reporter, Where
 from policy.sdk import ConfigError, ParamsError, Variety, parse_params
 
-if TYPE_CHECKING:
-    from policy.runtime.plugins import PluginHost
+from policy.config.catalog import Catalog
 
 
-def validate(state: ParseState, host: PluginHost, sources: list[str]) -> ConfigModel:
+def validate(state: ParseState, host: Catalog, sources: list[str]) -> ConfigModel:
     """Resolve and check everything ``state`` holds; return the model or raise ConfigError.
 
     The ConfigError lists every error found and carries the warnings as ``.warnings``.
@@ -168,7 +167,7 @@ def _lookup(registry: Any, name: str) -> Any:
     return found
 
 
-def _check_handler(handler: HandlerSpec, host: PluginHost, reporter: Reporter) -> None:
+def _check_handler(handler: HandlerSpec, host: Catalog, reporter: Reporter) -> None:
     registered = _lookup(host.adapters, handler.adapter_name)
     if registered is None:
         known = ", ".join(r.name for r in host.adapters) or "none"
@@ -201,7 +200,7 @@ def _check_handler(handler: HandlerSpec, host: PluginHost, reporter: Reporter) -
     handler.params = params
 
 
-def _check_instance(instance: InstanceSpec, host: PluginHost, reporter: Reporter) -> None:
+def _check_instance(instance: InstanceSpec, host: Catalog, reporter: Reporter) -> None:
     template = _lookup(host.templates, instance.template_name)
     if template is None:
         known = ", ".join(t.name for t in host.templates) or "none"
@@ -218,7 +217,7 @@ def _check_instance(instance: InstanceSpec, host: PluginHost, reporter: Reporter
 
 
 def _check_rule(rule: RuleSpec, handlers: Index[HandlerSpec], instances: Index[InstanceSpec],
-                state: ParseState, host: PluginHost) -> None:
+                state: ParseState, host: Catalog) -> None:
     reporter = state.reporter
     vocabulary = host.vocabulary
     if rule.match is not None:

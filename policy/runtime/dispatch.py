@@ -19,7 +19,7 @@ from policy.attributes import AttributeBag, RecordingBag, references
 from policy.logs import clip
 from policy.runtime.cache import DecisionCache
 from policy.runtime.decision import Decision, HandlerCall, combine, new_decision_id
-from policy.runtime.snapshot import Action, HandlerEntry, MatchErrors, Rule, Snapshot
+from policy.config.snapshot import Action, HandlerEntry, MatchErrors, Rule, Snapshot
 from policy.sdk import (
     AdapterError,
     CheckResult,
@@ -103,7 +103,7 @@ class Dispatcher:
     """Answers checks, quotas and reports for one snapshot."""
 
     def __init__(self, snapshot: Snapshot, report_sink: Any = None, observer: Any = None) -> None:
-        """:param observer: told of handler failures and quota results (``policy.telemetry.Telemetry``)."""
+        """:param observer: told of handler failures and quota results (``policy.runtime.telemetry.Telemetry``)."""
         self.snapshot = snapshot
         self._observer = observer
         settings = snapshot.cache

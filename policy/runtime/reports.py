@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from policy.runtime.snapshot import HandlerEntry
+from policy.config.snapshot import HandlerEntry
 
 log = logging.getLogger("policy.reports")
 

@@ -41,14 +41,17 @@ from pathlib import Path
 from typing import Any
 
 from policy.attributes import AttributeBag
-from policy.decision_log import DecisionLog
+from policy.config import config_fingerprint, load_config
+from policy.config.quota_specs import binding_quotas
+from policy.runtime.decision_log import DecisionLog
 from policy.runtime.decision import Decision
 from policy.runtime.dispatch import Dispatcher
 from policy.runtime.plugins import PluginHost, build_plugin_host
 from policy.runtime.reports import ReportQueue
-from policy.runtime.snapshot import Snapshot
-from policy.sdk import ConfigError, QuotaArgs
-from policy.telemetry import Telemetry
+from policy.config.snapshot import Snapshot
+from policy.runtime.ratelimit import RateLimitDecision, RateLimitDescriptor, RequestError, decide
+from policy.sdk import AdapterError, Code, ConfigError, QuotaArgs, RateLimitHandler
+from policy.runtime.telemetry import Telemetry
 
 log = logging.getLogger("policy.service")
 
@@ -113,6 +116,10 @@ class ReloadStatus:
     failures: int = 0
 
 
+class RateLimitUnavailable(Exception):
+    """The rate-limit service cannot answer: not configured, or its handler cannot count."""
+
+
 class PolicyService:
     """A config path served through a swappable snapshot, with a report queue.
 
@@ -122,7 +129,7 @@ class PolicyService:
     :param retire_grace: seconds a retired snapshot stays open for in-flight requests.
     :param metrics_listen: ``HOST:PORT`` to serve the service's Prometheus metrics on while started.
     :param decision_log: send every decision through the report rules (True, or a configured
-        :class:`~policy.decision_log.DecisionLog`); None or False does not.
+        :class:`~policy.runtime.decision_log.DecisionLog`); None or False does not.
     """
 
     def __init__(
@@ -151,10 +158,12 @@ class PolicyService:
         self._started = False
         self._compiler: concurrent.futures.ThreadPoolExecutor | None = None
         self._reload_lock: asyncio.Lock | None = None
+        #: (snapshot, its rate-limit config, the handler that counts): checked once per snapshot.
+        self._rate_limiter: tuple[Any, Any, Any] = (None, None, None)
         self.metrics_listen = metrics_listen
         self.decision_log = DecisionLog() if decision_log is True else (decision_log or None)
         self.telemetry = Telemetry(self)
-        try:  # adapters export through the service's registry (BuildContext.extras["metrics_registry"])
+        try:  # adapters export through the service's registry (BuildContext.metrics_registry)
             self.host.build_extras.setdefault("metrics_registry", self.telemetry.registry)
         except ImportError:
             pass
@@ -185,8 +194,6 @@ class PolicyService:
 
     def load(self) -> Snapshot:
         """Load the config the first time; raises ConfigError when it is invalid."""
-        from policy.config import config_fingerprint, load_config
-
         fingerprint = config_fingerprint(self.config_path)
         snapshot = load_config(self.config_path, self.host, generation=1)
         self._fingerprint = fingerprint
@@ -229,8 +236,6 @@ class PolicyService:
             return await self._reload(force)
 
     async def _reload(self, force: bool) -> bool:
-        from policy.config import config_fingerprint, load_config
-
         try:
             fingerprint = await self._off_loop(config_fingerprint, self.config_path)
         except OSError as exc:
@@ -367,20 +372,68 @@ class PolicyService:
         quotas: Mapping[str, QuotaArgs] | None = None,
         *,
         api: str = "inprocess",
+        quota_specs: str | None = None,
     ) -> Decision:
         """Decide one request on the snapshot now in force.
 
         Transports pass their ``api`` (``native``, ``ext_authz`` ...): the decision is
         counted and timed under it, logged on ``policy.decisions`` and, with decision
         logging on, sent through the report rules.
+
+        :param quota_specs: charge the quotas the snapshot's QuotaSpec bindings give the
+            request too (Mixer's QuotaSpec / QuotaSpecBinding), with this deduplication id
+            (Envoy's ``request.id``); None charges only ``quotas``.
         """
         started = perf_counter()
         bag = attributes if isinstance(attributes, AttributeBag) else AttributeBag(attributes)
         dispatcher = self.dispatcher
+        if quota_specs is not None:
+            bindings = dispatcher.snapshot.quota_bindings
+            if bindings:
+                bound = binding_quotas(bindings, bag, quota_specs)
+                quotas = {**bound, **quotas} if quotas else bound
         decision = await dispatcher.check(bag, quotas)
         self.telemetry.observe_check(api, perf_counter() - started, decision)
         if self.decision_log is not None:
             self.decision_log.send(decision, bag, dispatcher)
+        return decision
+
+    async def rate_limit(self, domain: str, descriptors: Sequence[RateLimitDescriptor],
+                         hits_addend: int = 0) -> RateLimitDecision:
+        """Decide one rate-limit request with the snapshot's rate-limit config and its counting handler.
+
+        Raises :class:`RateLimitUnavailable` when no rate-limit service is configured or its
+        handler cannot count, :class:`~policy.runtime.ratelimit.RequestError` for a request
+        that cannot be answered as asked, and :class:`~policy.AdapterError` (its message
+        naming the handler) when the handler's backend cannot answer; each is counted.
+        """
+        snapshot = self.snapshot
+        backend = self._rate_limiter
+        if backend[0] is not snapshot:  # once per snapshot: a Protocol isinstance costs microseconds
+            config = snapshot.rate_limit
+            if config is None:
+                raise RateLimitUnavailable("no rate-limit service is configured (settings.rateLimit)")
+            entry = snapshot.handlers.get(config.settings.handler)
+            handler = entry.handler if entry is not None else None
+            if not isinstance(handler, RateLimitHandler):
+                raise RateLimitUnavailable(f"handler {config.settings.handler!r} cannot back the rate-limit service")
+            backend = self._rate_limiter = (snapshot, config, handler)
+        _, config, handler = backend
+        name = config.settings.handler
+        started = perf_counter()
+        try:
+            decision = await decide(config, handler, domain, descriptors, hits_addend)
+        except RequestError:
+            config.count("invalid_requests")
+            raise
+        except AdapterError as exc:
+            config.count("backend_errors")
+            self.telemetry.handler_failed(name, "ratelimit", exc.code == Code.DEADLINE_EXCEEDED)
+            raise AdapterError(exc.code, f"{name}: {exc.message}") from exc
+        except Exception:
+            config.count("service_errors")
+            raise
+        self.telemetry.observe_rate_limit(name, perf_counter() - started, decision.over_limit)
         return decision
 
     def report(self, batch: Sequence[AttributeBag | Mapping[str, Any]]) -> int:

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
 
-from policy.sdk.contracts import Documents, MetricsRegistry
+from policy.sdk.build_types import Documents, MetricsRegistry
 from policy.sdk.params import FieldError, NoParams
 from policy.sdk.results import CheckResult, QuotaArgs, QuotaResult
 

@@ -9,13 +9,14 @@ implements :class:`RateLimitHandler`; the host checks for it with ``isinstance``
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
-if TYPE_CHECKING:
-    from policy.sdk.adapter import Adapter
-    from policy.sdk.templates import Template
+from policy.sdk.build_types import Documents, MetricsRegistry
+
+from policy.sdk.adapter import Adapter
+from policy.sdk.templates import Template
 
 #: A rate-limit service counter: (id, hits, limit, window seconds).
 RateLimitCounter = tuple[str, int, int, float]
@@ -62,18 +63,6 @@ class ServiceView(Protocol):
         ...
 
 
-class MetricsRegistry(Protocol):
-    """A ``prometheus_client.CollectorRegistry`` (typed loosely: prometheus-client is optional)."""
-
-    def register(self, collector: Any) -> None:
-        """Add a collector; it is exported on ``--metrics-listen``."""
-        ...
-
-    def unregister(self, collector: Any) -> None:
-        """Remove a collector registered before."""
-        ...
-
-
 @runtime_checkable
 class RateLimitHandler(Protocol):
     """A handler that can back Envoy's rate-limit service (``settings.rateLimit.handler``).
@@ -93,8 +82,6 @@ class RateLimitHandler(Protocol):
 
 
 #: What ``BuildContext.documents`` holds: the config's documents no rule claims, each with ``_source``.
-Documents = Sequence[Mapping[str, Any]]
-
 __all__ = [
     "AdapterRegistrar", "Documents", "MetricsRegistry", "RateLimitAnswer", "RateLimitCounter",
     "RateLimitHandler", "ServiceView", "SnapshotView", "TemplateRegistrar",

@@ -17,12 +17,13 @@ A translator only: the ``CheckRequest`` becomes attributes
   with the decision's ``metadata`` (the policy's ``dynamic_metadata``) and ``decision_id``
   (a UUID, as OPA-Envoy's), so an access log can show why: ``%DYNAMIC_METADATA(envoy.filters.http.ext_authz:decision_id)%``.
 
-Quotas: the QuotaSpecs bound to the request (:mod:`policy.config.quota_specs`) are
-charged with ``request.id`` as deduplication id; an exhausted quota answers
-RESOURCE_EXHAUSTED / 429.
+Quotas: the service charges the QuotaSpecs bound to the request
+(:mod:`policy.config.quota_specs`; ``check(..., quota_specs=request.id)``) with
+``request.id`` as deduplication id; an exhausted quota answers RESOURCE_EXHAUSTED / 429.
 
 Translation follows a per-snapshot plan (:func:`plan_for`): only the attributes (and
-header keys) some expression of the config can read are translated. An attribute in the
+header keys) some expression of the config can read (``Snapshot.reads``, computed when the
+snapshot is built) are translated. An attribute in the
 plan is translated exactly as without one, so no decision or cache key can tell the
 difference; the others would only cost time.
 
@@ -52,10 +53,9 @@ from google.protobuf.message import DecodeError
 from google.rpc import status_pb2
 
 from policy.attributes import AttributeBag
-from policy.config.quota_specs import binding_quotas
 from policy.runtime.decision import Decision
 from policy.runtime.service import PolicyService
-from policy.runtime.snapshot import Snapshot
+from policy.config.snapshot import Snapshot
 from policy.sdk import Code, HeaderOperation, HeaderOperationKind, http_status
 from policy.servers._grpc import add_unary_handlers
 from policy.servers.envoy_attributes import FULL, Plan, TranslationError, check_request_attributes
@@ -193,49 +193,14 @@ def request_bag(request: Any, plan: Plan = FULL) -> AttributeBag:
     return AttributeBag.trusted(check_request_attributes(request, plan))
 
 
-def _reads(snapshot: Snapshot) -> set[tuple[str, str | None]] | None:
-    """Every attribute (and map key) an expression of ``snapshot`` can read; None when unsure."""
-    reads: set[tuple[str, str | None]] = set()
-    if any(rule.namespace != snapshot.root_namespace for rule in snapshot.rules):
-        # Only then does the dispatcher read the namespace a request is for.
-        reads.update((name, None) for name in snapshot.identity_attributes)
-
-    def add(expression: Any) -> bool:
-        if expression is None:
-            return True
-        if isinstance(expression, Mapping):  # an instance's value map or nested group
-            return all(add(e) for e in expression.values())
-        referenced = getattr(expression, "referenced", None)
-        if referenced is None:
-            return False
-        reads.update(referenced)
-        return True
-
-    for rule in snapshot.rules:
-        ok = add(rule.match) and all(add(v) for op in (*rule.request_header_operations,
-                                                       *rule.response_header_operations) for v in op.values)
-        if not ok:
-            return None
-    # Every instance (report rules too: the decision log sends checks through them).
-    if not all(add(builder.fields) for builder in snapshot.instances.values()):
-        return None
-    if not all(add(action_builder.fields) for rule in snapshot.rules
-               for action in (*rule.check_actions, *rule.quota_actions, *rule.report_actions)
-               for action_builder in action.instances):
-        return None
-    if not all(add(binding.match) for binding in snapshot.quota_bindings):
-        return None
-    return reads
-
-
 _plans: weakref.WeakKeyDictionary[Snapshot, Plan] = weakref.WeakKeyDictionary()
 
 
 def plan_for(snapshot: Snapshot) -> Plan:
-    """The translation plan of a snapshot: only what its expressions can read (computed once)."""
+    """The translation plan of a snapshot: only what its expressions can read (``Snapshot.reads``), made once."""
     plan = _plans.get(snapshot)
     if plan is None:
-        reads = _reads(snapshot)
+        reads = snapshot.reads
         plan = _plans[snapshot] = FULL if reads is None else Plan.for_reads(reads)
     return plan
 
@@ -272,9 +237,9 @@ class AuthorizationServicer:
         except TranslationError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         try:
-            bindings = snapshot.quota_bindings
-            quotas = binding_quotas(bindings, bag, request.attributes.request.http.id) if bindings else None
-            decision = await service.check(bag, quotas, api="ext_authz")
+            # The request id deduplicates QuotaSpec charges; read only when the snapshot binds any.
+            dedup = request.attributes.request.http.id if snapshot.quota_bindings else None
+            decision = await service.check(bag, api="ext_authz", quota_specs=dedup)
             if decision.status.code not in _ERROR_CODES:
                 return encode_check_response(decision)
             failure = decision.message

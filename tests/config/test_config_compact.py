@@ -6,7 +6,7 @@ import pytest
 
 from policy.attributes import AttributeBag
 from policy.config import load_config, parse_config
-from policy.runtime.snapshot import CacheSettings
+from policy.config.snapshot import CacheSettings
 from policy.sdk import ConfigError, FailMode, HeaderOperationKind, ListEntry
 
 CONFIG = """

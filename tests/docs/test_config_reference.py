@@ -11,7 +11,7 @@ from policy import describe_params
 from policy.config.compact import COMPACT_KEYS, HANDLER_KEYS, INSTANCE_KEYS, RULE_KEYS
 from policy.config.model import DEFAULT_TIMEOUT, CacheParams, SettingsParams
 from policy.config.rulebody import ACTION_KEYS, HEADER_OP_KEYS
-from policy.ratelimit.config import RateLimitSettings
+from policy.config.ratelimit.limits import RateLimitSettings
 from policy.sdk import FailMode, HeaderOperationKind
 
 PAGE = (Path(__file__).resolve().parents[2] / "docs" / "config-reference.md").read_text()

@@ -222,3 +222,20 @@ async def test_charge_and_deduplication_by_request_id(server):
     # a request no clause matches charges nothing
     assert (await stub.Check(check_request(method="PUT", host="books.shop", request_id="x"))).status.code == 0
     assert handler(server, "counter").stats["calls"] == 5
+
+
+async def test_the_service_charges_quota_specs_when_asked(policy_config, policy_service_factory):
+    """``PolicyService.check(..., quota_specs=id)`` charges the bound specs; transports only pass the id."""
+    directory = policy_config(POLICY)
+    (directory / "quotas.yaml").write_text(QUOTAS)
+    service = await policy_service_factory(directory)
+    post = {"request.host": "books.shop", "request.method": "POST", "source.ip": b"\x0a\x00\x00\x01"}
+    # Without quota_specs nothing is charged, whatever the bindings say.
+    assert (await service.check(dict(post))).code.name == "OK"
+    counter = service.snapshot.handlers["counter"].handler
+    assert counter.stats["calls"] == 0
+    assert (await service.check(dict(post), quota_specs="p1")).code.name == "OK"
+    assert (await service.check(dict(post), quota_specs="p1")).code.name == "OK"  # a retry: deduplicated
+    assert counter.stats["calls"] == 2 and counter.stats["deduplicated"] == 1
+    denied = await service.check(dict(post), quota_specs="p2")  # 2 + 2 > 3
+    assert denied.code.name == "RESOURCE_EXHAUSTED"

@@ -68,3 +68,12 @@ def rls_config(tmp_path):
 def rls_stub():
     """``rls_stub(running)`` → Envoy's RateLimitServiceStub on a running server's TCP channel."""
     return lambda running: rls_pb2_grpc.RateLimitServiceStub(running.channel())
+
+
+async def should_rate_limit(config, handler, request):
+    """One RateLimitRequest decided by the runtime and translated back, as the server does it."""
+    from policy.runtime.ratelimit import decide
+    from policy.servers.ratelimit import descriptors_from_request, response_from_decision
+
+    decision = await decide(config, handler, request.domain, descriptors_from_request(request), request.hits_addend)
+    return response_from_decision(request, decision)

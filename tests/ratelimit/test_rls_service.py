@@ -165,7 +165,7 @@ async def test_health_answers_for_ratelimit_as_the_reference_registers_it(server
 
 
 async def test_per_key_statistics_are_exported_and_bounded(stub, server, monkeypatch):
-    from policy.ratelimit import stats
+    from policy.config.ratelimit import stats
 
     for _ in range(4):
         await stub.ShouldRateLimit(request(descriptor(("remote_address", "10.1.1.1"))))

@@ -87,13 +87,23 @@ def test_the_sdk_contract_is_typed_where_it_was_not() -> None:
         assert "Awaitable" in hint, f"Handler.{method} must allow async overrides: {hint}"
 
 
+def test_the_plugin_host_is_what_config_needs(tmp_path: Path, mypy_cache: Path) -> None:
+    """Config depends on its Catalog protocol only; the runtime's plugin host must satisfy it."""
+    (tmp_path / "catalog.py").write_text(
+        "from policy.config.catalog import Catalog\n"
+        "from policy.runtime.plugins import PluginHost\n\n\n"
+        "def catalog(host: PluginHost) -> Catalog:\n"
+        "    return host\n")
+    mypy(tmp_path, mypy_cache, "catalog.py")
+
+
 def test_the_host_hands_hooks_what_the_protocols_promise(tmp_path: Path, mypy_cache: Path) -> None:
     """The service, snapshot and registries the host passes to hooks meet the SDK's protocols."""
     (tmp_path / "views.py").write_text(
         "from policy import AdapterRegistrar, ServiceView, SnapshotView, TemplateRegistrar\n"
         "from policy.runtime.registry import AdapterRegistry, TemplateRegistry\n"
         "from policy.runtime.service import PolicyService\n"
-        "from policy.runtime.snapshot import Snapshot\n\n\n"
+        "from policy.config.snapshot import Snapshot\n\n\n"
         "def views(service: PolicyService, snapshot: Snapshot, adapters: AdapterRegistry,\n"
         "          templates: TemplateRegistry) -> tuple[ServiceView, SnapshotView, AdapterRegistrar,"
         " TemplateRegistrar]:\n"

@@ -9,7 +9,7 @@ import logging
 import textwrap
 
 from policy.attributes import AttributeBag
-from policy.decision_log import MASK, DecisionLog
+from policy.runtime.decision_log import MASK, DecisionLog
 from policy.logs import JsonFormatter
 from policy.runtime.decision import Decision
 from policy.sdk import Code, Status

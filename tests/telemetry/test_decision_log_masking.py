@@ -11,7 +11,7 @@ import pytest
 
 from policy import Code, Status
 from policy.attributes import AttributeBag
-from policy.decision_log import MASK, DecisionLog, with_extra_masks
+from policy.runtime.decision_log import MASK, DecisionLog, with_extra_masks
 from policy.logs import CLIP_CHARS, clip
 from policy.runtime.decision import Decision
 

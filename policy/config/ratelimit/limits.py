@@ -33,7 +33,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from policy.ratelimit.stats import RateLimitStats
+from policy.config.ratelimit.stats import RateLimitStats
 from policy.sdk import param
 
 #: Seconds per unit (the reference's divider: a month is 30 days, a year 365).
@@ -152,7 +152,7 @@ class RateLimitConfig:
 
     @property
     def stats(self) -> dict[str, int]:
-        """Every counter by name (``total_hits``, ``shop.path.over_limit`` ...): see :mod:`policy.ratelimit.stats`."""
+        """Every counter by name (``total_hits``, ``shop.path.over_limit`` ...): see :mod:`policy.config.ratelimit.stats`."""
         assert self.statistics is not None
         return self.statistics.flat()
 

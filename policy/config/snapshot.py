@@ -2,7 +2,8 @@
 
 A snapshot is immutable once built and is swapped atomically on reload; in-flight
 requests finish on the snapshot they started with. ``policy.config`` builds
-snapshots; the dispatcher only reads them.
+snapshots; the runtime (dispatcher, service) and the transports only read them.
+These types live in the config layer so config never imports the runtime.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from typing import Any
 from policy.attributes import Vocabulary
 from policy.logs import clip
 from policy.expr import AttributeNotFound, CompiledExpression
-from policy.sdk import Adapter, ConfigIssue, FailMode, Handler, HeaderOperationKind, Template, ValueMap, Variety
+from policy.sdk import Adapter, ConfigError, ConfigIssue, FailMode, Handler, HeaderOperationKind, Template, ValueMap, Variety
 
-log = logging.getLogger("policy.runtime")
+log = logging.getLogger("policy.runtime")  # the dispatcher's logger: rule match failures are request-time events
 
 #: Attributes that name the namespace a request is for, in order of preference.
 DEFAULT_IDENTITY_ATTRIBUTES: tuple[str, ...] = ("destination.namespace", "destination.service.namespace")
@@ -233,12 +234,16 @@ class Snapshot:
     identity_attributes: tuple[str, ...] = DEFAULT_IDENTITY_ATTRIBUTES
     quota_bindings: Sequence[QuotaBinding] = ()
     cache: CacheSettings = field(default_factory=CacheSettings)
-    #: The Envoy rate-limit service's config (:class:`policy.ratelimit.RateLimitConfig`), or None.
+    #: The Envoy rate-limit service's config (:class:`policy.config.ratelimit.RateLimitConfig`), or None.
     rate_limit: Any = None
     warnings: Sequence[ConfigIssue] = ()
     sources: Sequence[str] = ()
     #: What a match expression that raises means (``settings.matchErrors``).
     match_errors: MatchErrors = MatchErrors.NO_MATCH
+    #: Every attribute (and map key) an expression of this snapshot can read, as ``(name, None)``
+    #: or ``(map name, key)``; None when some expression cannot say. Computed when built, so
+    #: a transport can translate only what can be read.
+    reads: frozenset[tuple[str, str | None]] | None = field(init=False, repr=False)
     _check_index: "_RuleIndex" = field(init=False, repr=False)
     _report_index: "_RuleIndex" = field(init=False, repr=False)
     _closed: bool = field(default=False, init=False, repr=False)
@@ -251,6 +256,40 @@ class Snapshot:
              or r.request_header_operations or r.response_header_operations],
             self.root_namespace)
         self._report_index = _RuleIndex([r for r in self.rules if r.report_actions], self.root_namespace)
+        self.reads = self._reads()
+
+    def _reads(self) -> frozenset[tuple[str, str | None]] | None:
+        reads: set[tuple[str, str | None]] = set()
+        if any(rule.namespace != self.root_namespace for rule in self.rules):
+            # Only then are the identity attributes read (see _RuleIndex.rules_for).
+            reads.update((name, None) for name in self.identity_attributes)
+
+        def add(expression: Any) -> bool:
+            if expression is None:
+                return True
+            if isinstance(expression, Mapping):  # an instance's value map or nested group
+                return all(add(e) for e in expression.values())
+            referenced = getattr(expression, "referenced", None)
+            if referenced is None:
+                return False
+            reads.update(referenced)
+            return True
+
+        for rule in self.rules:
+            if not (add(rule.match) and all(add(v) for op in (*rule.request_header_operations,
+                                                               *rule.response_header_operations)
+                                            for v in op.values)):
+                return None
+        # Every instance (report rules too: the decision log sends checks through them).
+        if not all(add(builder.fields) for builder in self.instances.values()):
+            return None
+        if not all(add(action_builder.fields) for rule in self.rules
+                   for action in (*rule.check_actions, *rule.quota_actions, *rule.report_actions)
+                   for action_builder in action.instances):
+            return None
+        if not all(add(binding.match) for binding in self.quota_bindings):
+            return None
+        return frozenset(reads)
 
     def namespace_of(self, bag: Any) -> str | None:
         """The namespace a request is for (the first identity attribute present), recording reads."""
@@ -270,8 +309,6 @@ class Snapshot:
 
     async def start(self) -> None:
         """Start every handler; the first failure raises ConfigError naming the handler."""
-        from policy.sdk import ConfigError
-
         results = await asyncio.gather(*(h.start() for h in self.handlers.values()), return_exceptions=True)
         issues = [
             ConfigIssue(entry.source, f"handler/{entry.name}", "", f"failed to start: {type(r).__name__}: {r}")

@@ -2,8 +2,10 @@
 
 Config (see the README): RLS documents in envoyproxy/ratelimit's format (a top-level
 ``domain`` key), anywhere in the config, and ``settings.rateLimit`` naming the
-memquota or redisquota handler that counts. :mod:`policy.ratelimit.config` reads
-the documents, :mod:`policy.ratelimit.service` answers ``ShouldRateLimit``.
+memquota or redisquota handler that counts. :mod:`policy.config.ratelimit.limits` reads
+the documents (:mod:`policy.config.ratelimit.loading` hooks them into config loading),
+:mod:`policy.runtime.ratelimit` decides a request (``PolicyService.rate_limit``) and
+:mod:`policy.servers.ratelimit` translates ``ShouldRateLimit`` to and from it.
 
 A handler backs the service by implementing
 ``rate_limit_count(counters, stop_when_over=False) -> [(count_after, reset_seconds)]``
@@ -16,7 +18,7 @@ over are charged), and ``hits == 0`` only reads. It raises
 
 from __future__ import annotations
 
-from policy.ratelimit.config import (
+from policy.config.ratelimit.limits import (
     RateLimit,
     RateLimitConfig,
     RateLimitSettings,

@@ -37,15 +37,15 @@ import bisect
 import logging
 import threading
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from policy.decision_log import log_decision
+from policy.runtime.decision_log import log_decision
+from policy.config.ratelimit.stats import STATS
 from policy.sdk import Code
 
-if TYPE_CHECKING:
-    from policy.runtime.cache import DecisionCache
-    from policy.runtime.decision import Decision
-    from policy.sdk import QuotaResult
+from policy.runtime.cache import DecisionCache
+from policy.runtime.decision import Decision
+from policy.sdk import QuotaResult
 
 log = logging.getLogger("policy.telemetry")
 
@@ -340,7 +340,7 @@ class _ServiceCollector:
 
 
     def _rate_limit(self) -> Iterator[Any]:
-        """The rate-limit service's per-key statistics (envoyproxy/ratelimit's, bounded: see policy.ratelimit.stats)."""
+        """The rate-limit service's per-key statistics (envoyproxy/ratelimit's, bounded: see policy.config.ratelimit.stats)."""
         try:
             config = getattr(self._service.snapshot, "rate_limit", None) if self._service is not None else None
         except RuntimeError:  # no config loaded yet
@@ -348,8 +348,6 @@ class _ServiceCollector:
         statistics = getattr(config, "statistics", None)
         if statistics is None:
             return
-        from policy.ratelimit.stats import STATS
-
         rows = dict(statistics.by_key)
         for index, stat in enumerate(STATS):
             yield _counter(f"policy_ratelimit_{stat}", f"Rate-limit service hits counted as {stat}, by limit key.",

@@ -8,20 +8,19 @@ and its handler resolved, and every problem joins the config's other errors.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from policy.config.references import display_name
 from policy.config.shape import Reporter, Where
-from policy.ratelimit.config import RateLimitConfig, RateLimitSettings, compile_rate_limit, is_ratelimit_document
+from policy.config.ratelimit.limits import RateLimitConfig, RateLimitSettings, compile_rate_limit, is_ratelimit_document
 from policy.sdk import ParamsError, parse_params
 
-if TYPE_CHECKING:
-    from policy.config.documents import Document
-    from policy.config.model import ConfigModel, ParseState
-    from policy.runtime.plugins import PluginHost
+from policy.config.documents import Document
+from policy.config.model import ConfigModel, ParseState
+from policy.config.catalog import Catalog
 
 
-def read_rate_limit(documents: list[Document], state: ParseState, host: PluginHost) -> RateLimitConfig | None:
+def read_rate_limit(documents: list[Document], state: ParseState, host: Catalog) -> RateLimitConfig | None:
     """Read the RLS documents and ``settings.rateLimit``; None when the service is not configured."""
     reporter: Reporter = state.reporter
     rls = [doc for doc in documents if is_ratelimit_document(doc.data)]

@@ -1,4 +1,8 @@
-"""Answering ``ShouldRateLimit``: limits looked up, counters charged through the backing handler.
+"""Deciding a rate-limit request: limits looked up, counters charged through the backing handler.
+
+Transport-neutral: :func:`decide` takes a domain and ``RateLimitDescriptor`` tuples
+and answers a :class:`RateLimitDecision`; :mod:`policy.servers.ratelimit` translates
+Envoy's ``ShouldRateLimit`` to and from them.
 
 Semantics (envoyproxy/ratelimit's, see ``src/service/ratelimit.go``,
 ``src/limiter/base_limiter.go`` and ``src/redis/fixed_cache_impl.go``):
@@ -29,18 +33,13 @@ from __future__ import annotations
 import hashlib
 import inspect
 import math
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
 
-from envoy.service.ratelimit.v3 import rls_pb2
-
-from policy.ratelimit.config import UNIT_SECONDS, RateLimit, RateLimitConfig
-from policy.ratelimit.stats import NEAR_LIMIT, OVER_LIMIT as OVER, SHADOW_MODE, TOTAL_HITS, WITHIN_LIMIT
+from policy.config.ratelimit.limits import UNIT_SECONDS, RateLimit, RateLimitConfig
+from policy.config.ratelimit.stats import NEAR_LIMIT, OVER_LIMIT as OVER, SHADOW_MODE, TOTAL_HITS, WITHIN_LIMIT
 from policy.sdk import AdapterError, Code
 
-OK = rls_pb2.RateLimitResponse.OK
-OVER_LIMIT = rls_pb2.RateLimitResponse.OVER_LIMIT
-_UNIT_NAMES = {v: k for k, v in rls_pb2.RateLimitResponse.RateLimit.Unit.items()}
 UNLIMITED_REMAINING = 2 ** 32 - 1
 
 
@@ -48,25 +47,46 @@ class RequestError(ValueError):
     """A request that cannot be answered as asked (answered INVALID_ARGUMENT)."""
 
 
-def _entries(descriptor: Any) -> list[tuple[str, str]]:
-    return [(e.key, e.value) for e in descriptor.entries]
+#: One request descriptor: ``(entries, limit, hits_addend)``. ``entries`` are ``(key, value)``
+#: pairs; ``limit`` the descriptor's own ``(requests_per_unit, unit name)`` (``SECOND`` ...
+#: ``YEAR``; anything else is a :class:`RequestError`) or None; ``hits_addend`` None means the
+#: request's hits apply. A plain tuple: one is made per descriptor of every request.
+RateLimitDescriptor = tuple[Sequence[tuple[str, str]], tuple[int, str] | None, int | None]
+
+#: The answer for one descriptor: ``(over_limit, limit, remaining, reset_seconds)``. ``limit``
+#: is the limit that applied (None when none did, or it is unlimited); ``reset_seconds`` is
+#: None when no counter was charged. A plain tuple, as above.
+DescriptorStatus = tuple[bool, RateLimit | None, int, int | None]
 
 
-def _limits(config: RateLimitConfig, request: Any) -> list[RateLimit | None]:
+class RateLimitDecision(NamedTuple):
+    """The answer to one rate-limit request.
+
+    ``headers`` are the response headers to add; ``metadata`` is None unless the config asks
+    for dynamic metadata, then the merged ``metadata`` of the descriptors within their limit.
+    """
+
+    over_limit: bool
+    statuses: list[DescriptorStatus]
+    headers: list[tuple[str, str]]
+    metadata: dict[str, Any] | None
+
+
+def _limits(config: RateLimitConfig, domain: str,
+            descriptors: Sequence[RateLimitDescriptor]) -> list[RateLimit | None]:
     limits: list[RateLimit | None] = []
-    known = request.domain in config.domains
-    for index, descriptor in enumerate(request.descriptors):
-        entries = _entries(descriptor)
+    known = domain in config.domains
+    for index, (entries, own, _) in enumerate(descriptors):
         if not known:
             limits.append(None)
-        elif descriptor.HasField("limit"):
-            unit = _UNIT_NAMES.get(descriptor.limit.unit, "UNKNOWN")
+        elif own is not None:
+            requests_per_unit, unit = own
             if unit not in UNIT_SECONDS:
                 raise RequestError(f"descriptors[{index}].limit.unit: not a rate limit unit ({unit})")
-            key = f"{request.domain}." + ".".join(f"{k}_{v}" if v else k for k, v in entries)
-            limits.append(RateLimit(descriptor.limit.requests_per_unit, unit, key, stats_key=key))
+            key = f"{domain}." + ".".join(f"{k}_{v}" if v else k for k, v in entries)
+            limits.append(RateLimit(requests_per_unit, unit, key, stats_key=key))
         else:
-            limits.append(config.lookup(request.domain, entries))
+            limits.append(config.lookup(domain, entries))
     replaced = {name for limit in limits if limit is not None for name in limit.replaces}
     if replaced:
         # An unlimited limit stays unlimited (the reference sets it aside before replacing).
@@ -78,7 +98,7 @@ def _limits(config: RateLimitConfig, request: Any) -> list[RateLimit | None]:
 _ESCAPES = str.maketrans({c: f"%{ord(c):02X}" for c in "%|=,{}\n\r\t :"})
 
 
-def _counter_id(domain: str, entries: list[tuple[str, str]], limit: RateLimit) -> str:
+def _counter_id(domain: str, entries: Sequence[tuple[str, str]], limit: RateLimit) -> str:
     """A counter id from request values: escaped (no hash-tag braces survive), hashed when long.
 
     share_threshold entries are counted by their wildcard instead of the request's value.
@@ -101,22 +121,6 @@ async def _count(handler: Any, counters: list[tuple[str, int, int, float]], stop
     if inspect.isawaitable(answers):
         answers = await answers
     return list(answers)
-
-
-_UNIT_VALUES = dict(rls_pb2.RateLimitResponse.RateLimit.Unit.items())
-#: current_limit messages by (name, requests_per_unit, unit): built once (bounded: cleared when full).
-_CURRENT_LIMITS: dict[tuple[str, int, str], Any] = {}
-
-
-def _current_limit(limit: RateLimit) -> Any:
-    key = (limit.name, limit.requests_per_unit, limit.unit)
-    message = _CURRENT_LIMITS.get(key)
-    if message is None:
-        if len(_CURRENT_LIMITS) >= 10_000:
-            _CURRENT_LIMITS.clear()
-        message = _CURRENT_LIMITS[key] = rls_pb2.RateLimitResponse.RateLimit(
-            name=limit.name, requests_per_unit=limit.requests_per_unit, unit=_UNIT_VALUES[limit.unit])
-    return message
 
 
 def _reset_seconds(limit: RateLimit, reset: float) -> int:
@@ -162,96 +166,84 @@ def _merge(dest: dict[str, Any], src: Mapping[str, Any]) -> None:
             dest[key] = dict(value) if isinstance(value, Mapping) else value
 
 
-def _dynamic_metadata(request: Any, passed: list[int], limits: list[RateLimit | None], response: Any) -> None:
-    descriptors = []
-    for descriptor in request.descriptors:
-        item: dict[str, Any] = {"entries": [f"{e.key}={e.value}" for e in descriptor.entries]}
-        if descriptor.HasField("limit"):
-            item["limit"] = str(descriptor.limit).replace("\n", " ").strip()
-        if descriptor.HasField("hits_addend"):
-            item["hitsAddend"] = float(descriptor.hits_addend.value)
-        descriptors.append(item)
-    fields: dict[str, Any] = {"domain": request.domain, "descriptors": descriptors}
-    if request.hits_addend:
-        fields["hitsAddend"] = float(request.hits_addend)
+def _merged_metadata(passed: list[int], limits: list[RateLimit | None]) -> dict[str, Any]:
     merged: dict[str, Any] = {}
     for i in passed:
         limit = limits[i]
         if limit is not None and limit.metadata:
             _merge(merged, limit.metadata)
-    if merged:
-        fields["metadata"] = merged
-    response.dynamic_metadata.update(fields)
+    return merged
 
 
-async def should_rate_limit(config: RateLimitConfig, handler: Any, request: Any) -> Any:
-    """Answer one RateLimitRequest; raises RequestError (bad request) or AdapterError (backend down)."""
-    if not request.domain:
+async def decide(config: RateLimitConfig, handler: Any, domain: str,
+                 descriptors: Sequence[RateLimitDescriptor], hits_addend: int = 0) -> RateLimitDecision:
+    """Decide one rate-limit request; raises RequestError (bad request) or AdapterError (backend down)."""
+    if not domain:
         raise RequestError("rate limit domain must not be empty")
-    if not request.descriptors:
+    if not descriptors:
         raise RequestError("rate limit descriptor list must not be empty")
     settings = config.settings
-    limits = _limits(config, request)
-    default_hits = max(1, request.hits_addend)
+    limits = _limits(config, domain, descriptors)
+    default_hits = max(1, hits_addend)
     indexes: list[int] = []
     counters: list[tuple[str, int, int, float]] = []
-    for i, (descriptor, limit) in enumerate(zip(request.descriptors, limits)):
+    for i, ((entries, _, own_hits), limit) in enumerate(zip(descriptors, limits)):
         if limit is None or limit.unlimited:
             continue
-        hits = descriptor.hits_addend.value if descriptor.HasField("hits_addend") else default_hits
+        hits = own_hits if own_hits is not None else default_hits
         indexes.append(i)
-        counters.append((_counter_id(request.domain, _entries(descriptor), limit), hits, limit.requests_per_unit,
-                         float(limit.window)))
+        counters.append((_counter_id(domain, entries, limit), hits, limit.requests_per_unit, float(limit.window)))
     answers = dict(zip(indexes, await _count(handler, counters, settings.stop_increment_when_over_limit)))
-    response = rls_pb2.RateLimitResponse(overall_code=OK)
-    closest: tuple[int, Any, RateLimit] | None = None
+    statuses: list[DescriptorStatus] = []
+    closest: tuple[int, DescriptorStatus] | None = None
     failed = failed_quota = quota_total = 0
     passed: list[int] = []
     hits_of = dict(zip(indexes, (c[1] for c in counters)))
     for i, limit in enumerate(limits):
         if limit is None:
-            response.statuses.add(code=OK)
+            statuses.append((False, None, 0, None))
             passed.append(i)
             continue
         if limit.unlimited:
-            response.statuses.add(code=OK, limit_remaining=UNLIMITED_REMAINING)
+            statuses.append((False, None, UNLIMITED_REMAINING, None))
             continue
         after, reset = answers[i]
         hits = hits_of[i]
         before = after - hits
         over = after > limit.requests_per_unit
-        _record(config, limit, request.domain, before if before >= 0 else limit.requests_per_unit, after, hits, over)
-        status = response.statuses.add()
-        status.code = OVER_LIMIT if over and not limit.shadow_mode else OK
-        status.current_limit.CopyFrom(_current_limit(limit))
-        status.limit_remaining = 0 if over else min(limit.requests_per_unit - after, UNLIMITED_REMAINING)
-        status.duration_until_reset.seconds = _reset_seconds(limit, reset)
+        _record(config, limit, domain, before if before >= 0 else limit.requests_per_unit, after, hits, over)
+        denied = over and not limit.shadow_mode
+        remaining = 0 if over else min(limit.requests_per_unit - after, UNLIMITED_REMAINING)
+        status = (denied, limit, remaining, _reset_seconds(limit, reset))
+        statuses.append(status)
         quota = settings.quota_mode or limit.quota_mode
         quota_total += quota
-        if closest is None or status.limit_remaining < closest[0]:
-            closest = (status.limit_remaining, status, limit)
-        if status.code == OVER_LIMIT:
+        if closest is None or remaining < closest[0]:
+            closest = (remaining, status)
+        if denied:
             if quota:
                 failed_quota += 1
             else:
                 failed += 1
-                closest = (-1, status, limit)
+                closest = (-1, status)
         else:
             passed.append(i)
-    if failed or (quota_total and quota_total == failed_quota):
-        response.overall_code = OVER_LIMIT
+    over_limit = bool(failed or (quota_total and quota_total == failed_quota))
+    headers: list[tuple[str, str]] = []
     if settings.response_headers and closest is not None:
-        _, status, limit = closest
-        for name, value in ((settings.limit_header, str(limit.requests_per_unit)),
-                            (settings.remaining_header, str(status.limit_remaining)),
-                            (settings.reset_header, str(status.duration_until_reset.seconds))):
-            response.response_headers_to_add.add(key=name, value=value)
-    if response.overall_code == OVER_LIMIT and settings.shadow_mode:
-        response.overall_code = OK
+        _, closest_limit, closest_remaining, closest_reset = closest[1]
+        assert closest_limit is not None
+        headers = [(settings.limit_header, str(closest_limit.requests_per_unit)),
+                   (settings.remaining_header, str(closest_remaining)),
+                   (settings.reset_header, str(closest_reset))]
+    if over_limit and settings.shadow_mode:
+        over_limit = False
         config.count("global_shadow_mode")
-    if settings.response_dynamic_metadata:
-        _dynamic_metadata(request, passed, limits, response)
-    return response
+    metadata = _merged_metadata(passed, limits) if settings.response_dynamic_metadata else None
+    return RateLimitDecision(over_limit, statuses, headers, metadata)
 
 
-__all__ = ["AdapterError", "Code", "RequestError", "should_rate_limit"]
+__all__ = [
+    "AdapterError", "Code", "DescriptorStatus", "RateLimitDecision", "RateLimitDescriptor", "RequestError",
+    "UNLIMITED_REMAINING", "decide",
+]

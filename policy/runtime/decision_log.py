@@ -47,14 +47,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import unquote_plus
 
 from policy.attributes import AttributeBag
 from policy.logs import CLIP_CHARS, clip
 
-if TYPE_CHECKING:
-    from policy.runtime.decision import Decision
+from policy.runtime.decision import Decision
 
 #: What a masked value is replaced with.
 MASK = "[masked]"
