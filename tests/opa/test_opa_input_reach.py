@@ -167,7 +167,7 @@ async def test_unbounded_policies_get_the_whole_document(policy_config: Any, pol
 
 def test_decision_log_masks_envoys_attribute_context() -> None:
     """The AttributeContext by path (headers, body, JWT payloads) never reaches a decision log in clear."""
-    from policy.decision_log import MASK, DecisionLog
+    from policy.runtime.decision_log import MASK, DecisionLog
     from policy.runtime.decision import Decision
     from policy.servers.envoy_attributes import check_request_attributes
 
