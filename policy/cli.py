@@ -105,23 +105,50 @@ def _listen_address(ctx: click.Context, param: click.Parameter, value: str | Non
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
 @click.option("--no-autoload", is_flag=True, help="Load only built-in adapters (like POLICY_DISABLE_PLUGIN_AUTOLOAD=1).")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Serving processes sharing the TCP listen addresses (SO_REUSEPORT), one per core;"
+                   " above 1, Unix sockets, port 0 and memquota handlers are refused.")
+@click.option("--worker-index", default=None, type=int, hidden=True)
 @_PATH_NORMALIZATION
 def serve(config_path: Path, listen: tuple[str, ...], watch_interval: float, grace: float,
           metrics_listen: str | None, decision_log: bool, log_level: str, no_autoload: bool,
-          path_normalization: str) -> None:
+          workers: int, worker_index: int | None, path_normalization: str) -> None:
     """Serve the native, Envoy and health gRPC APIs on CONFIG until SIGTERM."""
     from policy.runtime.service import PolicyService
     from policy.sdk import ConfigError
     from policy.servers.app import DEFAULT_LISTEN, PolicyServer, run_until_signal
+    from policy.servers.workers import metrics_address_for, run_workers, worker_listen_problems
 
     _setup_logging(log_level)
+    listen = listen or (DEFAULT_LISTEN,)
+    if workers > 1:
+        for problem in worker_listen_problems(listen):
+            click.echo(f"error: --workers {workers}: {problem}", err=True)
+        if worker_listen_problems(listen):
+            sys.exit(EXIT_USAGE)
+    if worker_index is not None:
+        metrics_listen = metrics_address_for(metrics_listen, worker_index)
     service = PolicyService(config_path, _host(no_autoload), watch_interval=watch_interval,
-                            metrics_listen=metrics_listen, decision_log=decision_log)
+                            metrics_listen=metrics_listen, decision_log=decision_log, workers=workers)
     try:
         snapshot = service.load()
     except ConfigError as exc:
         _fail_config(exc)
-    server = PolicyServer(service, listen or [DEFAULT_LISTEN], registrars=_registrars(path_normalization))
+    if workers > 1 and worker_index is None:  # the supervisor: the config loads, now start the workers
+
+        def worker_args(index: int) -> list[str]:
+            args = ["--config", str(config_path), "--watch-interval", str(watch_interval), "--grace", str(grace),
+                    "--log-level", log_level, "--path-normalization", path_normalization,
+                    "--workers", str(workers), "--worker-index", str(index)]
+            args += [part for address in listen for part in ("--listen", address)]
+            args += ["--metrics-listen", metrics_listen] if metrics_listen else []
+            args += ["--decision-log"] if decision_log else []
+            args += ["--no-autoload"] if no_autoload else []
+            return args
+
+        del service, snapshot  # each worker loads its own
+        sys.exit(run_workers(workers, worker_args, grace))
+    server = PolicyServer(service, listen, registrars=_registrars(path_normalization), reuse_port=workers > 1)
 
     def ready(addresses: list[str]) -> None:
         click.echo(f"policy: loaded {config_path} (generation {snapshot.generation}):"
