@@ -388,7 +388,7 @@ class PolicyService:
         dispatcher = self.dispatcher
         decision = await dispatcher.check(bag, quotas)
         self.telemetry.observe_check(api, perf_counter() - started, decision)
-        if self.decision_log is not None:
+        if self.decision_log is not None and dispatcher.reports_anything:  # else its record would go nowhere
             self.decision_log.send(decision, bag, dispatcher)
         return decision
 
