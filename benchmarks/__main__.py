@@ -35,6 +35,9 @@ def main(argv: list[str] | None = None) -> int:
         module = importlib.import_module(f"benchmarks.bench_{name}")
         module.run(quick=args.quick)
         sys.stdout.flush()
+    from benchmarks._summary import print_table
+
+    print_table()
     print(f"\nall benchmarks done in {time.monotonic() - started:.1f}s")
     return 0
 

@@ -55,8 +55,11 @@ def h2load_available() -> bool:
 
 
 def run_h2load(address: str, method_path: str, request: bytes, *, requests: int, concurrency: int,
-               rate: int | None = None, max_seconds: float = 30.0) -> LoadResult:
-    """Drive ``method_path`` on a TCP or ``unix:`` address with h2load; per-request times from its log."""
+               rate: int | None = None, max_seconds: float = 30.0, connections: int = 1) -> LoadResult:
+    """Drive ``method_path`` on a TCP or ``unix:`` address with h2load; per-request times from its log.
+
+    ``concurrency`` is the streams in flight per connection (``connections`` of them) without ``rate``.
+    """
     with tempfile.TemporaryDirectory() as tmp:
         body = Path(tmp, "body")
         body.write_bytes(grpc_frame(request))
@@ -67,7 +70,7 @@ def run_h2load(address: str, method_path: str, request: bytes, *, requests: int,
             # A fixed request rate: `rate` new connections per second, each sending one request.
             cmd += ["-c", str(max(1, min(concurrency, requests))), "--rate", str(rate), "-m", "1"]
         else:
-            cmd += ["-c", "1", "-m", str(concurrency)]
+            cmd += ["-c", str(connections), "-m", str(concurrency)]
         if address.startswith("unix:"):
             cmd += ["--base-uri", address, f"http://localhost{method_path}"]
         else:

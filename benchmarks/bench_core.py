@@ -10,6 +10,7 @@ from benchmarks._grpc_load import run_load
 from benchmarks._procs import free_port, noop_server, policy_server
 from benchmarks._requests import typical_attributes
 from benchmarks._stats import header, summarize_us, time_calls
+from benchmarks._summary import record
 
 CONFIG = Path(__file__).parent / "configs" / "core"
 
@@ -91,26 +92,45 @@ def bench_in_process(quick: bool) -> None:
 
 
 def bench_native_grpc(quick: bool) -> None:
-    """Native Check throughput and latency: our server vs a no-op server on the same grpc stack."""
+    """Native Check: server CPU per request and throughput, ours vs a no-op server on the same grpc stack."""
+    import statistics
+
+    from benchmarks.bench_envoy import cpu_seconds
     from policy.servers.native_codec import attributes_to_proto
     from policy.v1 import policy_pb2
 
+    rounds = 3 if quick else 7
+    count = 4_000 if quick else 12_000
     header("native gRPC Check", "policy.v1.Policy/Check over loopback TCP, 64 requests in flight on one HTTP/2 "
            "connection, the same serialized request to our server (decision cached after the first) and to a "
-           "no-op server answering a fixed response on the same grpc.aio stack.")
+           f"no-op server answering a fixed response on the same grpc.aio stack; both run at once and {rounds} "
+           "rounds alternate; server CPU per request from /proc.")
     request = policy_pb2.CheckRequest(attributes=attributes_to_proto(typical_attributes())).SerializeToString()
-    count = 5_000 if quick else 40_000
     method = "/policy.v1.Policy/Check"
-    results = {}
-    for label, starter in (("no-op server", noop_server), ("policy server (cached)", None)):
-        address = f"127.0.0.1:{free_port()}"
-        manager = noop_server([address]) if starter else policy_server(CONFIG, [address])
-        with manager:
-            run_load(address, method, request, requests=500, concurrency=16)  # warm up
-            results[label] = run_load(address, method, request, requests=count, concurrency=64)
-        print("  " + results[label].line(label))
-    ratio = results["policy server (cached)"].rps / results["no-op server"].rps
-    print(f"  throughput ratio ours/no-op: {ratio:.2f}  (target >= 0.85)")
+    labels = ("no-op server", "policy server (cached)")
+    addresses = {label: f"127.0.0.1:{free_port()}" for label in labels}
+    rps: dict[str, list[float]] = {label: [] for label in labels}
+    cpu: dict[str, list[float]] = {label: [] for label in labels}
+    with noop_server([addresses[labels[0]]]) as noop, policy_server(CONFIG, [addresses[labels[1]]]) as ours:
+        pids = {labels[0]: noop.pid, labels[1]: ours.pid}
+        for label in labels:
+            run_load(addresses[label], method, request, requests=500, concurrency=16)  # warm up
+        for _ in range(rounds):
+            for label in labels:
+                before = cpu_seconds(pids[label])
+                result = run_load(addresses[label], method, request, requests=count, concurrency=64)
+                cpu[label].append((cpu_seconds(pids[label]) - before) / max(1, result.requests) * 1e6)
+                rps[label].append(result.rps)
+    for label in labels:
+        print(f"  {label:<26} {statistics.median(rps[label]):7.0f} req/s   server CPU"
+              f" {statistics.median(cpu[label]):.0f} µs/request")
+    ratios = sorted(o / n for o, n in zip(cpu[labels[1]], cpu[labels[0]]))
+    throughput = statistics.median(o / n for o, n in zip(rps[labels[1]], rps[labels[0]]))
+    print(f"  CPU per request ours/no-op: {statistics.median(ratios):.2f} (rounds {', '.join(f'{r:.2f}' for r in ratios)});"
+          f" throughput {throughput:.2f} of no-op (target CPU <= 1.10x)")
+    record("native Check cached [tcp]: CPU/request <= 1.10x no-op",
+           f"{statistics.median(ratios):.2f}x (rounds {ratios[0]:.2f}-{ratios[-1]:.2f}; throughput {throughput:.2f})",
+           statistics.median(ratios) <= 1.10)
 
 
 def run(quick: bool = False) -> None:

@@ -176,18 +176,34 @@ def _socket_mode(ctx: click.Context, param: click.Parameter, value: str) -> int:
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
 @click.option("--no-autoload", is_flag=True, help="Load only built-in adapters (like POLICY_DISABLE_PLUGIN_AUTOLOAD=1).")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Serving processes sharing the TCP listen addresses (SO_REUSEPORT), one per core;"
+                   " above 1, Unix sockets, port 0 and memquota handlers are refused.")
+@click.option("--worker-index", default=None, type=int, hidden=True)
 @_PATH_NORMALIZATION
 def serve(config_path: Path, listen: tuple[str, ...], watch_interval: float, grace: float, drain_delay: float,
           socket_mode: int, metrics_listen: str | None, decision_log: bool, masks: tuple[str, ...],
-          log_level: str, no_autoload: bool, path_normalization: str) -> None:
+          log_level: str, no_autoload: bool, workers: int, worker_index: int | None,
+          path_normalization: str) -> None:
     """Serve the native, Envoy and health gRPC APIs on CONFIG until SIGTERM."""
     from policy.runtime.service import PolicyService
     from policy.sdk import ConfigError
     from policy.servers.app import DEFAULT_LISTEN, PolicyServer, run_until_signal
+    from policy.servers.workers import metrics_address_for, run_workers, worker_listen_problems
 
     json_logs = _setup_logging(log_level)
+    listen = listen or (DEFAULT_LISTEN,)
+    if workers > 1:
+        problems = worker_listen_problems(listen)
+        for problem in problems:
+            click.echo(f"error: --workers {workers}: {problem}", err=True)
+        if problems:
+            sys.exit(EXIT_USAGE)
+    if worker_index is not None:
+        metrics_listen = metrics_address_for(metrics_listen, worker_index)
     service = PolicyService(config_path, _host(no_autoload), watch_interval=watch_interval,
-                            metrics_listen=metrics_listen, decision_log=_decision_log(decision_log, masks))
+                            metrics_listen=metrics_listen, decision_log=_decision_log(decision_log, masks),
+                            workers=workers)
     try:
         snapshot = service.load()
     except ConfigError as exc:
@@ -199,8 +215,24 @@ def serve(config_path: Path, listen: tuple[str, ...], watch_interval: float, gra
             _log_issue(logging.ERROR, issue)
         serve_log.error("%d config error(s); nothing was loaded", len(exc.issues))
         sys.exit(EXIT_USAGE)
-    server = PolicyServer(service, listen or [DEFAULT_LISTEN], registrars=_registrars(path_normalization),
-                          socket_mode=socket_mode)
+    if workers > 1 and worker_index is None:  # the supervisor: the config loads, now start the workers
+
+        def worker_args(index: int) -> list[str]:
+            args = ["--config", str(config_path), "--watch-interval", str(watch_interval), "--grace", str(grace),
+                    "--drain-delay", str(drain_delay), "--log-level", log_level,
+                    "--path-normalization", path_normalization,
+                    "--workers", str(workers), "--worker-index", str(index)]
+            args += [part for address in listen for part in ("--listen", address)]
+            args += ["--metrics-listen", metrics_listen] if metrics_listen else []
+            args += ["--decision-log"] if decision_log else []
+            args += [part for mask in masks for part in ("--decision-log-mask", mask)]
+            args += ["--no-autoload"] if no_autoload else []
+            return args
+
+        del service, snapshot  # each worker loads its own
+        sys.exit(run_workers(workers, worker_args, grace))
+    server = PolicyServer(service, listen, registrars=_registrars(path_normalization),
+                          socket_mode=socket_mode, reuse_port=workers > 1)
 
     def say(line: str) -> None:
         """A start-up line: on stdout for people and scripts, and logged when logs are JSON."""

@@ -113,6 +113,8 @@ class Dispatcher:
             if settings.enabled else None
         )
         self._report_sink = report_sink
+        #: False when no rule reports anything: a report (or a decision log record) would queue nothing.
+        self.reports_anything = report_sink is not None and any(rule.report_actions for rule in snapshot.rules)
 
     # --- check --------------------------------------------------------------
 

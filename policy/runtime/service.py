@@ -50,7 +50,7 @@ from policy.runtime.plugins import PluginHost, build_plugin_host
 from policy.runtime.reports import ReportQueue
 from policy.config.snapshot import Snapshot
 from policy.runtime.ratelimit import RateLimitDecision, RateLimitDescriptor, RequestError, decide
-from policy.sdk import AdapterError, Code, ConfigError, QuotaArgs, RateLimitHandler
+from policy.sdk import AdapterError, Code, ConfigError, ConfigIssue, QuotaArgs, RateLimitHandler
 from policy.runtime.telemetry import Telemetry
 
 log = logging.getLogger("policy.service")
@@ -103,6 +103,15 @@ def _close_abandoned(future: asyncio.Future) -> None:
 
 _abandoned: set[asyncio.Task] = set()
 
+#: Adapters whose counters live in one process: refused when several workers serve (``serve --workers``).
+PROCESS_LOCAL_ADAPTERS = frozenset({"memquota"})
+
+
+def process_local_handlers(snapshot: Snapshot) -> list[Any]:
+    """The handler entries of ``snapshot`` whose adapter keeps its counters in one process (memquota)."""
+    return [entry for entry in snapshot.handlers.values()
+            if getattr(entry.adapter, "name", None) in PROCESS_LOCAL_ADAPTERS]
+
 
 @dataclass
 class ReloadStatus:
@@ -130,6 +139,8 @@ class PolicyService:
     :param metrics_listen: ``HOST:PORT`` to serve the service's Prometheus metrics on while started.
     :param decision_log: send every decision through the report rules (True, or a configured
         :class:`~policy.runtime.decision_log.DecisionLog`); None or False does not.
+    :param workers: how many serving processes share the listen addresses (``serve --workers``);
+        above 1, a config with a handler whose counters live in one process (memquota) is refused.
     """
 
     def __init__(
@@ -142,8 +153,10 @@ class PolicyService:
         reports: ReportQueue | None = None,
         metrics_listen: str | None = None,
         decision_log: DecisionLog | bool | None = None,
+        workers: int = 1,
     ) -> None:
         self.config_path = Path(config_path)
+        self.workers = workers
         self.host = host or build_plugin_host()
         self.watch_interval = watch_interval
         self.retire_grace = retire_grace
@@ -196,6 +209,7 @@ class PolicyService:
         """Load the config the first time; raises ConfigError when it is invalid."""
         fingerprint = config_fingerprint(self.config_path)
         snapshot = load_config(self.config_path, self.host, generation=1)
+        self._refuse_process_local(snapshot)
         self._fingerprint = fingerprint
         self._dispatcher = Dispatcher(snapshot, self.reports, self.telemetry)
         self.reload_status = ReloadStatus(generation=1, ok=True, at=time.time())
@@ -250,6 +264,7 @@ class PolicyService:
             snapshot = await self._off_loop(load_config, self.config_path, self.host, generation=generation,
                                             previous=previous, compile=True)
             try:
+                self._refuse_process_local(snapshot)
                 await snapshot.start()
             except BaseException:
                 await snapshot.close()
@@ -289,6 +304,17 @@ class PolicyService:
             return False
         self._changing = None
         return True
+
+    def _refuse_process_local(self, snapshot: Snapshot) -> None:
+        """With several workers, refuse handlers whose counters would be per process (memquota)."""
+        if self.workers <= 1:
+            return
+        issues = [ConfigIssue(entry.source, f"handler {entry.name}", "adapter",
+                              f"{entry.adapter.name} counts in one process: with {self.workers} workers each"
+                              " would grant the whole quota; use redisquota (shared counters) or --workers 1")
+                  for entry in process_local_handlers(snapshot)]
+        if issues:
+            raise ConfigError(issues)
 
     def _record_failure(self, errors: list[str]) -> None:
         gc.unfreeze()  # what the rejected compile built (frozen with it) is garbage
@@ -394,7 +420,7 @@ class PolicyService:
                 quotas = {**bound, **quotas} if quotas else bound
         decision = await dispatcher.check(bag, quotas)
         self.telemetry.observe_check(api, perf_counter() - started, decision)
-        if self.decision_log is not None:
+        if self.decision_log is not None and dispatcher.reports_anything:  # else its record would go nowhere
             self.decision_log.send(decision, bag, dispatcher)
         return decision
 

@@ -78,6 +78,8 @@ class PolicyServer:
     :param listen: addresses to listen on (TCP ``host:port`` or ``unix:/path``).
     :param registrars: APIs to serve (default: all).
     :param socket_mode: permission bits of the Unix sockets it creates (default ``0660``).
+    :param reuse_port: bind TCP addresses with SO_REUSEPORT, shared with the other workers
+        of ``policy serve --workers N`` (:mod:`policy.servers.workers`).
     """
 
     def __init__(
@@ -88,11 +90,13 @@ class PolicyServer:
         registrars: Sequence[Registrar] | None = None,
         max_message_bytes: int = MAX_MESSAGE_BYTES,
         socket_mode: int = DEFAULT_SOCKET_MODE,
+        reuse_port: bool = False,
     ) -> None:
         self.service = service
         self.listen = list(listen) or [DEFAULT_LISTEN]
         self.registrars = list(registrars) if registrars is not None else default_registrars()
         self.max_message_bytes = max_message_bytes
+        self.reuse_port = reuse_port
         self.addresses: list[str] = []
         self.services: list[str] = []
         self._server: grpc.aio.Server | None = None
@@ -107,7 +111,8 @@ class PolicyServer:
         options = [
             ("grpc.max_receive_message_length", self.max_message_bytes),
             ("grpc.max_send_message_length", self.max_message_bytes),
-            ("grpc.so_reuseport", 0),
+            # Off by default, so a second server on a busy port fails; on for ``serve --workers``.
+            ("grpc.so_reuseport", 1 if self.reuse_port else 0),
         ]
         server = grpc.aio.server(options=options, interceptors=[self._calls])
         for registrar in self.registrars:

@@ -12,6 +12,7 @@ import logging
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from policy.attributes import AttributeBag, Presence
 from policy.runtime.decision import Decision
@@ -21,6 +22,8 @@ from policy.servers._grpc import add_unary_handlers, decode
 from policy.servers.paths import DEFAULT_MODE, normalize_attributes
 from policy.servers.native_codec import CodecError, attributes_from_proto, duration_to_proto, status_to_proto
 from policy.v1 import policy_pb2
+
+_CheckRequest = policy_pb2.CheckRequest
 
 log = logging.getLogger("policy.servers.native")
 
@@ -118,7 +121,10 @@ class PolicyServicer:
 
     async def Check(self, data: bytes, context: grpc.aio.ServicerContext) -> Any:
         """Decide one request (and charge its quotas when the precondition allows)."""
-        request = await decode(policy_pb2.CheckRequest, data, context)
+        try:  # inline rather than `await decode(...)`: one coroutine less per check
+            request = _CheckRequest.FromString(data)
+        except (DecodeError, ValueError, RuntimeError):
+            request = await decode(policy_pb2.CheckRequest, data, context)  # aborts INVALID_ARGUMENT
         service = self.service
         try:
             values = attributes_from_proto(request.attributes, service.host.vocabulary)

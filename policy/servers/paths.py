@@ -81,6 +81,11 @@ def normalize_path(path: str, merge_slashes: bool = True) -> str:
     head, sep, query = path.partition("?")
     if not head.startswith("/") and not head.startswith("\\"):
         return path  # not an origin-form path (e.g. "*" or an absolute URI): Envoy leaves it
+    if _KEPT.issuperset(head) and "/." not in head and not (merge_slashes and "//" in head):
+        # Already canonical (the common case): only kept characters, so nothing to escape or
+        # decode (no "%", no "\\"), no dot segment, no slashes to merge; the steps below
+        # would return it unchanged.
+        return path
     head = _remove_dot_segments(_escape_and_decode(head))
     if merge_slashes:
         while "//" in head:
@@ -90,14 +95,18 @@ def normalize_path(path: str, merge_slashes: bool = True) -> str:
 
 def normalize_attributes(values: Mapping[str, Any], mode: str) -> Mapping[str, Any]:
     """``values`` with ``request.path`` / ``request.url_path`` normalized by ``mode`` (see :data:`MODES`)."""
-    if mode == "none" or not any(isinstance(values.get(name), str) for name in PATH_ATTRIBUTES):
+    if mode == "none":
         return values
-    out = dict(values)
+    out: dict[str, Any] | None = None
     for name in PATH_ATTRIBUTES:
-        value = out.get(name)
+        value = values.get(name)
         if isinstance(value, str):
-            out[name] = normalize_path(value, merge_slashes=mode == "merge-slashes")
-    return out
+            normalized = normalize_path(value, merge_slashes=mode == "merge-slashes")
+            if normalized != value:  # copied only when a path changes
+                if out is None:
+                    out = dict(values)
+                out[name] = normalized
+    return values if out is None else out
 
 
 __all__ = ["DEFAULT_MODE", "MODES", "normalize_attributes", "normalize_path"]

@@ -1,0 +1,79 @@
+"""``policy serve --workers N``: throughput of 2 workers vs 1 on cached ext_authz checks, and CPU per request.
+
+Both servers run at once on their own TCP port (``--workers 1`` and ``--workers 2``);
+rounds alternate between them. The load is h2load with 8 HTTP/2 connections of 8
+streams each (64 in flight): SO_REUSEPORT spreads connections, not requests, across
+workers, as it spreads an Envoy's per-worker connections. On this machine the load
+generator shares the cores with the servers, so 2 workers cannot double throughput;
+the goal is >= 1.5x with server CPU per request (all workers summed) within 10% of one
+worker's.
+"""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+
+from benchmarks._grpc_load import h2load_available, run_h2load
+from benchmarks._procs import free_port, server_process
+from benchmarks._stats import header
+from benchmarks._summary import record
+from benchmarks.bench_envoy import CORE, METHOD, cpu_seconds, typical_request
+
+
+def _tree_cpu(pid: int) -> float:
+    """CPU seconds of ``pid`` and its child processes (the workers)."""
+    total = cpu_seconds(pid)
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        children = (task / "children").read_text().split()
+        total += sum(cpu_seconds(int(child)) for child in children)
+    return total
+
+
+def run(quick: bool = False) -> None:
+    """Run the workers benchmark."""
+    rounds, count = (3, 6_000) if quick else (7, 20_000)
+    header("serve --workers", f"cached ext_authz checks on TCP, 8 connections x 8 streams, {rounds} alternating "
+           "rounds; CPU is the supervisor's and its workers' together.")
+    if not h2load_available():
+        print("  skipped: needs h2load (8 connections); the Python client would be the bottleneck")
+        record("2 workers >= 1.5x one worker's throughput", "not run (no h2load)", None)
+        return
+    request = typical_request()
+    servers = {}
+    stack = []
+    try:
+        for workers in (1, 2):
+            address = f"127.0.0.1:{free_port()}"
+            args = ["-m", "policy.cli", "serve", "--config", str(CORE), "--listen", address, "--log-level", "warning",
+                    "--watch-interval", "0", "--workers", str(workers)]
+            manager = server_process(args, [address])
+            proc = manager.__enter__()
+            stack.append(manager)
+            servers[workers] = (address, proc)
+        rps: dict[int, list[float]] = {1: [], 2: []}
+        cpu: dict[int, list[float]] = {1: [], 2: []}
+        for workers, (address, _) in servers.items():  # warm up every worker (and its cache)
+            run_h2load(address, METHOD, request, requests=4000, concurrency=8, connections=8)
+        for _ in range(rounds):
+            for workers, (address, proc) in servers.items():
+                before = _tree_cpu(proc.pid)
+                result = run_h2load(address, METHOD, request, requests=count, concurrency=8, connections=8)
+                cpu[workers].append((_tree_cpu(proc.pid) - before) / max(1, result.requests) * 1e6)
+                rps[workers].append(result.rps)
+    finally:
+        for manager in reversed(stack):
+            manager.__exit__(None, None, None)
+    for workers in (1, 2):
+        print(f"  --workers {workers}: {statistics.median(rps[workers]):7.0f} req/s   CPU"
+              f" {statistics.median(cpu[workers]):.0f} µs/request   (rounds"
+              f" {', '.join(f'{r:.0f}' for r in rps[workers])} req/s)")
+    speedups = sorted(b / a for a, b in zip(rps[1], rps[2]))
+    cpu_ratios = sorted(b / a for a, b in zip(cpu[1], cpu[2]))
+    speedup, cpu_ratio = statistics.median(speedups), statistics.median(cpu_ratios)
+    print(f"  2 workers / 1: throughput {speedup:.2f}x (rounds {', '.join(f'{r:.2f}' for r in speedups)}),"
+          f" CPU per request {cpu_ratio:.2f}x (rounds {', '.join(f'{r:.2f}' for r in cpu_ratios)})")
+    record("2 workers >= 1.5x one worker's throughput [tcp]",
+           f"{speedup:.2f}x (rounds {speedups[0]:.2f}-{speedups[-1]:.2f})", speedup >= 1.5)
+    record("2 workers: CPU/request within 10% of one worker's",
+           f"{cpu_ratio:.2f}x (rounds {cpu_ratios[0]:.2f}-{cpu_ratios[-1]:.2f})", cpu_ratio <= 1.10)

@@ -1,0 +1,164 @@
+"""`policy serve --workers N`: N processes behind one TCP address, stopped together, memquota refused."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import grpc
+import pytest
+
+from policy.runtime.service import PolicyService
+from policy.servers.native_codec import attributes_to_proto
+from policy.testing import free_port
+from policy.v1 import policy_pb2, policy_pb2_grpc
+from tests.serve_process import read_until
+
+ROOT = Path(__file__).resolve().parents[2]
+
+ALLOW_INTERNAL = """
+handlers:
+  - name: internal
+    adapter: listchecker
+    params: {entryType: IP_ADDRESSES, overrides: ["10.0.0.0/8"]}
+instances:
+  - {name: source-ip, template: listentry, params: {value: 'source.ip | ip("0.0.0.0")'}}
+rules:
+  - {name: internal-only, actions: [{handler: internal, instances: [source-ip]}]}
+"""
+
+MEMQUOTA = """
+handlers:
+  - name: local-counts
+    adapter: memquota
+    params: {quotas: [{name: requests, maxAmount: 10, validDuration: 1s}]}
+instances:
+  - {name: requests, template: quota, params: {dimensions: {}}}
+rules:
+  - {name: count, actions: [{handler: local-counts, instances: [requests]}]}
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _serve(config: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "policy.cli", "serve", "--config", str(config),
+                             "--log-level", "warning", "--watch-interval", "0", *args],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _answering_pids(address: str, want: int, attempts: int = 200) -> set[int]:
+    """The worker pids (decision id prefixes) that answer checks on new connections, until ``want`` are seen."""
+    pids: set[int] = set()
+    request = policy_pb2.CheckRequest(attributes=attributes_to_proto({"source.ip": ipaddress.ip_address("10.0.0.1")}))
+    for _ in range(attempts):  # SO_REUSEPORT spreads new connections by their source port
+        with grpc.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1)]) as channel:
+            response = policy_pb2_grpc.PolicyStub(channel).Check(request, timeout=10)
+        assert response.precondition.status.code == 0, response.precondition.status
+        pids.add(int(response.decision_id.split("-")[0], 16))
+        if len(pids) >= want:
+            break
+    return pids
+
+
+def test_two_workers_answer_on_one_port_and_sigterm_stops_both(tmp_path):
+    config = tmp_path / "policy.yaml"
+    config.write_text(ALLOW_INTERNAL)
+    address = f"127.0.0.1:{free_port()}"
+    proc = _serve(config, "--listen", address, "--workers", "2")
+    try:
+        lines = read_until(proc, "supervising")
+        workers = {int(pid) for pid in lines[-1].split("pids ")[1].rstrip(")\n").split(", ")}
+        assert len(workers) == 2
+        read_until(proc, f"listening on {address}")
+        read_until(proc, f"listening on {address}")
+        assert _answering_pids(address, want=2) == workers
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert out.count("policy: stopped") == 2
+    assert not any(_alive(pid) for pid in workers)
+
+
+def test_a_crashed_worker_stops_the_others(tmp_path):
+    config = tmp_path / "policy.yaml"
+    config.write_text(ALLOW_INTERNAL)
+    address = f"127.0.0.1:{free_port()}"
+    proc = _serve(config, "--listen", address, "--workers", "2")
+    try:
+        lines = read_until(proc, "supervising")
+        first, second = (int(pid) for pid in lines[-1].split("pids ")[1].rstrip(")\n").split(", "))
+        read_until(proc, f"listening on {address}")
+        read_until(proc, f"listening on {address}")
+        os.kill(first, signal.SIGKILL)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1
+    assert f"worker pid {first} exited" in err
+    assert not _alive(second)
+
+
+def test_memquota_is_refused_with_several_workers(tmp_path):
+    config = tmp_path / "policy.yaml"
+    config.write_text(MEMQUOTA)
+    result = subprocess.run([sys.executable, "-m", "policy.cli", "serve", "--config", str(config),
+                             "--listen", f"127.0.0.1:{free_port()}", "--workers", "2"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "memquota counts in one process" in result.stderr and "local-counts" in result.stderr
+    assert "supervising" not in result.stdout
+
+
+@pytest.mark.parametrize("address, why", [("unix:{tmp}/p.sock", "Unix socket cannot be shared"),
+                                          ("127.0.0.1:0", "port 0")])
+def test_addresses_several_workers_cannot_share_are_refused(tmp_path, address, why):
+    config = tmp_path / "policy.yaml"
+    config.write_text(ALLOW_INTERNAL)
+    result = subprocess.run([sys.executable, "-m", "policy.cli", "serve", "--config", str(config),
+                             "--listen", address.format(tmp=tmp_path), "--workers", "2"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert why in result.stderr
+
+
+async def test_a_reload_adding_memquota_is_rejected_under_several_workers(tmp_path):
+    config = tmp_path / "policy.yaml"
+    config.write_text(ALLOW_INTERNAL)
+    service = PolicyService(config, watch_interval=0, workers=2)
+    await service.start()
+    try:
+        config.write_text(MEMQUOTA)
+        assert await service.reload(force=True) is False
+        assert service.reload_status.ok is False
+        assert any("memquota counts in one process" in error for error in service.reload_status.errors)
+        assert service.snapshot.generation == 1  # the last good config keeps serving
+        assert "local-counts" not in service.snapshot.handlers
+    finally:
+        await service.stop()
+
+
+async def test_one_worker_keeps_memquota(tmp_path):
+    config = tmp_path / "policy.yaml"
+    config.write_text(MEMQUOTA)
+    service = PolicyService(config, watch_interval=0)
+    await service.start()
+    try:
+        assert any(entry.adapter.name == "memquota" for entry in service.snapshot.handlers.values())
+    finally:
+        await service.stop()
