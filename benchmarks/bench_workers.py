@@ -53,7 +53,7 @@ def run(quick: bool = False) -> None:
             servers[workers] = (address, proc)
         rps: dict[int, list[float]] = {1: [], 2: []}
         cpu: dict[int, list[float]] = {1: [], 2: []}
-        for workers, (address, _) in servers.items():  # warm up every worker (and its cache)
+        for address, _ in servers.values():  # warm up every worker (and its cache)
             run_h2load(address, METHOD, request, requests=4000, concurrency=8, connections=8)
         for _ in range(rounds):
             for workers, (address, proc) in servers.items():

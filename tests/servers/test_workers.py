@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import grpc
@@ -58,18 +57,47 @@ def _serve(config: Path, *args: str) -> subprocess.Popen:
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def _answering_pids(address: str, want: int, attempts: int = 200) -> set[int]:
-    """The worker pids (decision id prefixes) that answer checks on new connections, until ``want`` are seen."""
-    pids: set[int] = set()
+def _pids_serving_connections(pids: set[int], port: int) -> set[int]:
+    """Which of ``pids`` hold an established TCP connection on local ``port`` (from /proc)."""
+    by_inode: dict[str, int] = {}
+    for pid in pids:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                by_inode[target[len("socket:["):-1]] = pid
+    serving = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as rows:
+            next(rows)
+            for row in rows:
+                fields = row.split()
+                local_port = int(fields[1].rsplit(":", 1)[1], 16)
+                if local_port == port and fields[3] == "01" and fields[9] in by_inode:  # 01: ESTABLISHED
+                    serving.add(by_inode[fields[9]])
+    return serving
+
+
+def _answering_pids(address: str, workers: set[int], attempts: int = 200) -> set[int]:
+    """The workers that hold connections on which checks were answered, opening new ones until all do."""
+    port = int(address.rsplit(":", 1)[1])
     request = policy_pb2.CheckRequest(attributes=attributes_to_proto({"source.ip": ipaddress.ip_address("10.0.0.1")}))
-    for _ in range(attempts):  # SO_REUSEPORT spreads new connections by their source port
-        with grpc.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1)]) as channel:
+    channels = []
+    try:
+        for _ in range(attempts):  # SO_REUSEPORT spreads new connections by their source port
+            channel = grpc.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1)])
+            channels.append(channel)
             response = policy_pb2_grpc.PolicyStub(channel).Check(request, timeout=10)
-        assert response.precondition.status.code == 0, response.precondition.status
-        pids.add(int(response.decision_id.split("-")[0], 16))
-        if len(pids) >= want:
-            break
-    return pids
+            assert response.precondition.status.code == 0, response.precondition.status
+            serving = _pids_serving_connections(workers, port)
+            if serving == workers:
+                return serving
+        return _pids_serving_connections(workers, port)
+    finally:
+        for channel in channels:
+            channel.close()
 
 
 def test_two_workers_answer_on_one_port_and_sigterm_stops_both(tmp_path):
@@ -83,7 +111,7 @@ def test_two_workers_answer_on_one_port_and_sigterm_stops_both(tmp_path):
         assert len(workers) == 2
         read_until(proc, f"listening on {address}")
         read_until(proc, f"listening on {address}")
-        assert _answering_pids(address, want=2) == workers
+        assert _answering_pids(address, workers) == workers
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=30)
     finally:
