@@ -274,8 +274,9 @@ async def test_background_task_is_lazy_and_closed(build, tmp_path):
     source.write_text("alpha\n")
     handler = build(ListChecker, {"providerUrl": source.as_uri()})
     assert _refresh_tasks() == []
-    assert await handler.start() is True
+    await handler.start()
     assert len(_refresh_tasks()) == 1
+    assert (await handler.check(entry("alpha"))).status.code is Code.OK  # loaded by start()
     await handler.close()
     assert _refresh_tasks() == []
 
