@@ -96,7 +96,7 @@ class AsyncScriptHandler(ScriptHandler):
 class Script(Adapter[ScriptParams]):
     name = "script"
     description = "Answers checks as scripted (tests only)."
-    templates = ("checknothing", "listentry", "authorization")
+    templates = ("checknothing", "listentry", "authorization", "requestcontext")
     Params = ScriptParams
 
     @classmethod
@@ -126,19 +126,23 @@ class ShaperParams:
     append_request_headers: dict[str, str] = param(default_factory=dict, doc="request headers to append")
     metadata: dict[str, str] = param(default_factory=dict, doc="dynamic metadata")
     valid_duration: float = param(30.0, doc="seconds")
+    valid_use_count: int | None = param(None, doc="uses (none: no count limit)")
 
 
 class ShaperHandler(Handler):
+    """Answers exactly as its params say, and keeps the instances it was asked about."""
+
     def __init__(self, params: ShaperParams) -> None:
         self.params = params
-        self.calls = 0
+        self.calls: list[Any] = []
 
     def check(self, instance: Any) -> CheckResult:
-        self.calls += 1
+        self.calls.append(instance)
         p = self.params
         return CheckResult(
             status=Status(parse_code(p.code), p.message),
             valid_duration=p.valid_duration,
+            valid_use_count=p.valid_use_count,
             http_status=p.http_status,
             body=p.body,
             request_headers=tuple(HeaderOperation(k, v, HeaderOperationKind.APPEND)
@@ -151,7 +155,7 @@ class ShaperHandler(Handler):
 class Shaper(Adapter[ShaperParams]):
     name = "shaper"
     description = "Answers checks exactly as configured (tests only)."
-    templates = ("checknothing",)
+    templates = ("checknothing", "requestcontext")
     Params = ShaperParams
 
     @classmethod

@@ -211,11 +211,10 @@ class RemoteListCheckerHandler(ListCheckerHandler):
         finally:
             self._attempted.set()  # never leave a check waiting on a dead task
 
-    async def start(self) -> bool:
-        """Start the background refresh now (instead of on the first check); True once a list is loaded."""
+    async def start(self) -> None:
+        """Start the background refresh now (instead of on the first check) and wait for its first attempt."""
         self._ensure_task()
         await self._attempted.wait()
-        return self._matcher is not None
 
     async def refresh(self) -> bool:
         """Fetch and install the list now; on failure keep the previous one and return False."""

@@ -12,7 +12,7 @@ import enum
 import ipaddress
 import re
 from collections.abc import Iterable, Sequence
-from typing import Union
+from typing import Any, Protocol, Union
 
 import yaml
 
@@ -197,7 +197,12 @@ class RegexMatcher:
         return self._count
 
 
-Matcher = Union[StringMatcher, IPMatcher, RegexMatcher]
+class Matcher(Protocol):
+    """What a handler needs of a built list: membership (a string or an IP address) and its size."""
+
+    def __contains__(self, value: Any, /) -> bool: ...
+
+    def __len__(self) -> int: ...
 
 
 def build_matcher(entry_type: EntryType, entries: Sequence[str]) -> Matcher:

@@ -280,7 +280,7 @@ class EmbeddedOpaHandler(_OpaHandler):
         self.fingerprint = source.fingerprint()
         self.reload_interval = params.reload_interval.total_seconds()
         self._watch = self.reload_interval > 0 and bool(self.fingerprint)
-        self._watcher: asyncio.Task | None = None
+        self._watcher: asyncio.Task[None] | None = None
         self._reloading = asyncio.Lock()
         self.last_error: str | None = None
         self.reloads = 0

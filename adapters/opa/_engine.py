@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,9 +34,16 @@ from adapters.opa._reach import policy_reach
 from adapters.opa._syntax import v1_issues
 
 _lib = _c.rego
-_STR, _OBJ, _ITEM, _ARR = _lib.regoInputString, _lib.regoInputObject, _lib.regoInputObjectItem, _lib.regoInputArray
-_INT, _FLOAT, _BOOL, _NULL = _lib.regoInputInt, _lib.regoInputFloat, _lib.regoInputBoolean, _lib.regoInputNull
-_SET = _lib.regoInputSet
+# rego-cpp's C input builders: each returns a status code, non-zero on failure.
+_STR: Callable[[Any, bytes], int] = _lib.regoInputString
+_OBJ: Callable[[Any, int], int] = _lib.regoInputObject
+_ITEM: Callable[[Any], int] = _lib.regoInputObjectItem
+_ARR: Callable[[Any, int], int] = _lib.regoInputArray
+_INT: Callable[[Any, int], int] = _lib.regoInputInt
+_FLOAT: Callable[[Any, float], int] = _lib.regoInputFloat
+_BOOL: Callable[[Any, bool], int] = _lib.regoInputBoolean
+_NULL: Callable[[Any], int] = _lib.regoInputNull
+_SET: Callable[[Any, int], int] = _lib.regoInputSet
 
 
 class CompileError(ValueError):
@@ -79,7 +86,7 @@ def _add(p: Any, value: Any) -> int:
     return _STR(p, engine_string(str(value)).encode())
 
 
-class NativeInput(Input):
+class NativeInput(Input):  # type: ignore[misc]  # regopy is untyped
     """A rego-cpp input value built by :func:`_add` (regopy's ``Input``, which frees it, built faster)."""
 
     def __init__(self, value: Any) -> None:  # noqa: D107 - regopy.Input's constructor, replaced

@@ -26,14 +26,14 @@ the metadata and the message, and are counted, but never enforced.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from adapters.rbac._policy import CompiledPolicy, CompiledRule
 from adapters.rbac._request import RequestView
 
-_GETTERS = {
+_GETTERS: dict[str, Callable[[RequestView], tuple[Any, ...]]] = {
     "path": lambda r: (r.path,),
     "principal": lambda r: (r.principal,),
     "host": lambda r: (r.host,) if r.host == r.host_no_port else (r.host, r.host_no_port),
@@ -66,7 +66,7 @@ class RuleIndex:
 
     def first_match(self, request: RequestView) -> CompiledRule | None:
         """The first rule (in document order) the request matches, or None."""
-        lists: list[Any] = [self.scan] if self.scan else []
+        lists: list[Sequence[CompiledRule]] = [self.scan] if self.scan else []
         for getter, table in self.tables:
             for value in getter(request):
                 bucket = table.get(value)

@@ -42,6 +42,7 @@ from adapters.rbac._predicates import (
     host_matcher,
     is_http_only_key,
     namespace_matcher,
+    negate,
     request_principal_matcher,
     service_account_matcher,
     trust_domain_matcher,
@@ -172,11 +173,12 @@ def _source(raw: Any, at: str, where: tuple[str, str], policy_ns: str, issues: P
     if unknown:
         issues.add(*where, f"{at}.source.{unknown[0]}", f"unknown field (known: {', '.join(known)})")
         return None
-    lists = {}
+    lists: dict[str, list[str]] = {}
     for name in known:
-        lists[name] = _values(source.get(name), f"{at}.source.{name}", where, issues)
-        if lists[name] is None:
+        got = _values(source.get(name), f"{at}.source.{name}", where, issues)
+        if got is None:
             return None
+        lists[name] = got
     if (lists["serviceAccounts"] or lists["notServiceAccounts"]) and (
             lists["principals"] or lists["notPrincipals"] or lists["namespaces"] or lists["notNamespaces"]):
         issues.add(*where, f"{at}.source.serviceAccounts",
@@ -189,21 +191,21 @@ def _source(raw: Any, at: str, where: tuple[str, str], policy_ns: str, issues: P
                _get("principal"), "principal")
         add_field(http, keys, lists["requestPrincipals"], lists["notRequestPrincipals"],
                request_principal_matcher, _get("jwt_identity"))
-        for values, negate in ((lists["namespaces"], False), (lists["notNamespaces"], True)):
+        for values, negated in ((lists["namespaces"], False), (lists["notNamespaces"], True)):
             if values:
                 m = namespace_matcher(values)
-                preds.append((lambda r, m=m: not m(r)) if negate else m)
-        for values, negate in ((lists["serviceAccounts"], False), (lists["notServiceAccounts"], True)):
+                preds.append(negate(m) if negated else m)
+        for values, negated in ((lists["serviceAccounts"], False), (lists["notServiceAccounts"], True)):
             if values:
                 m = service_account_matcher(values, policy_ns)
-                preds.append((lambda r, m=m: not m(r)) if negate else m)
+                preds.append(negate(m) if negated else m)
         add_field(preds, keys, lists["ipBlocks"], lists["notIpBlocks"], ip_set, _get("source_ip"))
         add_field(preds, keys, lists["remoteIpBlocks"], lists["notRemoteIpBlocks"], ip_set,
                _get("remote_ip"))
-        for values, negate in ((lists["trustDomains"], False), (lists["notTrustDomains"], True)):
+        for values, negated in ((lists["trustDomains"], False), (lists["notTrustDomains"], True)):
             if values:
                 m = trust_domain_matcher(values)
-                preds.append((lambda r, m=m: not m(r)) if negate else m)
+                preds.append(negate(m) if negated else m)
     except MatchError as exc:
         issues.add(*where, f"{at}.source", str(exc))
         return None
@@ -225,11 +227,12 @@ def _operation(raw: Any, at: str, where: tuple[str, str], issues: PolicyIssues,
     if unknown:
         issues.add(*where, f"{at}.operation.{unknown[0]}", f"unknown field (known: {', '.join(known)})")
         return None
-    lists = {}
+    lists: dict[str, list[str]] = {}
     for name in known:
-        lists[name] = _values(operation.get(name), f"{at}.operation.{name}", where, issues)
-        if lists[name] is None:
+        got = _values(operation.get(name), f"{at}.operation.{name}", where, issues)
+        if got is None:
             return None
+        lists[name] = got
     preds: list[Pred] = []
     http: list[Pred] = []
     try:
@@ -240,7 +243,7 @@ def _operation(raw: Any, at: str, where: tuple[str, str], issues: PolicyIssues,
                 keys["host"] = frozenset(h.lower() for h in hosts)
         if not_hosts:
             negated = host_matcher(not_hosts)
-            http.append(lambda r, m=negated: not m(r))
+            http.append(negate(negated))
         add_field(preds, keys, lists["ports"], lists["notPorts"], port_set, _get("port"))
         if lists["ports"]:
             keys["port"] = frozenset(port_number(p) for p in lists["ports"])
@@ -276,7 +279,8 @@ def _when(raw: Any, at: str, where: tuple[str, str], policy_ns: str, issues: Pol
         return None
     if len(preds) == 1:
         return preds[0]
-    return lambda r, ps=tuple(preds): all(p(r) for p in ps)
+    all_of = tuple(preds)
+    return lambda r: all(p(r) for p in all_of)
 
 
 # Preference of index keys: the most selective first.
@@ -294,29 +298,42 @@ def _rule(raw: Any, index: int, policy: CompiledPolicy, ordinal: int, where: tup
         issues.add(*where, f"{at}.{unknown[0]}", f"unknown field (known: {', '.join(RULE_KEYS)})")
         return None
     before = len(issues.errors)
-    froms, tos = [], []
-    whens: list[tuple[Pred | None, bool]] = []
+    froms: list[tuple[tuple[Pred, ...], tuple[Pred, ...]]] = []
+    tos: list[tuple[tuple[Pred, ...], tuple[Pred, ...]]] = []
+    whens: list[tuple[Pred, bool]] = []
+    failed = False
     from_keys: list[dict[str, frozenset[Any]]] = []
     to_keys: list[dict[str, frozenset[Any]]] = []
     for i, item in enumerate(_list(raw.get("from"), f"{at}.from", where, issues)):
         keys: dict[str, frozenset[Any]] = {}
-        froms.append(_source(item, f"{at}.from[{i}]", where, policy.namespace, issues, keys))
+        source = _source(item, f"{at}.from[{i}]", where, policy.namespace, issues, keys)
+        if source is None:
+            failed = True
+        else:
+            froms.append(source)
         from_keys.append(keys)
     for i, item in enumerate(_list(raw.get("to"), f"{at}.to", where, issues)):
         keys = {}
-        tos.append(_operation(item, f"{at}.to[{i}]", where, issues, keys))
+        operation = _operation(item, f"{at}.to[{i}]", where, issues, keys)
+        if operation is None:
+            failed = True
+        else:
+            tos.append(operation)
         to_keys.append(keys)
     for i, item in enumerate(_list(raw.get("when"), f"{at}.when", where, issues)):
         key = item.get("key") if isinstance(item, Mapping) else None
-        whens.append((_when(item, f"{at}.when[{i}]", where, policy.namespace, issues),
-                      isinstance(key, str) and is_http_only_key(key)))
-    if len(issues.errors) > before:
+        when = _when(item, f"{at}.when[{i}]", where, policy.namespace, issues)
+        if when is None:
+            failed = True
+        else:
+            whens.append((when, isinstance(key, str) and is_http_only_key(key)))
+    if failed or len(issues.errors) > before:
         return None
     rule = CompiledRule(policy, index, ordinal,
-                        tuple(g + h for g, h in froms) if froms else None,  # type: ignore[misc]
-                        tuple(g + h for g, h in tos) if tos else None,  # type: ignore[misc]
+                        tuple(g + h for g, h in froms) if froms else None,
+                        tuple(g + h for g, h in tos) if tos else None,
                         tuple(p for p, _ in whens), _index_key(from_keys, to_keys), policy.rule_name(index))
-    uses_http = (any(h for _, h in froms) or any(h for _, h in tos)  # type: ignore[misc]
+    uses_http = (any(h for _, h in froms) or any(h for _, h in tos)
                  or any(http for _, http in whens))
     if not uses_http:
         rule.tcp = rule
@@ -325,8 +342,8 @@ def _rule(raw: Any, index: int, policy: CompiledPolicy, ordinal: int, where: tup
         # values ("missing attributes are treated as matches"), a wider rule.
         tcp_keys = [{k: v for k, v in keys.items() if k not in _HTTP_KEYS} for keys in to_keys]
         rule.tcp = CompiledRule(policy, index, ordinal,
-                                tuple(g for g, _ in froms) if froms else None,  # type: ignore[misc]
-                                tuple(g for g, _ in tos) if tos else None,  # type: ignore[misc]
+                                tuple(g for g, _ in froms) if froms else None,
+                                tuple(g for g, _ in tos) if tos else None,
                                 tuple(p for p, http in whens if not http), _index_key(from_keys, tcp_keys),
                                 rule.name)
         rule.tcp.tcp = rule.tcp

@@ -39,6 +39,12 @@ def exact_values(matcher: Any) -> frozenset[str] | None:
     return None
 
 
+
+def negate(pred: Pred) -> Pred:
+    """The predicate that holds where ``pred`` does not."""
+    return lambda r: not pred(r)
+
+
 def add_field(preds: list[Pred], key_out: dict[str, frozenset[Any]], values: list[str],
            not_values: list[str], make: Callable[[list[str]], Callable[[Any], bool]],
            get: Callable[[RequestView], Any], index_as: str | None = None) -> None:
@@ -48,14 +54,14 @@ def add_field(preds: list[Pred], key_out: dict[str, frozenset[Any]], values: lis
         exact = exact_values(matcher)
         if exact is not None:
             # The common case: a set membership test, no matcher call.
-            preds.append(lambda r, s=exact, g=get: g(r) in s)
+            preds.append(lambda r: get(r) in exact)
         else:
-            preds.append(lambda r, m=matcher, g=get: m(g(r)))
+            preds.append(lambda r: matcher(get(r)))
         if index_as is not None and getattr(matcher, "only_exact", False):
             key_out[index_as] = frozenset(values)
     if not_values:
         not_matcher = make(not_values)
-        preds.append(lambda r, m=not_matcher, g=get: not m(g(r)))
+        preds.append(lambda r: not not_matcher(get(r)))
 
 
 def namespace_matcher(values: list[str]) -> Callable[[RequestView], bool]:
@@ -184,10 +190,10 @@ def condition(key: str, values: list[str], not_values: list[str], policy_ns: str
     ignore: dict[str, frozenset[Any]] = {}
     if key.startswith("request.headers"):
         (name,) = _one_name(key, "request.headers")
-        add_field(preds, ignore, values, not_values, header_set, lambda r, n=name: r.header(n))
+        add_field(preds, ignore, values, not_values, header_set, lambda r: r.header(name))
     elif key.startswith("request.auth.claims"):
         path = bracket_names(key[len("request.auth.claims"):], key)
-        add_field(preds, ignore, values, not_values, any_of, lambda r, p=path: r.claim_strings(p))
+        add_field(preds, ignore, values, not_values, any_of, lambda r: r.claim_strings(path))
     elif key in _SIMPLE_CONDITIONS:
         make, get = _SIMPLE_CONDITIONS[key]
         add_field(preds, ignore, values, not_values, make, get)
@@ -196,7 +202,7 @@ def condition(key: str, values: list[str], not_values: list[str], policy_ns: str
             preds.append(trust_domain_matcher(values))
         if not_values:
             negated_td = trust_domain_matcher(not_values)
-            preds.append(lambda r, m=negated_td: not m(r))
+            preds.append(lambda r: not negated_td(r))
     elif key.startswith("experimental.envoy.filters."):
         raise MatchError(f"{key!r} is not supported: Envoy filter metadata does not reach this service")
     elif key in _UNSUPPORTED_KEYS or key.startswith("destination.labels["):
@@ -211,7 +217,7 @@ def condition(key: str, values: list[str], not_values: list[str], policy_ns: str
             preds.append(make_ns(values))
         if not_values:
             negated = make_ns(not_values)
-            preds.append(lambda r, m=negated: not m(r))
+            preds.append(lambda r: not negated(r))
     else:
         raise MatchError(f"unknown attribute {key!r} (supported: {', '.join(SUPPORTED_KEYS)})")
 

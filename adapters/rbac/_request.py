@@ -107,6 +107,7 @@ class RequestView:
     def jwt_identity(self) -> tuple[str, str] | None:
         """``(iss, sub)`` of the JWT: the claims when both are strings, else the principal split
         at its last ``/``; None without a JWT."""
+        identity: tuple[str, str] | None
         if self._identity is _MISSING:
             identity = None
             claims = self.claims()
@@ -117,10 +118,13 @@ class RequestView:
                 head, sep, tail = self.auth_principal.rpartition("/")
                 identity = (head, tail) if sep else (self.auth_principal, "")
             self._identity = identity
-        return self._identity
+        else:
+            identity = self._identity
+        return identity
 
     def claims(self) -> Mapping[str, Any]:
         """The JWT payload: parsed raw claims, else the claims string map (empty when neither)."""
+        result: Mapping[str, Any]
         if self._claims is _MISSING:
             parsed: Any = None
             raw = self.instance.auth_raw_claims
@@ -132,8 +136,10 @@ class RequestView:
             if not isinstance(parsed, Mapping):
                 claims = self.instance.auth_claims
                 parsed = claims if claims is not None else _EMPTY
-            self._claims = parsed
-        return self._claims
+            self._claims = result = parsed
+        else:
+            result = self._claims
+        return result
 
     def claim_strings(self, path: list[str]) -> list[str]:
         """The string values of a (nested) claim: a string, or the strings of a list; [] when absent.

@@ -3,9 +3,10 @@ the decision cache's memory stays within its byte budget whatever clients send.
 
 Each probe runs a real server on loopback, keeps a few clients checking through
 Envoy's ext_authz stub, and measures what the clients see. The machine running the
-suite is shared and loaded, so every threshold is relative: the longest wait during
-the probe is compared with the longest wait of the same load just before it, plus a
-fixed allowance (100 ms for a reload, 50 ms for hostile requests). Before the fixes
+suite is shared and loaded, so no threshold is absolute wall-clock time: the reload
+probe bounds the CPU time of the loop's own thread spent in any one callback (50 ms;
+other processes taking the cores do not inflate it), the hostile-request probe compares
+the longest wait with the longest wait of the same load just before it, plus 50 ms. Before the fixes
 the waits were seconds (a 1,000-policy reload stalled every check for 2.2 s; one
 hostile regex held the loop for 4.8 s).
 """
@@ -81,6 +82,38 @@ class Load:
         await asyncio.gather(*self._tasks)
 
 
+class LoopCpu:
+    """The most CPU time of the loop's own thread that any one event-loop callback used.
+
+    A stall is the loop itself doing slow work; its thread's CPU time measures exactly
+    that and, unlike a wall-clock gap, does not grow when other processes (or the
+    reload's worker thread) take the machine's cores.
+    """
+
+    def __init__(self) -> None:
+        self.worst = 0.0
+        self.worst_callback = ""
+        self._run = asyncio.events.Handle._run
+
+    def __enter__(self) -> "LoopCpu":
+        run = self._run
+
+        def measured(handle: asyncio.events.Handle) -> None:
+            started = time.thread_time()
+            try:
+                run(handle)
+            finally:
+                spent = time.thread_time() - started
+                if spent > self.worst:
+                    self.worst, self.worst_callback = spent, repr(handle)[:200]
+
+        asyncio.events.Handle._run = measured  # type: ignore[method-assign]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.events.Handle._run = self._run  # type: ignore[method-assign]
+
+
 def _policies(count: int, namespace: str = "shop") -> str:
     """``count`` distinct ALLOW AuthorizationPolicies, none of which matches the load's requests."""
     docs = []
@@ -113,10 +146,11 @@ async def test_a_reload_of_1000_policies_never_stalls_the_checks(policy_config, 
 
         (path / "policy.yaml").write_text(config_text(_policies(1000)))
         start = load.mark()
-        reload = asyncio.create_task(service.reload(force=True))
-        await load.until(1)  # checks are answered while the new snapshot compiles
-        assert not reload.done()
-        assert await reload
+        with LoopCpu() as loop_cpu:
+            reload = asyncio.create_task(service.reload(force=True))
+            await load.until(1)  # checks are answered while the new snapshot compiles
+            assert not reload.done()
+            assert await reload
         end = load.mark()
         await load.until(50)
     finally:
@@ -125,9 +159,12 @@ async def test_a_reload_of_1000_policies_never_stalls_the_checks(policy_config, 
     assert load.codes == {Code.OK}  # books has no policy: allowed before, during and after
     gap = load.longest_gap(start)
     assert end - start > 10, f"only {end - start} checks answered during the reload"
-    assert gap < 0.100 + baseline, (
-        f"longest gap between answered checks during the reload {gap * 1000:.0f} ms "
-        f"(same load before it: {baseline * 1000:.0f} ms)")
+    # Compiling the 1,000 policies on the loop (run_in_executor replaced by a direct call) used
+    # 184 ms of the loop thread's CPU in one callback; off the loop the worst callback used ~1 ms.
+    assert loop_cpu.worst < 0.050, (
+        f"one loop callback used {loop_cpu.worst * 1000:.0f} ms of CPU during the reload: "
+        f"{loop_cpu.worst_callback} (longest gap between answered checks {gap * 1000:.0f} ms, "
+        f"same load before it: {baseline * 1000:.0f} ms)")
 
 
 HOSTILE = """

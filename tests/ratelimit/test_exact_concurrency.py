@@ -7,6 +7,7 @@ import asyncio
 import itertools
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import grpc
@@ -14,8 +15,7 @@ import pytest
 from envoy.extensions.common.ratelimit.v3 import ratelimit_pb2
 from envoy.service.ratelimit.v3 import rls_pb2, rls_pb2_grpc
 
-from policy.testing import free_port
-from tests.serve_process import read_until
+from tests.serve_process import serve_on_free_port
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,7 +36,7 @@ descriptors:
 def write_config(tmp_path: Path, url: str, cluster: bool) -> Path:
     directory = tmp_path / "config"
     directory.mkdir()
-    prefix = f"exact{next(_runs)}x{free_port()}:"
+    prefix = f"exact{next(_runs)}x{uuid.uuid4().hex[:12]}:"
     (directory / "policy.yaml").write_text(f"""
 settings:
   rateLimit: {{handler: shared}}
@@ -50,12 +50,8 @@ handlers:
 
 
 def start(directory: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "policy.cli", "serve", "--config", str(directory), "--listen", f"127.0.0.1:{port}",
-         "--log-level", "warning"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    read_until(proc, f"listening on 127.0.0.1:{port}", timeout=60)
-    return proc, f"127.0.0.1:{port}"
+    return serve_on_free_port([sys.executable, "-m", "policy.cli", "serve", "--config", str(directory),
+                               "--log-level", "warning"], timeout=60, cwd=ROOT, stderr=subprocess.PIPE)
 
 
 def request(user: int, hits: int | None = None) -> rls_pb2.RateLimitRequest:

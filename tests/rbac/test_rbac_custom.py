@@ -8,7 +8,7 @@ import pytest
 
 from policy import Code, ConfigError
 from policy.config import load_config
-from tests.rbac import plugins_for_rbac_tests
+from tests import scripted as scripted_adapters
 from tests.rbac.conftest import attrs, reason
 
 OPA_PROVIDER = """
@@ -48,18 +48,33 @@ def ap(name: str, spec: str, annotations: str = "") -> str:
 CUSTOM_ADMIN = ap("ext-admin", "{action: CUSTOM, provider: {name: ext}, rules: [{to: [{operation: {paths: ['/admin*']}}]}]}")
 
 
-def scripted(behaviour: str, delay: float = 0.0, name: str = "provider") -> str:
+# The stand-in external authorizers (tests.scripted's adapters), by behaviour: they drive the
+# delegation logic through failures a real engine cannot produce on demand (raising, hanging);
+# the happy path is also tested with a real opa handler as the provider.
+_PROVIDERS = {
+    "allow": ("shaper", "{code: OK, message: provider ok, valid_duration: 20, valid_use_count: 50,"
+                        " append_request_headers: {x-ext-authz: checked}, metadata: {provider: scripted}}"),
+    "deny": ("shaper", "{code: PERMISSION_DENIED, message: not on the guest list, valid_duration: 5,"
+                       " http_status: 401, body: go away}"),
+    "unavailable": ("script", "{behaviour: adapter-error}"),   # AdapterError(UNAVAILABLE, "backend down")
+    "raise": ("script", "{behaviour: raise}"),                 # RuntimeError("boom")
+    "slow": ("async-script", "{behaviour: allow, delay: 5.0}"),
+}
+
+
+def scripted(behaviour: str, name: str = "provider") -> str:
+    adapter, params = _PROVIDERS[behaviour]
     return f"""
   - name: {name}
-    adapter: scripted-provider
-    params: {{behaviour: {behaviour}, delay: {delay}}}
+    adapter: {adapter}
+    params: {params}
 """
 
 
 @pytest.fixture
 def service_for(policy_config, policy_service_factory):
     async def make(text: str):
-        return await policy_service_factory(policy_config(text), plugins_for_rbac_tests)
+        return await policy_service_factory(policy_config(text), scripted_adapters)
     return make
 
 
@@ -109,13 +124,13 @@ async def test_custom_deny_beats_a_matching_allow(service_for):
 
 
 @pytest.mark.parametrize(("behaviour", "code", "text"), [
-    ("unavailable", Code.UNAVAILABLE, "authorizer is down"),
-    ("raise", Code.UNAVAILABLE, "provider crashed"),
+    ("unavailable", Code.UNAVAILABLE, "backend down"),
+    ("raise", Code.UNAVAILABLE, "boom"),
     ("slow", Code.DEADLINE_EXCEEDED, "failed"),
 ])
 async def test_provider_failure_denies_uncached(service_for, behaviour, code, text):
     providers = "{ext: {handler: provider, timeout: 50ms}}"
-    service = await service_for(config(providers, scripted(behaviour, delay=5.0), CUSTOM_ADMIN))
+    service = await service_for(config(providers, scripted(behaviour), CUSTOM_ADMIN))
     decision = await service.check(attrs(request__path="/admin"))
     assert decision.code == code
     assert text in reason(decision)
@@ -182,11 +197,11 @@ async def test_dry_run_custom_policy_does_not_call_the_provider(service_for):
 def test_unknown_provider_handler_is_a_config_error(policy_config, policy_host_factory):
     directory = policy_config(config("{ext: nope}", "", CUSTOM_ADMIN))
     with pytest.raises(ConfigError, match="handler authz delegates to handler 'nope', which not found"):
-        load_config(directory, policy_host_factory(plugins_for_rbac_tests))
+        load_config(directory, policy_host_factory(scripted_adapters))
 
 
 def test_provider_handler_used_by_no_rule_is_built_without_warning(policy_config, policy_host_factory):
     snapshot = load_config(policy_config(config("{ext: provider}", scripted("allow"), CUSTOM_ADMIN)),
-                           policy_host_factory(plugins_for_rbac_tests))
+                           policy_host_factory(scripted_adapters))
     assert set(snapshot.handlers) == {"authz", "provider"}
     assert not [w for w in snapshot.warnings if "not used" in w.message]

@@ -1,7 +1,7 @@
 """The habits `make test` enforces: ruff on the source, ``mypy --strict`` on what plugin authors see.
 
 Checked strictly: the public SDK (``policy/sdk``, ``policy/__init__.py``, the hook
-specs), the output of every ``policy new-adapter`` kind (generated into a temporary
+specs), the built-in adapters (``adapters/``, but for ``STILL_UNTYPED``), the output of every ``policy new-adapter`` kind (generated into a temporary
 directory here), ``examples/adapter-plugin`` and the adapter of the writing-an-adapter
 guide. The rule sets and their reasons are in ``pyproject.toml``.
 """
@@ -45,9 +45,16 @@ def test_ruff_finds_nothing() -> None:
     assert done.returncode == 0, f"ruff (rules in pyproject.toml):\n{done.stdout}{done.stderr}"
 
 
-def test_the_public_sdk_is_strictly_typed(mypy_cache: Path) -> None:
+# Built-in adapter modules with mypy findings left, excluded in pyproject.toml (the goal: none).
+STILL_UNTYPED = {"adapters/_quota/redis_limiter.py", "adapters/opa/_input.py"}
+
+
+def test_the_public_sdk_and_the_builtin_adapters_are_strictly_typed(mypy_cache: Path) -> None:
     report = mypy(ROOT, mypy_cache, strict_flags=False)  # the files and flags of [tool.mypy]
-    assert "Success" in report
+    found = re.search(r"Success: no issues found in (\d+) source files", report)
+    assert found, report
+    adapters = [p for p in (ROOT / "adapters").rglob("*.py") if p.relative_to(ROOT).as_posix() not in STILL_UNTYPED]
+    assert int(found.group(1)) > len(adapters)  # every other adapter module, and the SDK besides
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -14,9 +14,9 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from policy.testing import free_port, native_check
+from policy.testing import native_check
 from policy.v1 import policy_pb2_grpc
-from tests.serve_process import read_until
+from tests.serve_process import serve_on_free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -39,17 +39,14 @@ def _path(i: int) -> str:
 def test_sigterm_under_load_answers_every_call_sent_before_it(tmp_path, after):
     config = tmp_path / "policy.yaml"
     config.write_text(DENY_ADMIN)
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "policy.cli", "serve", "--config", str(config), "--listen", f"127.0.0.1:{port}",
+    proc, address = serve_on_free_port(
+        [sys.executable, "-m", "policy.cli", "serve", "--config", str(config),
          "--log-level", "warning", "--watch-interval", "0"],  # drain delay 0: tests/conftest.py
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "POLICY_DISABLE_PLUGIN_AUTOLOAD": "1"})
+        cwd=ROOT, stderr=subprocess.PIPE, env={**os.environ, "POLICY_DISABLE_PLUGIN_AUTOLOAD": "1"})
     try:
-        read_until(proc, "listening on")
 
         async def load() -> list:
-            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            async with grpc.aio.insecure_channel(address) as channel:
                 stub = policy_pb2_grpc.PolicyStub(channel)
                 await native_check(stub, {"request.path": "/warm"})
                 calls = [asyncio.ensure_future(native_check(stub, {"request.path": _path(i)})) for i in range(60)]

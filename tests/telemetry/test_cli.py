@@ -14,10 +14,9 @@ import grpc
 from prometheus_client.parser import text_string_to_metric_families
 
 from policy.servers.native_codec import attributes_to_proto
-from policy.testing import free_port
 from policy.v1 import policy_pb2, policy_pb2_grpc
 from tests.reports._receivers import scrape_text
-from tests.serve_process import read_until
+from tests.serve_process import bound_address, read_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -44,12 +43,11 @@ def _serve(config: Path, *args: str) -> subprocess.Popen:
 def test_serve_exports_metrics_and_logs_decisions_as_json(tmp_path):
     config = tmp_path / "policy.yaml"
     config.write_text(textwrap.dedent(CONFIG))
-    port = free_port()
-    proc = _serve(config, "--listen", f"127.0.0.1:{port}", "--metrics-listen", "127.0.0.1:0")
+    proc = _serve(config, "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0")
     try:
         lines = read_until(proc, "metrics on http://")
         address = lines[-1].strip().split("http://", 1)[1].removesuffix("/metrics")
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        with grpc.insecure_channel(bound_address(lines)) as channel:
             stub = policy_pb2_grpc.PolicyStub(channel)
             denied = stub.Check(policy_pb2.CheckRequest(attributes=attributes_to_proto(
                 {"request.headers": {"x-user": "mallory"}})), timeout=5)
@@ -77,7 +75,7 @@ def test_serve_exports_metrics_and_logs_decisions_as_json(tmp_path):
 def test_serve_rejects_a_malformed_metrics_address(tmp_path):
     config = tmp_path / "policy.yaml"
     config.write_text(textwrap.dedent(CONFIG))
-    proc = _serve(config, "--listen", f"127.0.0.1:{free_port()}", "--metrics-listen", "9090")
+    proc = _serve(config, "--listen", "127.0.0.1:0", "--metrics-listen", "9090")
     _, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 2
     assert "--metrics-listen" in stderr and "HOST:PORT" in stderr
@@ -90,7 +88,7 @@ def test_serve_reports_a_busy_metrics_port(tmp_path):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         busy = taken.getsockname()[1]
-        proc = _serve(config, "--listen", f"127.0.0.1:{free_port()}", "--metrics-listen", f"127.0.0.1:{busy}")
+        proc = _serve(config, "--listen", "127.0.0.1:0", "--metrics-listen", f"127.0.0.1:{busy}")
         _, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 2
     assert f"127.0.0.1:{busy}" in stderr and "cannot listen" in stderr
