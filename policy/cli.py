@@ -189,7 +189,7 @@ def serve(config_path: Path, listen: tuple[str, ...], watch_interval: float, gra
     from policy.runtime.service import PolicyService
     from policy.sdk import ConfigError
     from policy.servers.app import DEFAULT_LISTEN, PolicyServer, run_until_signal
-    from policy.servers.workers import metrics_address_for, run_workers, worker_listen_problems
+    from policy.servers.workers import die_with_the_supervisor, metrics_address_for, run_workers, worker_listen_problems
 
     json_logs = _setup_logging(log_level)
     listen = listen or (DEFAULT_LISTEN,)
@@ -200,6 +200,7 @@ def serve(config_path: Path, listen: tuple[str, ...], watch_interval: float, gra
         if problems:
             sys.exit(EXIT_USAGE)
     if worker_index is not None:
+        die_with_the_supervisor()
         metrics_listen = metrics_address_for(metrics_listen, worker_index)
     service = PolicyService(config_path, _host(no_autoload), watch_interval=watch_interval,
                             metrics_listen=metrics_listen, decision_log=_decision_log(decision_log, masks),

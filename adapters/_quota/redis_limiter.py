@@ -55,7 +55,7 @@ def _describe(exc: BaseException) -> str:
     return f"redis: {type(exc).__name__}: {text}".rstrip(": ")
 
 
-def _consume(task: asyncio.Task) -> None:
+def _consume(task: asyncio.Task[Any]) -> None:
     if not task.cancelled():
         task.exception()  # an abandoned call's outcome is not wanted; retrieve it so it is not reported
 
@@ -112,10 +112,10 @@ class RedisLimiter:
         self._failing = False
         self._sequence = 0          # numbers calls in the order they begin
         self._succeeded = -1        # the number of the latest-begun call that succeeded
-        self._abandoned: set[asyncio.Task] = set()
-        self._pending: list[tuple[list[str], list[Any], asyncio.Future]] = []
+        self._abandoned: set[asyncio.Task[Any]] = set()
+        self._pending: list[tuple[list[str], list[Any], asyncio.Future[Any]]] = []
         self._flush_scheduled = False
-        self._flushing: set[asyncio.Task] = set()
+        self._flushing: set[asyncio.Task[Any]] = set()
         #: Tests only: milliseconds to count with instead of Redis's TIME (None: Redis's clock).
         self.clock_ms: Callable[[], int] | None = None
 
@@ -131,10 +131,11 @@ class RedisLimiter:
     async def _direct(self, keys: list[str], args: list[Any]) -> list[int]:
         client = self.client
         try:
-            return await client.evalsha(SHA, len(keys), *keys, *args)
+            answer: list[int] = await client.evalsha(SHA, len(keys), *keys, *args)
         except NoScriptError:
             self.stats["script_loads"] += 1
-            return await client.eval(SCRIPT, len(keys), *keys, *args)
+            answer = await client.eval(SCRIPT, len(keys), *keys, *args)
+        return answer
 
     async def _run(self, keys: list[str], args: list[Any]) -> list[int]:
         self.stats["redis_calls"] += 1
@@ -142,7 +143,7 @@ class RedisLimiter:
             return await self._direct(keys, args)
         # Calls made in the same event-loop turn go out together in one pipeline (one round trip,
         # one connection): each is still its own atomic script.
-        future = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
         self._pending.append((keys, args, future))
         if not self._flush_scheduled:
             self._flush_scheduled = True
@@ -156,7 +157,7 @@ class RedisLimiter:
         self._flushing.add(task)
         task.add_done_callback(self._flushing.discard)
 
-    async def _bounded_flush(self, batch: list[tuple[list[str], list[Any], asyncio.Future]]) -> None:
+    async def _bounded_flush(self, batch: list[tuple[list[str], list[Any], asyncio.Future[Any]]]) -> None:
         # Its callers give up after the timeout: so does the batch, releasing its connection, instead of
         # running on (and charging counters for calls already answered by the fail mode).
         try:
@@ -167,7 +168,7 @@ class RedisLimiter:
                 if not future.done():
                     future.set_exception(TimeoutError(f"no answer within {self.timeout:g}s"))
 
-    async def _flush(self, batch: list[tuple[list[str], list[Any], asyncio.Future]]) -> None:
+    async def _flush(self, batch: list[tuple[list[str], list[Any], asyncio.Future[Any]]]) -> None:
         if len(batch) == 1:
             keys, args, future = batch[0]
             try:
@@ -221,7 +222,8 @@ class RedisLimiter:
 
     async def _attempt(self, keys: list[str], args: list[Any], budget: float) -> list[int]:
         if self.cluster:  # the cluster client may take long to clean up a cancelled call: never wait for it
-            return await self._bounded(self._run(keys, args), budget)
+            answer: list[int] = await self._bounded(self._run(keys, args), budget)
+            return answer
         async with asyncio.timeout(budget):  # waits on a future the batch task completes: returns at once
             return await self._run(keys, args)
 

@@ -136,7 +136,8 @@ def _multipart(content_type: str, payload: bytes) -> dict[str, list[Any]] | None
         name = part.get_param("name", header="content-disposition")
         if not name:
             continue
-        data = part.get_payload(decode=True) or b""
+        raw = part.get_payload(decode=True)
+        data = raw if isinstance(raw, bytes) else b""  # decode=True gives bytes (or None)
         if data.endswith(b"\r\n"):
             data = data[:-2]
         elif data.endswith(b"\n"):

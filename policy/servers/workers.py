@@ -29,6 +29,7 @@ Metrics: worker ``k`` (0-based) serves ``--metrics-listen HOST:PORT`` on ``PORT 
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
@@ -57,6 +58,29 @@ def metrics_address_for(address: str | None, index: int) -> str | None:
     return address if int(port) == 0 else f"{host}:{int(port) + index}"
 
 
+#: Set in each worker's environment: the supervisor's pid (see :func:`die_with_the_supervisor`).
+SUPERVISOR_ENV = "POLICY_SUPERVISOR_PID"
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_the_supervisor() -> None:
+    """In a worker: be sent SIGTERM when the supervisor dies, even by SIGKILL (Linux's PDEATHSIG).
+
+    Called early in a worker's start; if the supervisor is already gone by then (the worker's
+    parent is no longer it), the worker stops at once. Elsewhere the supervisor's own signal
+    handling is what stops its workers.
+    """
+    supervisor = os.environ.get(SUPERVISOR_ENV)
+    if not supervisor:
+        return
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != int(supervisor):
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def run_workers(count: int, worker_args: Any, grace: float) -> int:
     """Start ``count`` workers and supervise them until a signal or a worker's exit; returns the exit code.
 
@@ -80,7 +104,8 @@ def run_workers(count: int, worker_args: Any, grace: float) -> int:
         for index in range(count):
             if stopping:
                 break
-            procs.append(subprocess.Popen([sys.executable, "-m", "policy.cli", "serve", *worker_args(index)]))
+            procs.append(subprocess.Popen([sys.executable, "-m", "policy.cli", "serve", *worker_args(index)],
+                                          env={**os.environ, SUPERVISOR_ENV: str(os.getpid())}))
         print(f"policy: supervising {len(procs)} workers (pids {', '.join(str(p.pid) for p in procs)})",
               flush=True)
         code = 0

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import grpc
@@ -140,6 +141,35 @@ def test_a_crashed_worker_stops_the_others(tmp_path):
     assert proc.returncode == 1
     assert f"worker pid {first} exited" in err
     assert not _alive(second)
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan's new parent may be slow to reap it)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_workers_die_with_a_killed_supervisor(tmp_path):
+    # SIGKILL leaves the supervisor no chance to stop its workers: they must not live on, holding the port.
+    config = tmp_path / "policy.yaml"
+    config.write_text(ALLOW_INTERNAL)
+    address = f"127.0.0.1:{free_port()}"
+    proc = _serve(config, "--listen", address, "--workers", "2")
+    try:
+        lines = read_until(proc, "supervising")
+        workers = [int(pid) for pid in lines[-1].split("pids ")[1].rstrip(")\n").split(", ")]
+        read_until(proc, f"listening on {address}")
+        read_until(proc, f"listening on {address}")
+    finally:
+        proc.kill()
+        proc.wait(30)
+    deadline = time.monotonic() + 30  # a bound: each worker drains (no delay here) and stops
+    while any(_running(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(_running(pid) for pid in workers)
 
 
 def test_memquota_is_refused_with_several_workers(tmp_path):
