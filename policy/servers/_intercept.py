@@ -27,6 +27,23 @@ async def _parse(deserialize: Callable[[bytes], Any], data: bytes, context: grpc
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"request is not a valid message: {clip(exc)}")
 
 
+async def abort_after_draining(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext,
+                               code: grpc.StatusCode, details: str) -> None:
+    """End a client stream with ``code``, after reading what the client still sends (for a moment).
+
+    Ending the call while the client writes makes its side report INTERNAL ("Internal error
+    from Core") instead of our answer; a stream that goes on sending (Envoy's access-log
+    stream) is answered after :data:`_DRAIN_SECONDS` all the same.
+    """
+    try:
+        async with asyncio.timeout(_DRAIN_SECONDS):
+            async for _ in requests:
+                pass
+    except TimeoutError:
+        pass
+    await context.abort(code, details)
+
+
 def _decoded(deserialize: Callable[[bytes], Any], requests: AsyncIterator[bytes],
              context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
     async def parsed() -> AsyncIterator[Any]:
@@ -34,15 +51,8 @@ def _decoded(deserialize: Callable[[bytes], Any], requests: AsyncIterator[bytes]
             try:
                 request = deserialize(data)
             except Exception as exc:
-                # Read what the client still sends (for a moment) before answering: ending the call while
-                # it writes makes its side report INTERNAL instead of our INVALID_ARGUMENT.
-                try:
-                    async with asyncio.timeout(_DRAIN_SECONDS):
-                        async for _ in requests:
-                            pass
-                except TimeoutError:
-                    pass
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"request is not a valid message: {clip(exc)}")
+                await abort_after_draining(requests, context, grpc.StatusCode.INVALID_ARGUMENT,
+                                           f"request is not a valid message: {clip(exc)}")
             yield request
 
     return parsed()

@@ -48,6 +48,7 @@ from google.protobuf.message import DecodeError
 from policy.attributes import AttributeBag
 from policy.logs import clip
 from policy.runtime.service import PolicyService
+from policy.servers._intercept import abort_after_draining
 from policy.servers.envoy_attributes import TranslationError, ip_address, parse_spiffe, query_params, split_path
 
 log = logging.getLogger("policy.servers.accesslog")
@@ -214,9 +215,9 @@ class AccessLogServicer:
             try:
                 message = _Message.FromString(data)
             except (DecodeError, ValueError, RuntimeError) as exc:
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                                    f"message {index} is not a valid {_Message.DESCRIPTOR.full_name}: {exc}"
-                                    f" ({self.entries} entries before it were kept)")
+                await abort_after_draining(requests, context, grpc.StatusCode.INVALID_ARGUMENT,
+                                           f"message {index} is not a valid {_Message.DESCRIPTOR.full_name}: {exc}"
+                                           f" ({self.entries} entries before it were kept)")
             if message.HasField("identifier") and message.identifier.log_name:
                 log_name = message.identifier.log_name
             bags = message_bags(message)

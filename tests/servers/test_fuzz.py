@@ -254,7 +254,7 @@ async def test_fuzzed_requests_to_every_method(fuzz_config, policy_server_factor
             await als(iter(messages), timeout=30)
             note("StreamAccessLogs", grpc.StatusCode.OK)
         except grpc.aio.AioRpcError as exc:
-            note("StreamAccessLogs", exc.code())
+            note("StreamAccessLogs", exc.code(), f" {exc.details()}")
 
     reflection = channel.stream_stream("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo")
     seeds = [reflection_pb2.ServerReflectionRequest(list_services="").SerializeToString(),
