@@ -65,7 +65,7 @@ def add_field(preds: list[Pred], key_out: dict[str, frozenset[Any]], values: lis
 
 
 def namespace_matcher(values: list[str]) -> Callable[[RequestView], bool]:
-    # Istio matches namespaces on the peer principal: ".*/ns/<value, * → .*>/.*".
+    """Match the request's namespace as Istio does: on the peer principal (``.*/ns/<value>/.*``, ``*`` any)."""
     regexes = [compile_regex(".*/ns/" + ".*".join(regex_escape(p) for p in v.split("*")) + "/.*") for v in values]
     fallback = string_set(values)
 
@@ -180,6 +180,7 @@ def is_http_only_key(key: str) -> bool:
 
 
 def any_of(values: list[str]) -> Callable[[list[str]], bool]:
+    """True for a list with at least one element that one of ``values`` matches (Istio's string forms)."""
     matcher = string_set(values)
     return lambda found: any(matcher(v) for v in found)
 

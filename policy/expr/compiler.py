@@ -36,9 +36,17 @@ _EQUALITY = {Kind.IP_ADDRESS: fn.ip_equal, Kind.DNS_NAME: fn.dns_name_equal,
 class Bag(Protocol):
     """What an expression reads from: ``AttributeBag`` or ``RecordingBag``."""
 
-    def get(self, name: str) -> Any: ...  # noqa: D102
-    def lookup(self, name: str, key: str) -> str | None: ...  # noqa: D102
-    def get_key(self, name: str, key: str) -> str | None: ...  # noqa: D102
+    def get(self, name: str) -> Any:
+        """The attribute's value, or None when absent."""
+        ...
+
+    def lookup(self, name: str, key: str) -> str | None:
+        """``name[key]`` of a map attribute (Mixer's lookup), recording the read."""
+        ...
+
+    def get_key(self, name: str, key: str) -> str | None:
+        """``name[key]`` of a map attribute, or None when the map or the key is absent."""
+        ...
 
 
 class CompiledExpression:
