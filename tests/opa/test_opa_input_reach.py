@@ -190,7 +190,7 @@ def test_attribute_paths_agree_with_protobufs_json_mapping() -> None:
     writes the whole request: scalars, int64 as strings, bytes as base64, maps, time, Struct metadata."""
     import json
 
-    from policy.servers.envoy_attributes import AttributePaths
+    from policy.servers.envoy_paths import AttributePaths
 
     request = _request(size=42, raw_body=b"\x00\xffbin", context_extensions={"route": "r1"},
                        source_labels={"app": "web"}, destination_principal="spiffe://td/ns/a/sa/b", sni="s.shop")
