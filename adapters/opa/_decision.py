@@ -62,6 +62,18 @@ def _invalid(decision: Any) -> DecisionError:
     return DecisionError(f"illegal value for policy evaluation result: {_go_type(decision)}")
 
 
+_ABSENT = object()
+
+
+def _member(decision: Any, member: str) -> Any:
+    """A decision object's ``member``; ``_ABSENT`` for a boolean decision or a missing member."""
+    if isinstance(decision, bool):
+        return _ABSENT
+    if not isinstance(decision, Mapping):
+        raise _invalid(decision)
+    return decision.get(member, _ABSENT)
+
+
 def is_allowed(decision: Any) -> bool:
     """OPA-Envoy's ``IsAllowed``: the boolean, or the object's ``allowed``."""
     if isinstance(decision, bool):
@@ -79,13 +91,9 @@ def is_allowed(decision: Any) -> bool:
 
 def string_list(decision: Any, member: str) -> list[str]:
     """A list-of-strings member (``request_headers_to_remove``, ``query_parameters_to_remove``)."""
-    if isinstance(decision, bool):
+    value = _member(decision, member)
+    if value is _ABSENT:
         return []
-    if not isinstance(decision, Mapping):
-        raise _invalid(decision)
-    if member not in decision:
-        return []
-    value = decision[member]
     if not isinstance(value, list):
         raise DecisionError(f"type assertion error, expected {member} to be of type '[]string' but got"
                             f" '{_go_type(value)}'")
@@ -113,13 +121,9 @@ def _pairs(mapping: Mapping[str, Any], what: str) -> list[tuple[str, str]]:
 
 def header_pairs(decision: Any, member: str) -> list[tuple[str, str]]:
     """A headers member (``headers``, ``response_headers_to_add``) as (name, value) pairs, in order."""
-    if isinstance(decision, bool):
+    value = _member(decision, member)
+    if value is _ABSENT:
         return []
-    if not isinstance(decision, Mapping):
-        raise _invalid(decision)
-    if member not in decision:
-        return []
-    value = decision[member]
     if isinstance(value, Mapping):
         return _pairs(value, "header")
     if isinstance(value, list):
@@ -135,13 +139,9 @@ def header_pairs(decision: Any, member: str) -> list[tuple[str, str]]:
 
 def query_parameters_to_set(decision: Any) -> list[tuple[str, str]]:
     """``query_parameters_to_set`` as (key, value) pairs (an object of string or list-of-string values)."""
-    if isinstance(decision, bool):
+    value = _member(decision, "query_parameters_to_set")
+    if value is _ABSENT:
         return []
-    if not isinstance(decision, Mapping):
-        raise _invalid(decision)
-    if "query_parameters_to_set" not in decision:
-        return []
-    value = decision["query_parameters_to_set"]
     if not isinstance(value, Mapping):
         raise DecisionError("type assertion error, expected query_parameters_to_set to be of type 'object' but"
                             f" got '{_go_type(value)}'")
