@@ -108,36 +108,23 @@ _SMALL = (type(None), bool, int, float)
 _STR_BASE, _BYTES_BASE, _TUPLE_BASE, _POINTER = 49, 33, 40, 8
 
 
-def _str_size(text: str) -> int:
-    # An upper bound without sys.getsizeof's method lookup: 1 byte a character when ASCII
-    # (an O(1) flag in CPython), else at most 4.
-    return _STR_BASE + (len(text) if text.isascii() else 4 * len(text))
-
-
 def value_size(value: Any) -> int:
-    """Approximate bytes a key value holds (strings and bytes by their length; maps and tuples summed).
+    """Approximate bytes a key value holds: an upper bound from lengths, without sys.getsizeof.
 
-    Dispatches on the exact type first: this runs for every stored decision, and key values
-    are nearly always plain strings, numbers or tuples of them.
+    This runs for every stored decision. A string counts one byte a character when ASCII
+    (an O(1) flag in CPython), else four; tuples and maps are summed.
     """
-    kind = type(value)
-    if kind is str:
-        return _str_size(value)
-    if kind in _SMALL:
+    if isinstance(value, str):
+        return _STR_BASE + (len(value) if value.isascii() else 4 * len(value))
+    if isinstance(value, _SMALL):
         return 32
-    if kind is tuple:
+    if isinstance(value, tuple):
         size = _TUPLE_BASE + _POINTER * len(value)
         for item in value:
             size += value_size(item)
         return size
-    if kind is bytes:
+    if isinstance(value, bytes):
         return _BYTES_BASE + len(value)
-    if isinstance(value, (str, bytes)):
-        return _getsizeof(value)
-    if isinstance(value, tuple):
-        return _getsizeof(value) + sum(value_size(v) for v in value)
-    if isinstance(value, _SMALL):
-        return 32
     if isinstance(value, Mapping):
         return _getsizeof(value) + sum(value_size(k) + value_size(v) for k, v in value.items())
     return _getsizeof(value)
@@ -162,16 +149,7 @@ def decision_size(value: Any) -> int:
 
 def entry_size(key_values: tuple, value: Any) -> int:
     """The bytes one cache entry is charged: its key values, its decision and a fixed overhead."""
-    size = ENTRY_OVERHEAD + _TUPLE_BASE + _POINTER * len(key_values)
-    for item in key_values:  # flat first: key values are nearly always strings or numbers
-        kind = type(item)
-        if kind is str:
-            size += _STR_BASE + (len(item) if item.isascii() else 4 * len(item))
-        elif kind in _SMALL:
-            size += 32
-        else:
-            size += value_size(item)
-    return size + decision_size(value)
+    return ENTRY_OVERHEAD + value_size(key_values) + decision_size(value)
 
 
 @dataclass
