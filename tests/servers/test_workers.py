@@ -101,17 +101,29 @@ def _answering_pids(address: str, workers: set[int], attempts: int = 200) -> set
             channel.close()
 
 
-def test_two_workers_answer_on_one_port_and_sigterm_stops_both(tmp_path):
+def _two_workers(tmp_path: Path) -> tuple[subprocess.Popen, str, list[int]]:
+    """``serve --workers 2`` on ALLOW_INTERNAL: (the supervisor, the address, the worker pids) once both listen."""
     config = tmp_path / "policy.yaml"
     config.write_text(ALLOW_INTERNAL)
     address = f"127.0.0.1:{free_port()}"
     proc = _serve(config, "--listen", address, "--workers", "2")
     try:
         lines = read_until(proc, "supervising")
-        workers = {int(pid) for pid in lines[-1].split("pids ")[1].rstrip(")\n").split(", ")}
+        pids = [int(pid) for pid in lines[-1].split("pids ")[1].rstrip(")\n").split(", ")]
+        read_until(proc, f"listening on {address}")
+        read_until(proc, f"listening on {address}")
+    except BaseException:
+        proc.kill()
+        proc.wait(30)
+        raise
+    return proc, address, pids
+
+
+def test_two_workers_answer_on_one_port_and_sigterm_stops_both(tmp_path):
+    proc, address, pids = _two_workers(tmp_path)
+    workers = set(pids)
+    try:
         assert len(workers) == 2
-        read_until(proc, f"listening on {address}")
-        read_until(proc, f"listening on {address}")
         assert _answering_pids(address, workers) == workers
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=30)
@@ -124,15 +136,8 @@ def test_two_workers_answer_on_one_port_and_sigterm_stops_both(tmp_path):
 
 
 def test_a_crashed_worker_stops_the_others(tmp_path):
-    config = tmp_path / "policy.yaml"
-    config.write_text(ALLOW_INTERNAL)
-    address = f"127.0.0.1:{free_port()}"
-    proc = _serve(config, "--listen", address, "--workers", "2")
+    proc, _, (first, second) = _two_workers(tmp_path)
     try:
-        lines = read_until(proc, "supervising")
-        first, second = (int(pid) for pid in lines[-1].split("pids ")[1].rstrip(")\n").split(", "))
-        read_until(proc, f"listening on {address}")
-        read_until(proc, f"listening on {address}")
         os.kill(first, signal.SIGKILL)
         _, err = proc.communicate(timeout=30)
     finally:
@@ -154,18 +159,9 @@ def _running(pid: int) -> bool:
 
 def test_workers_die_with_a_killed_supervisor(tmp_path):
     # SIGKILL leaves the supervisor no chance to stop its workers: they must not live on, holding the port.
-    config = tmp_path / "policy.yaml"
-    config.write_text(ALLOW_INTERNAL)
-    address = f"127.0.0.1:{free_port()}"
-    proc = _serve(config, "--listen", address, "--workers", "2")
-    try:
-        lines = read_until(proc, "supervising")
-        workers = [int(pid) for pid in lines[-1].split("pids ")[1].rstrip(")\n").split(", ")]
-        read_until(proc, f"listening on {address}")
-        read_until(proc, f"listening on {address}")
-    finally:
-        proc.kill()
-        proc.wait(30)
+    proc, _, workers = _two_workers(tmp_path)
+    proc.kill()
+    proc.wait(30)
     deadline = time.monotonic() + 30  # a bound: each worker drains (no delay here) and stops
     while any(_running(pid) for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.05)
