@@ -88,7 +88,7 @@ Cacheability
 Never fails open
     A policy calling a function that is neither a built-in of the embedded engine
     (rego-cpp lacks ``net.cidr_*``, ``http.send``, ``json.match_schema`` ...) nor
-    defined by the policy is refused when it loads (``policy validate --build`` too),
+    defined by the policy is refused when it loads (``policy validate`` too),
     naming the function and ``file:line:column``: rego-cpp would evaluate the call as
     undefined, so ``allow if not deny`` would allow. Use a remote OPA (``url``) for
     such policies. A built-in's error (``1 / 0``, ``to_number("x")``) is an evaluation
