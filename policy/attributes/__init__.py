@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from policy.attributes.bag import AttributeBag, Presence, Read, RecordingBag, Reference, references
+from policy.attributes.bag import AttributeBag, LazyReferences, Presence, Read, RecordingBag, Reference, references
 from policy.attributes.types import ValueType, conforms, type_name
 from policy.attributes.vocabulary import (
     STANDARD_ATTRIBUTES,
@@ -14,6 +14,7 @@ from policy.attributes.vocabulary import (
 
 __all__ = [
     "AttributeBag",
+    "LazyReferences",
     "Presence",
     "Read",
     "RecordingBag",

@@ -10,9 +10,9 @@ decision cache keys on and what the native API returns as referenced attributes.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, overload
 
 #: A read of one attribute: ``(name, None)``, or ``(name, key)`` for one key of a string map.
 Read = tuple[str, "str | None"]
@@ -185,10 +185,75 @@ class RecordingBag:
         return frozenset(self.reads)
 
 
-def references(bag: AttributeBag, reads: Iterable[Read]) -> list[Reference]:
-    """Turn reads into :class:`Reference` records, sorted, each marked present or absent."""
+def references(bag: AttributeBag | Mapping[str, Any], reads: Iterable[Read]) -> list[Reference]:
+    """Turn reads into :class:`Reference` records, sorted, each marked present or absent.
+
+    A key read in a map the request does not carry is reported as the map itself absent,
+    as Mixer's bag reported it: ``map[key]`` ABSENT would say the map is there without the
+    key, which reads as ``""`` and can decide differently (a client caching on these
+    references must not take one for the other).
+    """
+    values = bag.raw if isinstance(bag, AttributeBag) else bag
+    distinct = set()
+    for name, key in reads:
+        if key is not None and values.get(name) is None:
+            key = None
+        distinct.add((name, key))
     out = []
-    for name, key in sorted(set(reads), key=lambda r: (r[0], r[1] or "")):
-        value = bag.get(name) if key is None else bag.get_key(name, key)
+    for name, key in sorted(distinct, key=lambda r: (r[0], r[1] or "")):
+        if key is None:
+            value = values.get(name)
+        else:
+            value = values[name].get(key)
         out.append(Reference(name, key, Presence.ABSENT if value is None else Presence.EXACT))
     return out
+
+
+class LazyReferences(Sequence[Reference]):
+    """The :func:`references` of one evaluation, worked out when first read.
+
+    Most transports never read them (ext_authz answers without), so a decision carries
+    the reads and the request's attribute dict until then; :meth:`resolve` works them
+    out and lets go of the request (the decision cache resolves what it keeps, so no
+    cached decision holds a request's attributes).
+    """
+
+    __slots__ = ("_values", "_reads", "_resolved")
+
+    def __init__(self, values: Mapping[str, Any], reads: Iterable[Read]) -> None:
+        self._values: Mapping[str, Any] | None = values
+        self._reads: Iterable[Read] | None = reads
+        self._resolved: list[Reference] | None = None
+
+    def resolve(self) -> list[Reference]:
+        """The references, worked out once."""
+        resolved = self._resolved
+        if resolved is None:
+            resolved = self._resolved = references(self._values or {}, self._reads or ())
+            self._values = self._reads = None
+        return resolved
+
+    @overload
+    def __getitem__(self, index: int) -> Reference: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Reference]: ...
+
+    def __getitem__(self, index: int | slice) -> Reference | Sequence[Reference]:
+        return self.resolve()[index]
+
+    def __len__(self) -> int:
+        return len(self.resolve())
+
+    def __iter__(self) -> Iterator[Reference]:
+        return iter(self.resolve())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, LazyReferences):
+            other = other.resolve()
+        return self.resolve() == other
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return repr(self.resolve())

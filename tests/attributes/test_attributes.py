@@ -9,6 +9,7 @@ import pytest
 
 from policy.attributes import (
     AttributeBag,
+    LazyReferences,
     Presence,
     RecordingBag,
     ValueType,
@@ -68,6 +69,28 @@ def test_recording_bag_records_reads_present_and_absent():
         ("request.headers", "x-user"): Presence.EXACT,
         ("request.headers", "x-other"): Presence.ABSENT,
     }
+
+
+def test_a_key_read_in_an_absent_map_is_reported_as_the_map_absent():
+    # Mixer's bag reported the map, not the key: "map[key] ABSENT" would claim a map without
+    # the key, which reads "" and decides differently from no map at all.
+    bag = AttributeBag({"source.ip": "10.0.0.1"})
+    recording = RecordingBag(bag)
+    assert recording.get_key("request.headers", "x-user") is None
+    assert recording.get_key("request.headers", "x-other") is None
+    refs = [(r.name, r.map_key, r.presence) for r in references(bag, recording.reads)]
+    assert refs == [("request.headers", None, Presence.ABSENT)]
+
+
+def test_lazy_references_resolve_once_and_let_go_of_the_request():
+    bag = AttributeBag({"source.ip": "10.0.0.1", "request.headers": {"x-user": "ann"}})
+    recording = RecordingBag(bag)
+    recording.get("source.ip")
+    recording.get_key("request.headers", "x-user")
+    lazy = LazyReferences(bag.raw, recording.reads)
+    assert list(lazy) == references(bag, recording.reads)
+    assert len(lazy) == 2 and lazy[0].name == "request.headers" and lazy == references(bag, recording.reads)
+    assert lazy._values is None and lazy._reads is None  # the request is no longer held
 
 
 @pytest.mark.parametrize("value, value_type, ok", [
