@@ -122,7 +122,30 @@ class InstanceBuilder:
 
     def build(self, bag: Any) -> Any:
         """Evaluate every field against ``bag`` and make the template's instance."""
-        return self.template.factory(name=self.name, **_build_fields(self.template.fields, self.fields, bag))
+        scalars = self.__dict__.get("_scalars")
+        if scalars is None:
+            scalars = self._plan_scalars()
+        if scalars is False:  # value maps or nested groups: the general walk
+            return self.template.factory(name=self.name, **_build_fields(self.template.fields, self.fields, bag))
+        values: dict[str, Any] = {}
+        for key, expr in scalars:
+            try:
+                values[key] = expr.evaluate(bag)
+            except AttributeNotFound:
+                values[key] = None
+        return self.template.factory(name=self.name, **values)
+
+    def _plan_scalars(self) -> Any:
+        """The ``(field, expression)`` pairs when every field is a scalar (the common case), else False.
+
+        Worked out once per builder: telling a scalar from a value map or a nested group per
+        build (``isinstance`` against ``Mapping``, an ABC) cost as much as evaluating the field.
+        """
+        spec = self.template.fields
+        plain = all(not isinstance(spec[key], (ValueMap, Mapping)) for key in self.fields)
+        scalars = tuple(self.fields.items()) if plain else False
+        self.__dict__["_scalars"] = scalars
+        return scalars
 
     @property
     def variety(self) -> Variety:

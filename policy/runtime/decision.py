@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from random import getrandbits as _getrandbits
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import MISSING, dataclass, field, fields, replace
 from typing import Any
 
 from policy.attributes import Reference
@@ -102,6 +102,24 @@ class Decision:
                 return result.status.message
         return ""
 
+    @classmethod
+    def fast(cls, **values: Any) -> "Decision":
+        """``Decision(**values)`` without the frozen dataclass's ``__init__`` (the dispatcher's hot path).
+
+        A frozen dataclass sets each field through ``object.__setattr__``: for this class
+        that is about 1.7 µs, as much as the rest of an uncached list check's dispatch.
+        This fills the instance dict directly (fresh mutable defaults, as ``__init__``
+        makes them); ``values`` must name fields only.
+        """
+        decision = object.__new__(cls)
+        state = decision.__dict__
+        state.update(_DEFAULTS)
+        state["quotas"] = {}
+        state["metadata"] = {}
+        state["memo"] = {}
+        state.update(values)
+        return decision
+
     def with_quotas(self, quotas: Mapping[str, QuotaResult], decision_id: str) -> "Decision":
         """A copy carrying quota results and a fresh decision id."""
         return replace(self, quotas=quotas, decision_id=decision_id)
@@ -122,6 +140,15 @@ class Decision:
         return copy
 
 
+#: Decision's fields with plain defaults (those with factories are made fresh in ``Decision.fast``).
+_DEFAULTS = {f.name: f.default for f in fields(Decision) if f.default is not MISSING}
+_FACTORY_FIELDS = frozenset(f.name for f in fields(Decision) if f.default_factory is not MISSING)
+assert _FACTORY_FIELDS == {"quotas", "metadata", "memo"}, "Decision.fast makes these three fresh"
+
+
+_INF = float("inf")
+
+
 def combine(
     results: Sequence[tuple[str, CheckResult]],
     default_valid_duration: float,
@@ -137,6 +164,10 @@ def combine(
     """
     if not results:
         return OK, default_valid_duration, default_valid_use_count, None
+    if len(results) == 1:  # the common case, without the loop's bookkeeping
+        result = results[0][1]
+        if result.status.ok and result.valid_duration != _INF:
+            return OK, result.valid_duration, result.valid_use_count, None
     status = OK
     deciding: CheckResult | None = None
     duration: float | None = float("inf")

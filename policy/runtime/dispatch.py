@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from policy.attributes import AttributeBag, RecordingBag, references
+from policy.attributes import AttributeBag, LazyReferences, RecordingBag
 from policy.logs import clip
 from policy.runtime.cache import DecisionCache
 from policy.runtime.decision import Decision, HandlerCall, combine, new_decision_id
@@ -93,6 +93,10 @@ def _header_operations(rules: Sequence[Rule], bag: Any, response: bool) -> list[
     return ops
 
 
+#: Stands in for an async handler's result until it is gathered.
+_PLACEHOLDER = CheckResult()
+
+
 @dataclass(frozen=True)
 class _Cached:
     decision: Decision
@@ -118,6 +122,20 @@ class Dispatcher:
 
     # --- check --------------------------------------------------------------
 
+    def from_cache(self, bag: AttributeBag) -> Decision | None:
+        """The cached decision for a request that charges no quota (a fresh id), else None (a miss).
+
+        Synchronous: a transport answers a hit without another coroutine. A miss must be
+        decided with :meth:`decide`, which does not look the cache up again.
+        """
+        cache = self.cache
+        if cache is None:
+            return None
+        cached: _Cached | None = cache.lookup(bag.raw)
+        if cached is None:
+            return None
+        return cached.decision.reused(new_decision_id(), {})
+
     async def check(
         self,
         bag: AttributeBag,
@@ -133,8 +151,20 @@ class Dispatcher:
                     await self._quotas(cached.matched, bag, quotas) if quotas and decision.status.ok else {}
                 )
                 return decision.reused(new_decision_id(), quota_results)
+        return await self.decide(bag, quotas)
+
+    async def decide(
+        self,
+        bag: AttributeBag,
+        quotas: Mapping[str, QuotaArgs] | None = None,
+    ) -> Decision:
+        """Decide one request by dispatch (no cache lookup), caching the decision when it may be."""
         decision, matched, reads = await self._evaluate(bag)
+        cache = self.cache
         if cache is not None:
+            references = decision.referenced
+            if decision.valid_duration and isinstance(references, LazyReferences):
+                references.resolve()  # a decision the cache may keep must not hold the request's attributes
             cache.store(reads, bag.raw, _Cached(decision, matched),
                         decision.valid_duration, decision.valid_use_count)
         if quotas and decision.status.ok:
@@ -145,11 +175,10 @@ class Dispatcher:
         snapshot = self.snapshot
         recording = RecordingBag(bag)
         failures: list[tuple[Rule, Exception]] = []
-        matched = tuple(r for r in snapshot.rules_for(recording) if r.matches(recording, failures))
-        calls: list[HandlerCall] = []
-        if failures:
-            calls.extend(self._match_failed(failures))
-        pending: list[tuple[int, Any]] = []
+        matched = tuple(r for r in snapshot.rules_for(recording) if r.match is None or r.matches(recording, failures))
+        calls: list[HandlerCall] = self._match_failed(failures) if failures else []
+        pending: list[tuple[int, Any]] | None = None
+        observer = self._observer
         for rule in matched:
             for action in rule.check_actions:
                 entry = action.handler
@@ -162,10 +191,12 @@ class Dispatcher:
                         calls.append(HandlerCall(rule.name, entry.name, builder.name, result))
                         continue
                     if entry.check_is_async:
-                        pending.append((len(calls), _call_async_check(entry, instance, self._observer)))
-                        result = CheckResult()  # replaced below
+                        if pending is None:
+                            pending = []
+                        pending.append((len(calls), _call_async_check(entry, instance, observer)))
+                        result = _PLACEHOLDER  # replaced below
                     else:
-                        result = _call_check(entry, instance, self._observer)
+                        result = _call_check(entry, instance, observer)
                     calls.append(HandlerCall(rule.name, entry.name, builder.name, result))
         if pending:
             results = await asyncio.gather(*(coro for _, coro in pending))
@@ -178,26 +209,34 @@ class Dispatcher:
             settings.default_valid_duration,
             settings.default_valid_use_count,
         )
-        if status.ok:
-            request_headers = _header_operations(matched, recording, response=False)
-            response_headers = _header_operations(matched, recording, response=True)
-        else:  # Mixer applies the rules' header operations only to an allowed request
-            request_headers, response_headers = [], []
+        request_headers: list[HeaderOperation] = []
+        response_headers: list[HeaderOperation] = []
+        if status.ok:  # Mixer applies the rules' header operations only to an allowed request
+            for rule in matched:
+                if rule.request_header_operations or rule.response_header_operations:
+                    request_headers = _header_operations(matched, recording, response=False)
+                    response_headers = _header_operations(matched, recording, response=True)
+                    break
         metadata: dict[str, Any] = {}
         query_set: list[tuple[str, str]] = []
         query_remove: list[str] = []
         for call in calls:
             result = call.result
-            request_headers.extend(result.request_headers)
-            response_headers.extend(result.response_headers)
-            metadata.update(result.metadata)
-            query_set.extend(result.query_parameters_to_set)
-            query_remove.extend(result.query_parameters_to_remove)
-        decision = Decision(
+            if result.request_headers:
+                request_headers.extend(result.request_headers)
+            if result.response_headers:
+                response_headers.extend(result.response_headers)
+            if result.metadata:
+                metadata.update(result.metadata)
+            if result.query_parameters_to_set:
+                query_set.extend(result.query_parameters_to_set)
+            if result.query_parameters_to_remove:
+                query_remove.extend(result.query_parameters_to_remove)
+        decision = Decision.fast(
             status=status,
             valid_duration=duration,
             valid_use_count=uses,
-            referenced=references(bag, recording.reads),
+            referenced=LazyReferences(bag.raw, recording.reads),
             rules=tuple(r.name for r in matched),
             calls=tuple(calls),
             request_headers=tuple(request_headers),

@@ -412,13 +412,18 @@ class PolicyService:
         """
         started = perf_counter()
         bag = attributes if isinstance(attributes, AttributeBag) else AttributeBag(attributes)
-        dispatcher = self.dispatcher
+        dispatcher = self._dispatcher
+        if dispatcher is None:
+            raise RuntimeError("PolicyService: no config loaded yet (call load() or start())")
         if quota_specs is not None:
             bindings = dispatcher.snapshot.quota_bindings
             if bindings:
                 bound = binding_quotas(bindings, bag, quota_specs)
                 quotas = {**bound, **quotas} if quotas else bound
-        decision = await dispatcher.check(bag, quotas)
+        if quotas:
+            decision = await dispatcher.check(bag, quotas)
+        else:  # a cache hit is answered here, without another coroutine
+            decision = dispatcher.from_cache(bag) or await dispatcher.decide(bag)
         self.telemetry.observe_check(api, perf_counter() - started, decision)
         if self.decision_log is not None and dispatcher.reports_anything:  # else its record would go nowhere
             self.decision_log.send(decision, bag, dispatcher)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from policy.runtime.decision import combine
-from policy.sdk import CheckResult, Code
+from policy.runtime.decision import Decision, combine
+from policy.sdk import OK, CheckResult, Code, Status
 
 
 def test_no_results_take_the_defaults():
@@ -35,3 +35,20 @@ def test_minimum_duration_and_use_count():
 def test_an_adapter_that_says_nothing_makes_the_decision_uncacheable():
     _, duration, _, _ = combine([("a", CheckResult.allow(30)), ("b", CheckResult.allow())], 60.0, 1000)
     assert duration is None
+
+
+def test_fast_construction_equals_the_dataclass_constructor():
+    fields = dict(status=Status(Code.PERMISSION_DENIED, "no"), valid_duration=5.0, valid_use_count=3,
+                  rules=("r",), decision_id="id", generation=2, body="b", http_status=403)
+    fast, slow = Decision.fast(**fields), Decision(**fields)
+    assert fast == slow and repr(fast) == repr(slow)
+    # mutable defaults are fresh per decision, as the constructor makes them
+    assert fast.memo is not Decision.fast().memo and fast.quotas == {} and fast.metadata == {}
+
+
+def test_a_single_result_combines_as_the_general_loop_does():
+    for result in (CheckResult.allow(valid_duration=7.0, valid_use_count=4), CheckResult.allow(),
+                   CheckResult(OK, valid_duration=float("inf")), CheckResult.deny("x", Code.NOT_FOUND, 1.0, 2)):
+        single = combine([("h", result)], 60.0, 100)
+        general = combine([("h", result), ("h", CheckResult(OK, valid_duration=float("inf")))], 60.0, 100)
+        assert single[:3] == general[:3]
