@@ -9,7 +9,9 @@ decision cache keys on and what the native API returns as referenced attributes.
 
 from __future__ import annotations
 
+import datetime
 import enum
+import ipaddress
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, overload
@@ -138,6 +140,11 @@ class RecordedMap(Mapping[str, Any]):
         return f"RecordedMap({self._name!r}, {dict(self._map)!r})"
 
 
+#: Value types that are never maps: skips the ``Mapping`` check (an ABC ``isinstance``) for most reads.
+_SCALAR_TYPES = frozenset({str, int, float, bool, bytes, type(None), ipaddress.IPv4Address, ipaddress.IPv6Address,
+                           datetime.datetime, datetime.timedelta})
+
+
 class RecordingBag:
     """Wraps a bag for one evaluation and records every read, present or absent.
 
@@ -154,7 +161,7 @@ class RecordingBag:
     def get(self, name: str, default: Any = None) -> Any:
         """Return the attribute's value (None when absent) and record the read."""
         value = self._values.get(name, default)
-        if isinstance(value, Mapping) and value is not default:
+        if type(value) not in _SCALAR_TYPES and value is not default and isinstance(value, Mapping):
             return RecordedMap(name, value, self.reads)
         self.reads.append((name, None))
         return value

@@ -225,8 +225,9 @@ class DecisionCache:
         """Return the cached value for a request's raw attributes, or None (counted as a miss)."""
         entries = self._entries
         for index, keyer in enumerate(self._keyers):
-            entry = entries.get((index, keyer(values)))
-            if entry is None:
+            try:  # one __getitem__, which checks the entry's expiry (see _CountingTLRU.get)
+                entry = entries[(index, keyer(values))]
+            except KeyError:
                 continue
             if entry.uses_left <= 1:
                 # This use is the last one the decision allowed.

@@ -1,9 +1,9 @@
-"""The server's one interceptor: counts calls picked up, and answers undecodable requests to library services.
+"""The server's method router: finds each call's method, counts calls picked up, decodes library requests in Python.
 
 Our own APIs take raw bytes and decode them (:mod:`policy.servers._grpc`). Services
 registered by libraries (health, reflection) decode in grpc before their code
 runs, so a corrupt message ended as UNKNOWN with a stack trace in the log; the
-interceptor gives those methods the same treatment: INVALID_ARGUMENT, one line.
+router gives those methods the same treatment: INVALID_ARGUMENT, one line.
 """
 
 from __future__ import annotations
@@ -104,21 +104,69 @@ def decoding_in_python(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
     return grpc.stream_unary_rpc_method_handler(stream_unary, None, serialize)
 
 
-class ServerInterceptor(grpc.aio.ServerInterceptor):
-    """Counts calls picked up (``started``) and makes library methods decode in Python (see the module)."""
+class MethodRouter(grpc.GenericRpcHandler):
+    """The server's one generic handler: finds every call's method, counts calls picked up.
+
+    Our APIs' methods (raw-bytes handlers, :func:`policy.servers._grpc.add_unary_handlers`)
+    are found with one dict lookup. What a library registers (health, reflection, a
+    registrar calling grpc's generated ``add_*_to_server``) arrives through
+    :class:`RegisteringServer` and is served through here too, made to decode in Python
+    (:func:`decoding_in_python`: INVALID_ARGUMENT for a corrupt message, not UNKNOWN).
+
+    This replaces a grpc.aio server interceptor, which put a coroutine chain in front of
+    every call's method lookup (about 7,000 instructions per call under callgrind).
+    """
 
     def __init__(self) -> None:
         self.started = 0
-        self._wrapped: dict[str, grpc.RpcMethodHandler | None] = {}
+        self.handlers: dict[str, grpc.RpcMethodHandler] = {}
+        self._libraries: list[grpc.GenericRpcHandler] = []
 
-    async def intercept_service(self, continuation: Any, handler_call_details: Any) -> Any:
-        """Count the call; hand on its handler (wrapped once per method when grpc would decode it)."""
+    def add(self, method: str, handler: grpc.RpcMethodHandler) -> None:
+        """Serve ``method`` (``/package.Service/Method``) with ``handler``, decoding in Python."""
+        self.handlers[method] = handler if handler.request_deserializer is None else decoding_in_python(handler)
+
+    def add_library(self, handler: grpc.GenericRpcHandler) -> None:
+        """Ask ``handler`` for methods not in the table (a library's generic handler)."""
+        self._libraries.append(handler)
+
+    def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
+        """The handler of the called method, or None (grpc answers UNIMPLEMENTED)."""
         self.started += 1
-        handler = await continuation(handler_call_details)
-        if handler is None or handler.request_deserializer is None:
-            return handler
         method = handler_call_details.method
-        wrapped = self._wrapped.get(method)
-        if wrapped is None:
-            wrapped = self._wrapped[method] = decoding_in_python(handler)
-        return wrapped
+        handler = self.handlers.get(method)
+        if handler is None:
+            for library in self._libraries:
+                found = library.service(handler_call_details)
+                if found is not None:
+                    self.add(method, found)  # a method that exists: the table stays bounded
+                    return self.handlers[method]
+        return handler
+
+
+class RegisteringServer:
+    """A grpc.aio server as registrars see it: what they register goes through a :class:`MethodRouter`.
+
+    Everything else (``add_insecure_port``, options ...) is the server's own.
+    """
+
+    def __init__(self, server: grpc.aio.Server, router: MethodRouter) -> None:
+        self._server = server
+        self.method_router = router
+
+    def add_generic_rpc_handlers(self, generic_rpc_handlers: Any) -> None:
+        """Route a library's generic handlers through the router."""
+        for handler in generic_rpc_handlers:
+            self.method_router.add_library(handler)
+
+    def add_registered_method_handlers(self, service_name: str, method_handlers: Any) -> None:
+        """Add a library's methods to the router's table."""
+        for name, handler in method_handlers.items():
+            self.method_router.add(f"/{service_name}/{name}", handler)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._server, name)
+
+
+# Libraries tell an asyncio server from a threaded one by isinstance (grpc_reflection does).
+grpc.aio.Server.register(RegisteringServer)

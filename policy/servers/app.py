@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -24,7 +25,7 @@ from grpc_health.v1._async import HealthServicer
 from policy.runtime.service import PolicyService
 from policy.servers.reflection import enable_reflection
 from policy.servers import unix_socket
-from policy.servers._intercept import ServerInterceptor
+from policy.servers._intercept import MethodRouter, RegisteringServer
 from policy.servers.unix_socket import DEFAULT_SOCKET_MODE, OwnedSocket
 
 log = logging.getLogger("policy.servers")
@@ -103,7 +104,7 @@ class PolicyServer:
         self._health = HealthServicer()
         self.socket_mode = socket_mode
         self._sockets: list[OwnedSocket] = []
-        self._calls = ServerInterceptor()
+        self._calls = MethodRouter()
 
     async def start(self) -> list[str]:
         """Start the service and the server; returns the bound addresses (real ports filled in)."""
@@ -114,11 +115,14 @@ class PolicyServer:
             # Off by default, so a second server on a busy port fails; on for ``serve --workers``.
             ("grpc.so_reuseport", 1 if self.reuse_port else 0),
         ]
-        server = grpc.aio.server(options=options, interceptors=[self._calls])
+        server = grpc.aio.server(options=options)
+        server.add_generic_rpc_handlers((self._calls,))
+        # Registrars see the server through the router: every method is found in one table.
+        registering: Any = RegisteringServer(server, self._calls)
         for registrar in self.registrars:
-            self.services.extend(registrar(server, self.service))
-        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
-        enable_reflection([*self.services, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name], server)
+            self.services.extend(registrar(registering, self.service))
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, registering)
+        enable_reflection([*self.services, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name], registering)
         try:
             self._bind(server)
         except BaseException:
