@@ -35,10 +35,10 @@ _ENCODED_MAX = 4096
 
 
 def _integer(value: int) -> bytes:
+    if type(value) is not int:  # noqa: E721 - True and 1.0 hash as 1: refused before the cache is asked
+        raise TypeError(f"script arguments are integers, got {type(value).__name__} {value!r}")
     data = _ENCODED.get(value)
     if data is None:
-        if type(value) is not int:  # noqa: E721 - bool and float must not pass as integers
-            raise TypeError(f"script arguments are integers, got {type(value).__name__} {value!r}")
         text = b"%d" % value
         data = b"$%d\r\n%s\r\n" % (len(text), text)
         if len(_ENCODED) < _ENCODED_MAX:
