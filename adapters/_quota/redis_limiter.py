@@ -41,12 +41,15 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from adapters._quota.core import Allocation, Counter, LimiterUnavailable
 from adapters._quota.keys import digest, escape
+from adapters._quota.params import Algorithm
 from adapters._quota.lua import ALGORITHM_CODES, ALLOCATION_MODE, COUNT_ALWAYS, COUNT_STOP_WHEN_OVER, SCRIPT, SHA
 from adapters._quota.redis_wire import encode_evalsha, exchange
 
 log = logging.getLogger("policy.adapter.redisquota")
 
 _FAST_PATH_MAX = 100_000  # counters remembered as exhausted, at most
+_COMMANDS_MAX = 10_000     # encoded script calls remembered (see RedisLimiter._script)
+_CODES = {algorithm: ALGORITHM_CODES[algorithm.value] for algorithm in Algorithm}
 _TIMEOUTS = (TimeoutError, asyncio.TimeoutError, RedisTimeoutError)
 #: One queued script call: its encoded command, keys, arguments and the future its caller awaits.
 _Entry = tuple[bytes, list[str], list[Any], "asyncio.Future[Any]"]
@@ -68,9 +71,9 @@ def counter_key(prefix: str, counter: Counter) -> str:
     """The Redis key of a counter (hash-tagged by its id; the window is part of the name)."""
     if counter.window == 0:
         kind = "c"
-    elif ALGORITHM_CODES[counter.algorithm.value] == 0:
+    elif _CODES[counter.algorithm] == 0:
         kind = f"f{round(counter.window * 1000)}"
-    elif ALGORITHM_CODES[counter.algorithm.value] == 5:
+    elif _CODES[counter.algorithm] == 5:
         kind = f"s{round(counter.window * 1000)}"
     else:
         kind = f"r{round(counter.window * 1000)}.{round(counter.bucket * 1000)}"
@@ -118,6 +121,7 @@ class RedisLimiter:
         self._succeeded = -1        # the number of the latest-begun call that succeeded
         self._abandoned: set[asyncio.Task[Any]] = set()
         self._pending: list[_Entry] = []
+        self._commands: dict[tuple[Any, ...], tuple[list[str], list[Any], bytes]] = {}
         self._pending_deadline = math.inf
         self._flush_scheduled = False
         self._flushing: set[asyncio.Task[Any]] = set()
@@ -142,7 +146,8 @@ class RedisLimiter:
             answer = await client.eval(SCRIPT, len(keys), *keys, *args)
         return answer
 
-    def _queue(self, keys: list[str], args: list[Any], deadline: float, shared: bool) -> asyncio.Future[Any]:
+    def _queue(self, keys: list[str], args: list[Any], command: bytes | None, deadline: float,
+               shared: bool) -> asyncio.Future[Any]:
         """The future of one script call, sent with the other calls of this event-loop turn.
 
         Calls queued in the same turn go out together in one batch (one write, one
@@ -150,7 +155,8 @@ class RedisLimiter:
         bounded by the earliest deadline among its calls. A retry (``shared`` False)
         goes out alone: its shorter budget must not cut a fresh batch short.
         """
-        command = encode_evalsha(keys, args)
+        if command is None:
+            command = encode_evalsha(keys, args)
         self.stats["redis_calls"] += 1
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
@@ -241,15 +247,16 @@ class RedisLimiter:
         self.stats["redis_calls"] += 1
         return await self._direct(keys, args)
 
-    async def _attempt(self, keys: list[str], args: list[Any], deadline: float, first: bool) -> list[int]:
+    async def _attempt(self, keys: list[str], args: list[Any], command: bytes | None, deadline: float,
+                       first: bool) -> list[int]:
         if self.cluster:  # the cluster client may take long to clean up a cancelled call: never wait for it
             budget = deadline - asyncio.get_running_loop().time()
             answer: list[int] = await self._bounded(self._cluster_call(keys, args), budget)
             return answer
         # The batch completes the future by the deadline (an answer, an error or a TimeoutError).
-        return await self._queue(keys, args, deadline, first)  # type: ignore[no-any-return]
+        return await self._queue(keys, args, command, deadline, first)  # type: ignore[no-any-return]
 
-    async def _call(self, keys: list[str], args: list[Any]) -> list[int]:
+    async def _call(self, keys: list[str], args: list[Any], command: bytes | None = None) -> list[int]:
         now = self._monotonic()
         if now < self._down_until:
             self.stats["short_circuited"] += 1
@@ -261,7 +268,7 @@ class RedisLimiter:
         retried = False
         while True:
             try:
-                result = await self._attempt(keys, args, deadline, not retried)
+                result = await self._attempt(keys, args, command, deadline, not retried)
                 break
             except Exception as exc:  # every failure of the client answers by the fail mode
                 if not retried and not isinstance(exc, _TIMEOUTS) and deadline - loop.time() > 0:
@@ -303,7 +310,7 @@ class RedisLimiter:
             if c.window == 0:
                 args += [ALLOCATION_MODE, c.max_amount, 0, self.idle_ttl_ms]
             else:
-                args += [ALGORITHM_CODES[c.algorithm.value], c.max_amount, max(1, round(c.window * 1000)),
+                args += [_CODES[c.algorithm], c.max_amount, max(1, round(c.window * 1000)),
                          max(1, round(c.bucket * 1000))]
             args.append(c.amount if amounts is None else amounts[i])
         if self.clock_ms is not None:
@@ -312,10 +319,24 @@ class RedisLimiter:
 
     async def _script(self, counters: Sequence[Counter], *, best_effort: bool = False, independent: bool = False,
                       dedup_id: str = "", amounts: Sequence[int] | None = None) -> list[Allocation]:
-        keys = [counter_key(self.prefix, c) for c in counters]
-        if dedup_id:
-            keys.append(dedup_key(self.prefix, counters[0], dedup_id))
-        raw = await self._call(keys, self._args(counters, best_effort, independent, bool(dedup_id), amounts))
+        if len(counters) == 1 and not dedup_id and amounts is None and self.clock_ms is None:
+            # The hot path: the same counters are charged again and again, so their calls are encoded once.
+            c = counters[0]
+            memo = (c.id, c.amount, c.max_amount, c.window, c.bucket, c.algorithm, best_effort, independent)
+            call = self._commands.get(memo)
+            if call is None:
+                keys = [counter_key(self.prefix, c)]
+                args = self._args(counters, best_effort, independent, False)
+                call = (keys, args, encode_evalsha(keys, args))
+                if len(self._commands) >= _COMMANDS_MAX:
+                    self._commands.clear()
+                self._commands[memo] = call
+            raw = await self._call(*call)
+        else:
+            keys = [counter_key(self.prefix, c) for c in counters]
+            if dedup_id:
+                keys.append(dedup_key(self.prefix, counters[0], dedup_id))
+            raw = await self._call(keys, self._args(counters, best_effort, independent, bool(dedup_id), amounts))
         replayed = bool(raw[-1])
         out = []
         for i in range(len(counters)):

@@ -154,3 +154,16 @@ async def test_concurrent_calls_share_a_batch_and_keep_each_calls_exact_answer(b
     assert handler.limiter.stats["redis_calls"] == 50
     # one event-loop turn, one batch: the 50 calls went out on the one connection already open
     assert (await client.info("stats"))["total_connections_received"] == connections
+
+
+async def test_calls_encoded_once_still_carry_each_calls_amount_and_best_effort(build, redis_server, unique):
+    name = unique("wire-memo")
+    handler = build(RedisQuotaAdapter, {"redisServerUrl": redis_server.url, "localOverLimitCache": False,
+                                        "quotas": [{"name": name, "maxAmount": 10, "validDuration": "1h"}]})
+    calls = [(3, False), (5, False), (3, False), (3, True), (1, False), (3, False), (-4, False), (3, False)]
+    answers = []
+    for amount, best_effort in calls + calls[:2]:   # the repeated calls come from the encoded-call cache
+        answer = await handler.quota(Quota(name, {}), QuotaArgs(name, amount, best_effort=best_effort))
+        answers.append((answer.granted_amount, answer.remaining))
+    assert answers == [(3, 7), (5, 2), (0, 2), (2, 0), (0, 0), (0, 0), (4, 4), (3, 1), (0, 1), (0, 1)]
+    assert len(handler.limiter._commands) == 5      # (3), (5), (3, best effort), (1), (-4): one encoding each
