@@ -17,7 +17,10 @@ timeout, a cluster error, a closed transport surfacing as RuntimeError or
 AttributeError inside the client) raises :class:`LimiterUnavailable`, which the
 adapter answers by its fail mode; nothing else escapes. Every call returns within
 ``timeout`` (a cluster call runs in its own task, abandoned to clean up in the
-background when it overruns). A call that fails on a connection (not a timeout)
+background when it overruns; a single server's calls of one event-loop turn go out
+as one batch on one connection, see :mod:`adapters._quota.redis_wire`, and a timer
+answers them at the earliest of their deadlines and cancels the batch). A call that
+fails on a connection (not a timeout)
 is tried once more within the same budget: a pooled connection left dead by a
 Redis restart costs one retry, not an outage. After a failure, calls fail at once
 for ``retry_interval`` seconds (a circuit breaker), unless a call begun later has
