@@ -51,7 +51,7 @@ from adapters._quota.redis_wire import encode_evalsha, exchange
 log = logging.getLogger("policy.adapter.redisquota")
 
 _FAST_PATH_MAX = 100_000  # counters remembered as exhausted, at most
-_COMMANDS_MAX = 10_000     # encoded script calls remembered (see RedisLimiter._script)
+_COMMANDS_MAX = 4_096      # encoded script calls remembered (see RedisLimiter._script)
 _CODES = {algorithm: ALGORITHM_CODES[algorithm.value] for algorithm in Algorithm}
 _TIMEOUTS = (TimeoutError, asyncio.TimeoutError, RedisTimeoutError)
 #: One queued script call: its encoded command, keys, arguments and the future its caller awaits.
