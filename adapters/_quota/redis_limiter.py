@@ -44,8 +44,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from adapters._quota.core import Allocation, Counter, LimiterUnavailable
 from adapters._quota.keys import digest, escape
-from adapters._quota.params import Algorithm
 from adapters._quota.lua import ALGORITHM_CODES, ALLOCATION_MODE, COUNT_ALWAYS, COUNT_STOP_WHEN_OVER, SCRIPT, SHA
+from adapters._quota.params import Algorithm
 from adapters._quota.redis_wire import encode_evalsha, exchange
 
 log = logging.getLogger("policy.adapter.redisquota")
