@@ -17,7 +17,10 @@ timeout, a cluster error, a closed transport surfacing as RuntimeError or
 AttributeError inside the client) raises :class:`LimiterUnavailable`, which the
 adapter answers by its fail mode; nothing else escapes. Every call returns within
 ``timeout`` (a cluster call runs in its own task, abandoned to clean up in the
-background when it overruns). A call that fails on a connection (not a timeout)
+background when it overruns; a single server's calls of one event-loop turn go out
+as one batch on one connection, see :mod:`adapters._quota.redis_wire`, and a timer
+answers them at the earliest of their deadlines and cancels the batch). A call that
+fails on a connection (not a timeout)
 is tried once more within the same budget: a pooled connection left dead by a
 Redis restart costs one retry, not an outage. After a failure, calls fail at once
 for ``retry_interval`` seconds (a circuit breaker), unless a call begun later has
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -41,11 +45,17 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from adapters._quota.core import Allocation, Counter, LimiterUnavailable
 from adapters._quota.keys import digest, escape
 from adapters._quota.lua import ALGORITHM_CODES, ALLOCATION_MODE, COUNT_ALWAYS, COUNT_STOP_WHEN_OVER, SCRIPT, SHA
+from adapters._quota.params import Algorithm
+from adapters._quota.redis_wire import encode_evalsha, exchange
 
 log = logging.getLogger("policy.adapter.redisquota")
 
 _FAST_PATH_MAX = 100_000  # counters remembered as exhausted, at most
+_COMMANDS_MAX = 4_096      # encoded script calls remembered (see RedisLimiter._script)
+_CODES = {algorithm: ALGORITHM_CODES[algorithm.value] for algorithm in Algorithm}
 _TIMEOUTS = (TimeoutError, asyncio.TimeoutError, RedisTimeoutError)
+#: One queued script call: its encoded command, keys, arguments and the future its caller awaits.
+_Entry = tuple[bytes, list[str], list[Any], "asyncio.Future[Any]"]
 
 
 def _describe(exc: BaseException) -> str:
@@ -64,9 +74,9 @@ def counter_key(prefix: str, counter: Counter) -> str:
     """The Redis key of a counter (hash-tagged by its id; the window is part of the name)."""
     if counter.window == 0:
         kind = "c"
-    elif ALGORITHM_CODES[counter.algorithm.value] == 0:
+    elif _CODES[counter.algorithm] == 0:
         kind = f"f{round(counter.window * 1000)}"
-    elif ALGORITHM_CODES[counter.algorithm.value] == 5:
+    elif _CODES[counter.algorithm] == 5:
         kind = f"s{round(counter.window * 1000)}"
     else:
         kind = f"r{round(counter.window * 1000)}.{round(counter.bucket * 1000)}"
@@ -113,7 +123,9 @@ class RedisLimiter:
         self._sequence = 0          # numbers calls in the order they begin
         self._succeeded = -1        # the number of the latest-begun call that succeeded
         self._abandoned: set[asyncio.Task[Any]] = set()
-        self._pending: list[tuple[list[str], list[Any], asyncio.Future[Any]]] = []
+        self._pending: list[_Entry] = []
+        self._commands: dict[tuple[Any, ...], tuple[list[str], list[Any], bytes]] = {}
+        self._pending_deadline = math.inf
         self._flush_scheduled = False
         self._flushing: set[asyncio.Task[Any]] = set()
         #: Tests only: milliseconds to count with instead of Redis's TIME (None: Redis's clock).
@@ -137,71 +149,85 @@ class RedisLimiter:
             answer = await client.eval(SCRIPT, len(keys), *keys, *args)
         return answer
 
-    async def _run(self, keys: list[str], args: list[Any]) -> list[int]:
+    def _queue(self, keys: list[str], args: list[Any], command: bytes | None, deadline: float,
+               shared: bool) -> asyncio.Future[Any]:
+        """The future of one script call, sent with the other calls of this event-loop turn.
+
+        Calls queued in the same turn go out together in one batch (one write, one
+        connection, one round trip): each is still its own atomic script. A batch is
+        bounded by the earliest deadline among its calls. A retry (``shared`` False)
+        goes out alone: its shorter budget must not cut a fresh batch short.
+        """
+        if command is None:
+            command = encode_evalsha(keys, args)
         self.stats["redis_calls"] += 1
-        if self.cluster:
-            return await self._direct(keys, args)
-        # Calls made in the same event-loop turn go out together in one pipeline (one round trip,
-        # one connection): each is still its own atomic script.
-        future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
-        self._pending.append((keys, args, future))
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        entry = (command, keys, args, future)
+        if not shared:
+            self._start_batch([entry], deadline)
+            return future
+        self._pending.append(entry)
+        if deadline < self._pending_deadline:
+            self._pending_deadline = deadline
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._start_flush)
-        return await future
+            loop.call_soon(self._flush_pending)
+        return future
 
-    def _start_flush(self) -> None:
+    def _flush_pending(self) -> None:
         self._flush_scheduled = False
         batch, self._pending = self._pending, []
-        task = asyncio.get_running_loop().create_task(self._bounded_flush(batch))
+        deadline, self._pending_deadline = self._pending_deadline, math.inf
+        self._start_batch(batch, deadline)
+
+    def _start_batch(self, batch: list[_Entry], deadline: float) -> None:
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(self._flush(batch))
+        # At the deadline the callers are answered (TimeoutError) and the batch is cancelled, releasing its
+        # connection instead of running on (and charging counters for calls already answered by the fail
+        # mode). The callers never wait for the cancelled batch's clean-up, however long it takes.
+        timer = loop.call_at(deadline, self._expire, batch, task)
         self._flushing.add(task)
-        task.add_done_callback(self._flushing.discard)
+        task.add_done_callback(lambda done: self._batch_done(done, batch, timer))
 
-    async def _bounded_flush(self, batch: list[tuple[list[str], list[Any], asyncio.Future[Any]]]) -> None:
-        # Its callers give up after the timeout: so does the batch, releasing its connection, instead of
-        # running on (and charging counters for calls already answered by the fail mode).
-        try:
-            async with asyncio.timeout(self.timeout):
-                await self._flush(batch)
-        except TimeoutError:
-            for _, _, future in batch:
-                if not future.done():
-                    future.set_exception(TimeoutError(f"no answer within {self.timeout:g}s"))
-
-    async def _flush(self, batch: list[tuple[list[str], list[Any], asyncio.Future[Any]]]) -> None:
-        if len(batch) == 1:
-            keys, args, future = batch[0]
-            try:
-                result: Any = await self._direct(keys, args)
-            except BaseException as exc:  # handed to the caller, who decides
-                if not future.done():
-                    future.set_exception(exc)
-                return
+    def _expire(self, batch: list[_Entry], task: asyncio.Task[None]) -> None:
+        for *_, future in batch:
             if not future.done():
-                future.set_result(result)
-            return
-        pipe = self.client.pipeline(transaction=False)
-        for keys, args, _ in batch:
-            pipe.evalsha(SHA, len(keys), *keys, *args)
+                future.set_exception(TimeoutError(f"no answer within {self.timeout:g}s"))
+        if not task.done():
+            task.cancel()
+            self._abandoned.add(task)
+            task.add_done_callback(self._abandoned.discard)
+
+    def _batch_done(self, task: asyncio.Task[None], batch: list[_Entry], timer: asyncio.TimerHandle) -> None:
+        timer.cancel()
+        self._flushing.discard(task)
+        _consume(task)
+        for *_, future in batch:  # whatever ended the batch (a bug, a cancelled task), no caller waits forever
+            if not future.done():
+                future.set_exception(RuntimeError("the batch ended without an answer"))
+
+    async def _flush(self, batch: list[_Entry]) -> None:
         try:
-            results = await pipe.execute(raise_on_error=False)
-        except BaseException as exc:
-            for _, _, future in batch:
+            replies = await exchange(self.client.connection_pool, [command for command, *_ in batch])
+        except Exception as exc:  # handed to every caller, who decides
+            for *_, future in batch:
                 if not future.done():
                     future.set_exception(exc)
             return
-        for (keys, args, future), result in zip(batch, results):
-            if isinstance(result, NoScriptError):
+        for (_, keys, args, future), reply in zip(batch, replies):
+            if isinstance(reply, NoScriptError):  # a restarted or flushed Redis: run it in full (loads it)
                 try:
-                    result = await self._direct(keys, args)
-                except BaseException as exc:
-                    result = exc
+                    reply = await self._direct(keys, args)
+                except Exception as exc:
+                    reply = exc
             if future.done():
                 continue
-            if isinstance(result, BaseException):
-                future.set_exception(result)
+            if isinstance(reply, BaseException):
+                future.set_exception(reply)
             else:
-                future.set_result(result)
+                future.set_result(reply)
 
     async def _bounded(self, call: Any, budget: float) -> Any:
         """Await ``call`` (a coroutine) for at most ``budget`` seconds, however long its clean-up takes."""
@@ -220,14 +246,20 @@ class RedisLimiter:
             raise TimeoutError(f"no answer within {budget:g}s")
         return task.result()
 
-    async def _attempt(self, keys: list[str], args: list[Any], budget: float) -> list[int]:
-        if self.cluster:  # the cluster client may take long to clean up a cancelled call: never wait for it
-            answer: list[int] = await self._bounded(self._run(keys, args), budget)
-            return answer
-        async with asyncio.timeout(budget):  # waits on a future the batch task completes: returns at once
-            return await self._run(keys, args)
+    async def _cluster_call(self, keys: list[str], args: list[Any]) -> list[int]:
+        self.stats["redis_calls"] += 1
+        return await self._direct(keys, args)
 
-    async def _call(self, keys: list[str], args: list[Any]) -> list[int]:
+    async def _attempt(self, keys: list[str], args: list[Any], command: bytes | None, deadline: float,
+                       first: bool) -> list[int]:
+        if self.cluster:  # the cluster client may take long to clean up a cancelled call: never wait for it
+            budget = deadline - asyncio.get_running_loop().time()
+            answer: list[int] = await self._bounded(self._cluster_call(keys, args), budget)
+            return answer
+        # The batch completes the future by the deadline (an answer, an error or a TimeoutError).
+        return await self._queue(keys, args, command, deadline, first)  # type: ignore[no-any-return]
+
+    async def _call(self, keys: list[str], args: list[Any], command: bytes | None = None) -> list[int]:
         now = self._monotonic()
         if now < self._down_until:
             self.stats["short_circuited"] += 1
@@ -239,7 +271,7 @@ class RedisLimiter:
         retried = False
         while True:
             try:
-                result = await self._attempt(keys, args, deadline - loop.time())
+                result = await self._attempt(keys, args, command, deadline, not retried)
                 break
             except Exception as exc:  # every failure of the client answers by the fail mode
                 if not retried and not isinstance(exc, _TIMEOUTS) and deadline - loop.time() > 0:
@@ -266,7 +298,7 @@ class RedisLimiter:
         self._failing = True
 
     async def close(self) -> None:
-        """Cancel calls abandoned after their timeout (they were still cleaning up)."""
+        """Cancel calls and batches abandoned after their timeout (they were still cleaning up)."""
         for task in list(self._abandoned):
             task.cancel()
         if self._abandoned:
@@ -281,7 +313,7 @@ class RedisLimiter:
             if c.window == 0:
                 args += [ALLOCATION_MODE, c.max_amount, 0, self.idle_ttl_ms]
             else:
-                args += [ALGORITHM_CODES[c.algorithm.value], c.max_amount, max(1, round(c.window * 1000)),
+                args += [_CODES[c.algorithm], c.max_amount, max(1, round(c.window * 1000)),
                          max(1, round(c.bucket * 1000))]
             args.append(c.amount if amounts is None else amounts[i])
         if self.clock_ms is not None:
@@ -290,10 +322,24 @@ class RedisLimiter:
 
     async def _script(self, counters: Sequence[Counter], *, best_effort: bool = False, independent: bool = False,
                       dedup_id: str = "", amounts: Sequence[int] | None = None) -> list[Allocation]:
-        keys = [counter_key(self.prefix, c) for c in counters]
-        if dedup_id:
-            keys.append(dedup_key(self.prefix, counters[0], dedup_id))
-        raw = await self._call(keys, self._args(counters, best_effort, independent, bool(dedup_id), amounts))
+        if len(counters) == 1 and not dedup_id and amounts is None and self.clock_ms is None:
+            # The hot path: the same counters are charged again and again, so their calls are encoded once.
+            c = counters[0]
+            memo = (c.id, c.amount, c.max_amount, c.window, c.bucket, c.algorithm, best_effort, independent)
+            call = self._commands.get(memo)
+            if call is None:
+                keys = [counter_key(self.prefix, c)]
+                args = self._args(counters, best_effort, independent, False)
+                call = (keys, args, encode_evalsha(keys, args))
+                if len(self._commands) >= _COMMANDS_MAX:
+                    self._commands.clear()
+                self._commands[memo] = call
+            raw = await self._call(*call)
+        else:
+            keys = [counter_key(self.prefix, c) for c in counters]
+            if dedup_id:
+                keys.append(dedup_key(self.prefix, counters[0], dedup_id))
+            raw = await self._call(keys, self._args(counters, best_effort, independent, bool(dedup_id), amounts))
         replayed = bool(raw[-1])
         out = []
         for i in range(len(counters)):

@@ -5,6 +5,9 @@ What it does
     processes and hosts share one limit, as Mixer's redisquota did. Each call runs
     one atomic Lua script (loaded once, called by SHA1, reloaded on ``NOSCRIPT``)
     that reads the time from Redis (``TIME``), so hosts' clocks do not matter.
+    Calls made in the same event-loop turn go out together (single server): one
+    write on one pooled connection, replies read in order (parsed by hiredis, which
+    the ``redis`` extra installs); each is still its own atomic script.
     It can also back the Envoy rate-limit service (``settings.rateLimit.handler``).
 
 Params (Mixer's, plus a few of ours)
@@ -22,13 +25,15 @@ Params (Mixer's, plus a few of ours)
                                  releases (in a window, the newest grants first).
     ``redisServerUrl``           ``host:port`` (Mixer's form), ``redis://[user:pass@]host:port[/db]``,
                                  ``rediss://...`` (TLS) or ``unix:///path/to/redis.sock``.
-    ``connectionPoolSize``       connections per Redis server (default and 0: 10); calls beyond
-                                 wait for a free one (within ``timeout``).
+    ``connectionPoolSize``       connections per Redis server (default and 0: 10). A single
+                                 server's calls of one event-loop turn share one connection;
+                                 beyond the pool, they wait for a free one (within ``timeout``).
     ``cluster``                  the URL is a seed node of a Redis Cluster (default false).
     ``failMode``                 when Redis cannot answer: ``CLOSED`` (default) denies with
                                  ``UNAVAILABLE``; ``OPEN`` grants the amount asked (valid
                                  duration 0). Never ``RESOURCE_EXHAUSTED``.
-    ``timeout``                  how long a call may take (default 500ms).
+    ``timeout``                  how long a call may take (default 500ms); calls sent together
+                                 are all answered by the earliest of their deadlines.
     ``retryInterval``            after a failure, calls answer by the fail mode at once for
                                  this long (default 500ms), then Redis is tried again; the
                                  client reconnects by itself, no restart needed.
