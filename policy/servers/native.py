@@ -20,6 +20,7 @@ from policy.runtime.service import PolicyService
 from policy.sdk import HeaderOperationKind, QuotaArgs
 from policy.servers._grpc import add_unary_handlers, decode
 from policy.servers.paths import DEFAULT_MODE, normalize_attributes
+from policy.servers.native_wire import WireDecoder
 from policy.servers.native_codec import CodecError, attributes_from_proto, duration_to_proto, status_to_proto
 from policy.v1 import policy_pb2
 
@@ -118,16 +119,33 @@ class PolicyServicer:
     def __init__(self, service: PolicyService, path_normalization: str = DEFAULT_MODE) -> None:
         self.service = service
         self.path_normalization = path_normalization
+        self._wire = WireDecoder(service.host.vocabulary, path_normalization)
 
     async def Check(self, data: bytes, context: grpc.aio.ServicerContext) -> Any:
         """Decide one request (and charge its quotas when the precondition allows)."""
+        service = self.service
+        vocabulary = service.host.vocabulary
+        wire = self._wire
+        if wire.vocabulary is not vocabulary:
+            wire = self._wire = WireDecoder(vocabulary, self.path_normalization)
+        values = wire.attributes(data)  # paths normalized; None: not the plain layout it reads
+        quotas = None
+        if values is None:
+            values, quotas = await self._decode(data, vocabulary, context)
+            if self.path_normalization != "none":
+                values = normalize_attributes(values, self.path_normalization)
+        decision = await service.check(AttributeBag.trusted(values), quotas, api="native")
+        return encode_response(decision)
+
+    async def _decode(self, data: bytes, vocabulary: Any, context: grpc.aio.ServicerContext
+                      ) -> tuple[dict[str, Any], dict[str, QuotaArgs] | None]:
+        """Attributes and quotas of a request through protobuf; aborts INVALID_ARGUMENT when malformed."""
         try:  # inline rather than `await decode(...)`: one coroutine less per check
             request = _CheckRequest.FromString(data)
         except (DecodeError, ValueError, RuntimeError):
             request = await decode(policy_pb2.CheckRequest, data, context)  # aborts INVALID_ARGUMENT
-        service = self.service
         try:
-            values = attributes_from_proto(request.attributes, service.host.vocabulary)
+            values = attributes_from_proto(request.attributes, vocabulary)
         except CodecError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         quotas = None
@@ -138,10 +156,7 @@ class PolicyServicer:
                     await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                         f"quota {name!r}: amount must not be negative, got {params.amount}")
                 quotas[name] = QuotaArgs(name, params.amount or 1, params.best_effort, request.deduplication_id)
-        if self.path_normalization != "none":
-            values = normalize_attributes(values, self.path_normalization)
-        decision = await service.check(AttributeBag.trusted(values), quotas, api="native")
-        return encode_response(decision)
+        return values, quotas
 
     async def Report(self, data: bytes, context: grpc.aio.ServicerContext) -> Any:
         """Queue report instances for a batch of attribute sets; never waits for adapters."""

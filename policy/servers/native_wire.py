@@ -1,0 +1,272 @@
+"""A fast path for the native ``CheckRequest``: its attributes read straight off the wire.
+
+:func:`policy.servers.native_codec.attributes_from_proto` walks protobuf's map of
+``Value`` messages, which costs a Python wrapper object and a ``WhichOneof`` per
+attribute. Most of a sidecar's requests repeat the same attribute entries (the same
+peers, namespaces, hosts, methods ...), so :class:`WireDecoder` reads the serialized
+request itself and remembers each map entry's bytes with its decoded ``(name, value)``:
+a repeated entry costs one dict lookup.
+
+It is a fast path only, never a second opinion: it accepts a request only in the
+layout protobuf's serializers write (the ``attributes`` field and nothing else; each
+map entry exactly a key field then a value field; each ``Value`` exactly one member
+set, each nested message its fields in order at most once) and only when every
+attribute decodes and agrees with the vocabulary. Anything else — quotas, a
+deduplication id, unknown or repeated fields, an empty ``Value``, a type mismatch, an
+address of the wrong length, invalid UTF-8, a time outside Python's range —
+answers None, and the caller decodes the request with protobuf as before, which
+gives the same values, or the same ``INVALID_ARGUMENT``, as without this module.
+So for every request it accepts, the attributes equal what
+``attributes_from_proto(CheckRequest.FromString(data).attributes, vocabulary)`` returns.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import struct
+from collections.abc import Mapping
+from typing import Any
+
+from policy.attributes.types import ValueType
+from policy.servers.native_codec import ip_from_raw
+from policy.servers.paths import PATH_ATTRIBUTES, normalize_path
+
+__all__ = ["WireDecoder"]
+
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+_timedelta = _dt.timedelta
+_unpack_double = struct.Struct("<d").unpack_from
+_ANY = ValueType.ANY
+_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
+_INT32_MIN, _INT32_MAX = -(1 << 31), (1 << 31) - 1
+
+# The tag byte of each ``policy.v1.Value`` member (field number << 3 | wire type) and its type.
+_STRING, _INT64, _DOUBLE, _BOOL, _BYTES = 0x0A, 0x10, 0x19, 0x20, 0x2A
+_TIMESTAMP, _DURATION, _IP, _STRING_MAP = 0x32, 0x3A, 0x42, 0x4A
+_TYPE_OF_TAG = {
+    _STRING: ValueType.STRING, _INT64: ValueType.INT64, _DOUBLE: ValueType.DOUBLE,
+    _BOOL: ValueType.BOOL, _BYTES: ValueType.BYTES, _TIMESTAMP: ValueType.TIMESTAMP,
+    _DURATION: ValueType.DURATION, _IP: ValueType.IP_ADDRESS, _STRING_MAP: ValueType.STRING_MAP,
+}
+
+
+class _Refused(Exception):
+    """The bytes are not in the layout this fast path reads: protobuf decides instead."""
+
+
+def _varint(data: bytes, pos: int, end: int) -> tuple[int, int]:
+    """An unsigned varint at ``pos`` (at most 64 bits) and the position after it."""
+    result = shift = 0
+    while pos < end and shift < 64:
+        byte = data[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            if result >> 64:
+                raise _Refused
+            return result, pos
+        shift += 7
+    raise _Refused
+
+
+def _length(data: bytes, pos: int, end: int) -> tuple[int, int]:
+    """A length prefix at ``pos``: the (start, end) of the bytes it delimits, inside ``end``."""
+    size = data[pos] if pos < end else 0x80
+    if size < 0x80:
+        pos += 1
+    else:
+        size, pos = _varint(data, pos, end)
+    stop = pos + size
+    if stop > end:
+        raise _Refused
+    return pos, stop
+
+
+def _signed(value: int, low: int, high: int) -> int:
+    """A varint read as two's complement int64, refused unless within [low, high]."""
+    if value > _INT64_MAX:
+        value -= 1 << 64
+    if not low <= value <= high:
+        raise _Refused
+    return value
+
+
+def _seconds_nanos(data: bytes, pos: int, end: int) -> tuple[int, int]:
+    """A ``Timestamp`` / ``Duration`` body: field 1 (int64 seconds) then field 2 (int32 nanos), each optional."""
+    seconds = nanos = 0
+    if pos < end and data[pos] == 0x08:
+        seconds, pos = _varint(data, pos + 1, end)
+        seconds = _signed(seconds, _INT64_MIN, _INT64_MAX)
+    if pos < end and data[pos] == 0x10:
+        nanos, pos = _varint(data, pos + 1, end)
+        nanos = _signed(nanos, _INT32_MIN, _INT32_MAX)
+    if pos != end:
+        raise _Refused
+    return seconds, nanos
+
+
+def _text(data: bytes, start: int, stop: int) -> str:
+    try:
+        return data[start:stop].decode("utf-8")
+    except UnicodeDecodeError:
+        raise _Refused from None
+
+
+def _string_map(data: bytes, pos: int, end: int) -> dict[str, str]:
+    """A ``StringMap`` body: entries, each exactly a key field then a value field."""
+    out: dict[str, str] = {}
+    while pos < end:
+        if data[pos] != 0x0A:
+            raise _Refused
+        pos, stop = _length(data, pos + 1, end)
+        if pos >= stop or data[pos] != 0x0A:
+            raise _Refused
+        key_start, key_stop = _length(data, pos + 1, stop)
+        if key_stop >= stop or data[key_stop] != 0x12:
+            raise _Refused
+        value_start, value_stop = _length(data, key_stop + 1, stop)
+        if value_stop != stop:
+            raise _Refused
+        out[_text(data, key_start, key_stop)] = _text(data, value_start, value_stop)
+        pos = stop
+    return out
+
+
+def _value(data: bytes, pos: int, end: int) -> Any:
+    """A ``Value`` body holding exactly one member, as :func:`attributes_from_proto` converts it."""
+    if pos >= end:
+        raise _Refused  # an empty Value: an error protobuf's path names
+    tag = data[pos]
+    pos += 1
+    if tag == _INT64 or tag == _BOOL:
+        raw, pos = _varint(data, pos, end)
+        if pos != end:
+            raise _Refused
+        if tag == _BOOL:
+            if raw > 1:
+                raise _Refused
+            return raw == 1
+        return _signed(raw, _INT64_MIN, _INT64_MAX)
+    if tag == _DOUBLE:
+        if pos + 8 != end:
+            raise _Refused
+        return _unpack_double(data, pos)[0]
+    start, stop = _length(data, pos, end)
+    if stop != end:
+        raise _Refused
+    if tag == _STRING:
+        return _text(data, start, stop)
+    if tag == _BYTES:
+        return data[start:stop]
+    if tag == _IP:
+        ip = ip_from_raw(data[start:stop])
+        if ip is None:
+            raise _Refused
+        return ip
+    if tag == _STRING_MAP:
+        return _string_map(data, start, stop)
+    if tag == _TIMESTAMP or tag == _DURATION:
+        seconds, nanos = _seconds_nanos(data, start, stop)
+        try:
+            if tag == _TIMESTAMP:
+                return _EPOCH + _timedelta(0, seconds, nanos // 1000)
+            # Seconds and nanos share a sign; truncate the nanos toward zero.
+            micros = nanos // 1000 if nanos >= 0 else -(-nanos // 1000)
+            return _timedelta(0, seconds, micros)
+        except OverflowError:
+            raise _Refused from None
+    raise _Refused
+
+
+def _entry(data: bytes, vocabulary: Mapping[str, ValueType]) -> tuple[str, Any]:
+    """One ``Attributes.values`` map entry: exactly a key field then a value field."""
+    end = len(data)
+    if end < 2 or data[0] != 0x0A:
+        raise _Refused
+    key_start, key_stop = _length(data, 1, end)
+    if key_stop >= end or data[key_stop] != 0x12:
+        raise _Refused
+    value_start, value_stop = _length(data, key_stop + 1, end)
+    if value_stop != end or value_start >= value_stop:
+        raise _Refused
+    name = _text(data, key_start, key_stop)
+    expected = vocabulary.get(name)
+    if expected is not None and expected is not _ANY and expected is not _TYPE_OF_TAG.get(data[value_start]):
+        raise _Refused  # a type mismatch: protobuf's path words the error
+    return name, _value(data, value_start, value_stop)
+
+
+class WireDecoder:
+    """Reads a serialized native ``CheckRequest``'s attributes, remembering decoded map entries.
+
+    ``path_mode`` normalizes ``request.path`` and ``request.url_path`` as
+    :func:`policy.servers.paths.normalize_attributes` would (one of its ``MODES``),
+    once per distinct entry. One per server and vocabulary; remembers at most ``max_entries`` distinct entries
+    (forgets them all when full: a request id or time differs on every request and
+    would otherwise crowd the memo out).
+    """
+
+    __slots__ = ("vocabulary", "path_mode", "max_entries", "_memo")
+
+    def __init__(self, vocabulary: Mapping[str, ValueType], path_mode: str = "none",
+                 max_entries: int = 4096) -> None:
+        self.vocabulary = vocabulary
+        self.path_mode = path_mode
+        self.max_entries = max_entries
+        # entry bytes → (name, value, is a map); a map value is copied for each request.
+        self._memo: dict[bytes, tuple[str, Any, bool]] = {}
+
+    def _decode_entry(self, raw: bytes) -> tuple[str, Any, bool]:
+        # The memo maps an entry's own bytes to its value, whatever surrounds them.
+        name, value = _entry(raw, self.vocabulary)
+        if name in PATH_ATTRIBUTES and value.__class__ is str and self.path_mode != "none":
+            value = normalize_path(value, merge_slashes=self.path_mode == "merge-slashes")
+        hit = (name, value, value.__class__ is dict)
+        memo = self._memo
+        if len(memo) >= self.max_entries:
+            memo.clear()
+        memo[raw] = hit
+        return hit
+
+    def attributes(self, data: bytes) -> dict[str, Any] | None:
+        """The attributes of a serialized ``CheckRequest``, or None when protobuf must decode it.
+
+        None for anything but the attributes field alone in the layout serializers
+        write, or an attribute that does not decode or agrees with the vocabulary
+        (see the module docstring); otherwise the values are those
+        :func:`~policy.servers.native_codec.attributes_from_proto` gives, paths
+        normalized by ``path_mode``.
+        """
+        end = len(data)
+        memo = self._memo
+        lookup = memo.get
+        out: dict[str, Any] = {}
+        try:
+            if end == 0:
+                return out
+            if data[0] != 0x0A:
+                return None
+            pos, stop = _length(data, 1, end)
+            if stop != end:
+                return None  # another field follows (quotas, a deduplication id ...)
+            while pos < end:
+                if data[pos] != 0x0A:
+                    return None
+                size = data[pos + 1]
+                if size < 0x80:
+                    pos += 2
+                    stop = pos + size  # past the end only when truncated: then pos != end below
+                else:
+                    pos, stop = _length(data, pos + 1, end)
+                raw = data[pos:stop]
+                hit = lookup(raw)
+                if hit is None:
+                    hit = self._decode_entry(raw)
+                name, value, is_map = hit
+                out[name] = dict(value) if is_map else value
+                pos = stop
+        except (_Refused, IndexError):
+            return None
+        if pos != end:
+            return None
+        return out
