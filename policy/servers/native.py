@@ -81,6 +81,7 @@ def _field_bytes(number: int, value: bytes) -> bytes:
 
 
 _DECISION_ID_FIELD = policy_pb2.CheckResponse.DESCRIPTOR.fields_by_name["decision_id"].number
+_DECISION_ID_TAG = _DECISION_ID_FIELD << 3 | 2
 
 
 def encode_response(decision: Decision) -> bytes:
@@ -96,7 +97,11 @@ def encode_response(decision: Decision) -> bytes:
         prefix = policy_pb2.CheckResponse(
             precondition=_precondition(decision), matched_rules=decision.rules).SerializeToString()
         decision.memo["native"] = prefix
-    tail = _field_bytes(_DECISION_ID_FIELD, decision.decision_id.encode())
+    raw = decision.decision_id.encode()
+    if len(raw) < 0x80:  # a UUID: one length byte, no general varint encoder
+        tail = b"%c%c%b" % (_DECISION_ID_TAG, len(raw), raw)
+    else:
+        tail = _field_bytes(_DECISION_ID_FIELD, raw)
     if decision.quotas:
         quotas = policy_pb2.CheckResponse()
         _add_quotas(quotas, decision)
