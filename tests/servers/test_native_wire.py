@@ -210,10 +210,47 @@ def test_an_empty_request_has_no_attributes() -> None:
 
 def test_a_decoded_map_is_a_fresh_copy_for_each_request() -> None:
     decoder = WireDecoder(VOCABULARY)
-    data = _request(TYPICAL)
-    first = decoder.attributes(data)
-    first["request.headers"]["x-user"] = "mallory"
-    assert decoder.attributes(data)["request.headers"] == {"x-user": "alice"}
+    data = _request({"request.id": "r", **TYPICAL})
+    for _ in range(4):  # decoded, from the entry memo, from runs of entries
+        values = decoder.attributes(data)
+        assert values["request.headers"] == {"x-user": "alice"}
+        values["request.headers"]["x-user"] = "mallory"
+
+
+def _entry_bytes(name: str, value: Any) -> bytes:
+    """One serialized ``Attributes.values`` entry (its field tag and length included)."""
+    return policy_pb2.Attributes(values={name: attributes_to_proto({name: value}).values[name]}).SerializeToString()
+
+
+def test_runs_of_entries_follow_what_each_request_carries() -> None:
+    """Requests sharing entries in changing orders, with a fresh id between them, a repeated name in one."""
+    decoder = WireDecoder(VOCABULARY, "merge-slashes")
+    stable = [_entry_bytes(name, value) for name, value in TYPICAL.items()]
+    other_path = _entry_bytes("request.path", "/admin/../x")
+    rng = random.Random(SEED + 2)
+    used_runs = 0
+    for index in range(400):
+        entries = list(stable)
+        if index % 3:
+            entries.insert(rng.randrange(len(entries) + 1), _entry_bytes("request.id", f"id-{index}"))
+        if index % 5 == 0:
+            entries.insert(rng.randrange(len(entries) + 1), other_path)  # the same name twice: the last wins
+        if index % 7 == 0:
+            rng.shuffle(entries)
+        body = b"".join(entries)
+        data = b"\x0a" + _varint_bytes(len(body)) + body
+        assert assert_agrees(decoder, data) is not None
+        used_runs += bool(decoder._runs)
+    assert used_runs > 300
+
+
+def _varint_bytes(value: int) -> bytes:
+    out = bytearray()
+    while value >= 0x80:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
 
 
 @pytest.mark.parametrize(("mode", "expected"), [
