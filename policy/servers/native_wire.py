@@ -31,7 +31,7 @@ from policy.attributes.types import ValueType
 from policy.servers.native_codec import ip_from_raw
 from policy.servers.paths import PATH_ATTRIBUTES, normalize_path
 
-__all__ = ["WireDecoder"]
+__all__ = ["MAX_ENTRY_BYTES", "MAX_RUN_BYTES", "WireDecoder"]
 
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
 _timedelta = _dt.timedelta
@@ -40,6 +40,11 @@ _ANY = ValueType.ANY
 _STRING_TYPE = ValueType.STRING
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 _INT32_MIN, _INT32_MAX = -(1 << 31), (1 << 31) - 1
+
+#: The largest map entry (bytes) the entry memo keeps, and the largest run of entries the run
+#: memo keeps: they bound its memory (a few MB at most) whatever clients send.
+MAX_ENTRY_BYTES = 1024
+MAX_RUN_BYTES = 4096
 
 # The tag byte of each ``policy.v1.Value`` member (field number << 3 | wire type) and its type.
 _STRING, _INT64, _DOUBLE, _BOOL, _BYTES = 0x0A, 0x10, 0x19, 0x20, 0x2A
@@ -219,12 +224,14 @@ class WireDecoder:
     :func:`policy.servers.paths.normalize_attributes` would (one of its ``MODES``),
     once per distinct entry.
 
-    Two memos, each holding at most ``max_entries`` items (emptied when full: a request
-    id or time differs on every request and would otherwise crowd them out):
+    Two memos, bounded in count and in the size of what they keep (emptied when full: a
+    request id or time differs on every request and would otherwise crowd them out):
 
-    * entry bytes → its ``(name, value)``;
+    * entry bytes → its ``(name, value)``: at most ``max_entries`` entries of at most
+      :data:`MAX_ENTRY_BYTES` bytes (a larger one is decoded each time);
     * entry bytes → the *run* of entries that followed it last time, up to the next
-      entry not seen before (a request id, a time) or the end: its bytes and values.
+      entry not seen before (a request id, a time) or the end: its bytes and values;
+      at most ``max_runs`` runs of at most :data:`MAX_RUN_BYTES` bytes.
       A client writes a request's attributes in a stable order (Envoy's and protobuf's
       own serializers do for the same attributes), so when the bytes after an entry
       equal its run (one C-level comparison), the run's values are added at once
@@ -232,13 +239,14 @@ class WireDecoder:
       is decoded exactly as its entries one by one would be.
     """
 
-    __slots__ = ("vocabulary", "path_mode", "max_entries", "_memo", "_runs")
+    __slots__ = ("vocabulary", "path_mode", "max_entries", "max_runs", "_memo", "_runs")
 
     def __init__(self, vocabulary: Mapping[str, ValueType], path_mode: str = "none",
-                 max_entries: int = 4096) -> None:
+                 max_entries: int = 4096, max_runs: int = 512) -> None:
         self.vocabulary = vocabulary
         self.path_mode = path_mode
         self.max_entries = max_entries
+        self.max_runs = max_runs
         # entry bytes → (name, value, is a map); a map value is copied for each request.
         self._memo: dict[bytes, tuple[str, Any, bool]] = {}
         # entry bytes → (bytes of the entries after it, their values by name, names whose value is a map).
@@ -250,16 +258,19 @@ class WireDecoder:
         if name in PATH_ATTRIBUTES and value.__class__ is str and self.path_mode != "none":
             value = normalize_path(value, merge_slashes=self.path_mode == "merge-slashes")
         hit = (name, value, value.__class__ is dict)
-        memo = self._memo
-        if len(memo) >= self.max_entries:
-            memo.clear()
-        memo[raw] = hit
+        if len(raw) <= MAX_ENTRY_BYTES:
+            memo = self._memo
+            if len(memo) >= self.max_entries:
+                memo.clear()
+            memo[raw] = hit
         return hit
 
     def _learn(self, anchor: bytes, run: bytes, entries: list[tuple[str, Any, bool]]) -> None:
+        if len(run) > MAX_RUN_BYTES:
+            return
         values = {name: value for name, value, _ in entries}  # a repeated name: the last one, as protobuf
         runs = self._runs
-        if len(runs) >= self.max_entries:
+        if len(runs) >= self.max_runs:
             runs.clear()
         runs[anchor] = (run, values, tuple(name for name, value in values.items() if value.__class__ is dict))
 

@@ -20,7 +20,7 @@ import pytest
 
 from policy.attributes import ValueType, Vocabulary, standard_vocabulary
 from policy.servers.native_codec import CodecError, attributes_from_proto, attributes_to_proto
-from policy.servers.native_wire import WireDecoder
+from policy.servers.native_wire import MAX_ENTRY_BYTES, MAX_RUN_BYTES, WireDecoder
 from policy.servers.paths import MODES, normalize_attributes
 from policy.v1 import policy_pb2
 
@@ -262,3 +262,16 @@ def test_paths_are_normalized_by_the_mode(mode: str, expected: str) -> None:
     for _ in range(2):  # decoded, then from the memo
         values = decoder.attributes(data)
         assert values == {"request.path": expected, "request.url_path": expected, "t.string": "/a/../b"}
+
+
+def test_large_entries_and_runs_are_decoded_each_time_not_remembered() -> None:
+    big_headers = {f"h-{i}": "v" * 60 for i in range(40)}  # one entry over MAX_ENTRY_BYTES
+    many = {f"x.{i}": "w" * 100 for i in range(60)}  # entries that make a run over MAX_RUN_BYTES
+    for attributes in ({**TYPICAL, "request.headers": big_headers}, {**TYPICAL, **many}):
+        decoder = WireDecoder(VOCABULARY, max_entries=100, max_runs=2)
+        data = _request(attributes)
+        for _ in range(3):
+            assert assert_agrees(decoder, data) is not None
+        assert len(decoder._memo) <= 100 and len(decoder._runs) <= 2
+        assert all(len(raw) <= MAX_ENTRY_BYTES for raw in decoder._memo)
+        assert all(len(run) <= MAX_RUN_BYTES for run, _, _ in decoder._runs.values())
