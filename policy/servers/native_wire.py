@@ -42,7 +42,7 @@ _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 _INT32_MIN, _INT32_MAX = -(1 << 31), (1 << 31) - 1
 
 #: The largest map entry (bytes) the entry memo keeps, and the largest run of entries the run
-#: memo keeps: they bound its memory (a few MB at most) whatever clients send.
+#: memo keeps: they bound its memory (about 10 MB at most) whatever clients send.
 MAX_ENTRY_BYTES = 1024
 MAX_RUN_BYTES = 4096
 
