@@ -295,9 +295,15 @@ class WireDecoder:
                 return out
             if data[0] != 0x0A:
                 return None
-            pos, stop = _length(data, 1, end)
+            size = data[1]
+            if size < 0x80:
+                pos, stop = 2, 2 + size
+            elif data[2] < 0x80:  # most requests: 128 bytes to 16 KiB of attributes
+                pos, stop = 3, 3 + (size & 0x7F | data[2] << 7)
+            else:
+                pos, stop = _length(data, 1, end)
             if stop != end:
-                return None  # another field follows (quotas, a deduplication id ...)
+                return None  # another field follows (quotas, a deduplication id ...) or bytes are missing
             while pos < end:
                 if data[pos] != 0x0A:
                     return None
