@@ -10,7 +10,8 @@ a repeated entry costs one dict lookup.
 It is a fast path only, never a second opinion: it accepts a request only in the
 layout protobuf's serializers write (the ``attributes`` field and nothing else; each
 map entry exactly a key field then a value field; each ``Value`` exactly one member
-set, each nested message its fields in order at most once) and only when every
+set; a ``StringMap`` entry key then value; a ``Timestamp`` or ``Duration`` body is
+read by protobuf's own parser) and only when every
 attribute decodes and agrees with the vocabulary. Anything else — quotas, a
 deduplication id, unknown or repeated fields, an empty ``Value``, a type mismatch, an
 address of the wrong length, invalid UTF-8, a time outside Python's range —
@@ -27,6 +28,9 @@ import struct
 from collections.abc import Mapping
 from typing import Any
 
+from google.protobuf import duration_pb2, timestamp_pb2
+from google.protobuf.message import DecodeError
+
 from policy.attributes.types import ValueType
 from policy.servers.native_codec import ip_from_raw
 from policy.servers.paths import PATH_ATTRIBUTES, normalize_path
@@ -39,7 +43,8 @@ _unpack_double = struct.Struct("<d").unpack_from
 _ANY = ValueType.ANY
 _STRING_TYPE = ValueType.STRING
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
-_INT32_MIN, _INT32_MAX = -(1 << 31), (1 << 31) - 1
+_parse_timestamp = timestamp_pb2.Timestamp.FromString
+_parse_duration = duration_pb2.Duration.FromString
 
 #: The largest map entry (bytes) the entry memo keeps, and the largest run of entries the run
 #: memo keeps: they bound its memory (about 10 MB at most) whatever clients send.
@@ -95,20 +100,6 @@ def _signed(value: int, low: int, high: int) -> int:
     if not low <= value <= high:
         raise _Refused
     return value
-
-
-def _seconds_nanos(data: bytes, pos: int, end: int) -> tuple[int, int]:
-    """A ``Timestamp`` / ``Duration`` body: field 1 (int64 seconds) then field 2 (int32 nanos), each optional."""
-    seconds = nanos = 0
-    if pos < end and data[pos] == 0x08:
-        seconds, pos = _varint(data, pos + 1, end)
-        seconds = _signed(seconds, _INT64_MIN, _INT64_MAX)
-    if pos < end and data[pos] == 0x10:
-        nanos, pos = _varint(data, pos + 1, end)
-        nanos = _signed(nanos, _INT32_MIN, _INT32_MAX)
-    if pos != end:
-        raise _Refused
-    return seconds, nanos
 
 
 def _text(data: bytes, start: int, stop: int) -> str:
@@ -172,7 +163,12 @@ def _value(data: bytes, pos: int, end: int) -> Any:
     if tag == _STRING_MAP:
         return _string_map(data, start, stop)
     if tag == _TIMESTAMP or tag == _DURATION:
-        seconds, nanos = _seconds_nanos(data, start, stop)
+        # protobuf's own parser for the body: the same reading of it as the protobuf path's, faster.
+        try:
+            parsed = (_parse_timestamp if tag == _TIMESTAMP else _parse_duration)(data[start:stop])
+        except (DecodeError, ValueError, RuntimeError):
+            raise _Refused from None
+        seconds, nanos = parsed.seconds, parsed.nanos
         try:
             if tag == _TIMESTAMP:
                 return _EPOCH + _timedelta(0, seconds, nanos // 1000)
