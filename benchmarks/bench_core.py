@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import time
 from pathlib import Path
 
@@ -103,20 +104,22 @@ def bench_native_stages(quick: bool) -> None:
 
     header("native Check stages", "policy.v1.Policy/Check's handler in process on the typical request (µs per call): "
            "protobuf's decode and attributes_from_proto (the path a request the wire reader does not take goes), "
-           "the wire reader (native_wire) on the same bytes each time and with a new request.id each time, "
+           "the wire reader (native_wire) on the same bytes each time and with a new request.id and request.time "
+           "each time, "
            "the cached check, the response encoding, and the whole handler (wire reader, check, encode).")
     count = 5_000 if quick else 50_000
 
-    def request(request_id: str) -> bytes:
-        attributes = attributes_to_proto(typical_attributes(request_id))
-        return policy_pb2.CheckRequest(attributes=attributes).SerializeToString()
+    def request(request_id: str, microseconds: int = 0) -> bytes:
+        attributes = typical_attributes(request_id)
+        attributes["request.time"] += dt.timedelta(microseconds=microseconds)
+        return policy_pb2.CheckRequest(attributes=attributes_to_proto(attributes)).SerializeToString()
 
     async def run() -> None:
         service = PolicyService(CONFIG, watch_interval=0)
         service.load()
         vocabulary = service.host.vocabulary
         data = request("req-1")
-        fresh = [request(f"req-{i}") for i in range(count)]  # each id once, as a sidecar sends them
+        fresh = [request(f"req-{i}", i) for i in range(count)]  # each id and time once, as a sidecar sends them
         parse = policy_pb2.CheckRequest.FromString
         wire = WireDecoder(vocabulary, DEFAULT_MODE)
         values = wire.attributes(data)
@@ -126,7 +129,7 @@ def bench_native_stages(quick: bool) -> None:
         stages = {
             "protobuf decode + attributes_from_proto": lambda: attributes_from_proto(parse(data).attributes, vocabulary),
             "wire reader, same request": lambda: wire.attributes(data),
-            "wire reader, new request.id": lambda: wire.attributes(fresh[next(ids) % count]),
+            "wire reader, new request.id and .time": lambda: wire.attributes(fresh[next(ids) % count]),
             "encode response (memo + id)": lambda: encode_response(decision),
         }
         for label, fn in stages.items():

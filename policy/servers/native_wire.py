@@ -200,12 +200,15 @@ def _entry(data: bytes, vocabulary: Mapping[str, ValueType]) -> tuple[str, Any]:
         return name, value
     if end < 2 or data[0] != 0x0A:
         raise _Refused
-    key_start, key_stop = _length(data, 1, end)
-    if key_stop >= end or data[key_stop] != 0x12:
-        raise _Refused
-    value_start, value_stop = _length(data, key_stop + 1, end)
-    if value_stop != end or value_start >= value_stop:
-        raise _Refused
+    if key_stop + 2 < end and data[key_stop] == 0x12 and data[key_stop + 1] == end - key_stop - 2 < 0x80:
+        key_start, value_start, value_stop = 2, key_stop + 2, end  # both lengths one byte
+    else:
+        key_start, key_stop = _length(data, 1, end)
+        if key_stop >= end or data[key_stop] != 0x12:
+            raise _Refused
+        value_start, value_stop = _length(data, key_stop + 1, end)
+        if value_stop != end or value_start >= value_stop:
+            raise _Refused
     name = _text(data, key_start, key_stop)
     expected = vocabulary.get(name)
     if expected is not None and expected is not _ANY and expected is not _TYPE_OF_TAG.get(data[value_start]):
