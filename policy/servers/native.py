@@ -4,6 +4,9 @@ A translator only: requests become attribute bags, decisions become responses.
 A malformed request is answered with INVALID_ARGUMENT naming the attribute.
 Check normalizes ``request.path`` / ``request.url_path`` as Envoy would
 (:mod:`policy.servers.paths`; ``policy serve --path-normalization``).
+Check reads a request's attributes off the wire (:mod:`policy.servers.native_wire`)
+when it is laid out as serializers write it, and through protobuf otherwise; both give
+the same values and errors.
 """
 
 from __future__ import annotations
