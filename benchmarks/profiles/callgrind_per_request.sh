@@ -9,22 +9,40 @@
 # The server gets `--listen unix:SOCK` appended. The OPA engine (regopy) does not start under valgrind
 # (its allocator aborts), so the policy server needs --no-autoload plus OPA left out of the built-ins:
 # PYTHONPATH=DIR with DIR/sitecustomize.py dropping "adapters.opa" from adapters.BUILTIN_PLUGINS.
+#
+# API=ext_authz (the default) sends ext_authz's typical CheckRequest (benchmarks/bench_envoy.py) to
+# envoy.service.auth.v3.Authorization/Check; API=native sends the native typical request
+# (benchmarks/_requests.py, as bench_core's native gRPC Check) to policy.v1.Policy/Check.
 set -e
+API=${API:-ext_authz}
 NAME=$1; N=$2; shift 3
 OUT=${TMPDIR:-/tmp}/callgrind-$NAME
 SOCK=$OUT.sock; rm -f $SOCK $OUT.out*
 BODY=$OUT.body
-python3 - "$BODY" <<'PY'
+python3 - "$BODY" "$API" <<'PY'
 import sys
-from benchmarks.bench_envoy import typical_request
 from benchmarks._grpc_load import grpc_frame
-open(sys.argv[1], "wb").write(grpc_frame(typical_request()))
+if sys.argv[2] == "native":
+    from benchmarks._requests import typical_attributes
+    from policy.servers.native_codec import attributes_to_proto
+    from policy.v1 import policy_pb2
+    request = policy_pb2.CheckRequest(attributes=attributes_to_proto(typical_attributes())).SerializeToString()
+elif sys.argv[2] == "ext_authz":
+    from benchmarks.bench_envoy import typical_request
+    request = typical_request()
+else:
+    sys.exit(f"API must be ext_authz or native, not {sys.argv[2]!r}")
+open(sys.argv[1], "wb").write(grpc_frame(request))
 PY
+case $API in
+  native) METHOD=policy.v1.Policy/Check ;;
+  *) METHOD=envoy.service.auth.v3.Authorization/Check ;;
+esac
 PYTHONMALLOC=malloc valgrind --tool=callgrind --callgrind-out-file=$OUT.out "$@" --listen unix:$SOCK > $OUT.log 2>&1 &
 PID=$!
 for _ in $(seq 600); do [ -S $SOCK ] && break; sleep 0.2; done
 LOAD="h2load -c 1 -m 1 -d $BODY -H content-type:application/grpc -H te:trailers --base-uri unix:$SOCK
-      http://localhost/envoy.service.auth.v3.Authorization/Check"
+      http://localhost/$METHOD"
 $LOAD -n 300 > /dev/null          # warm up (caches, first-call paths)
 callgrind_control -d $PID > /dev/null
 $LOAD -n $N | grep succeeded

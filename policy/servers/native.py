@@ -4,6 +4,9 @@ A translator only: requests become attribute bags, decisions become responses.
 A malformed request is answered with INVALID_ARGUMENT naming the attribute.
 Check normalizes ``request.path`` / ``request.url_path`` as Envoy would
 (:mod:`policy.servers.paths`; ``policy serve --path-normalization``).
+Check reads a request's attributes off the wire (:mod:`policy.servers.native_wire`)
+when it is laid out as serializers write it, and through protobuf otherwise; both give
+the same values and errors.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from policy.runtime.service import PolicyService
 from policy.sdk import HeaderOperationKind, QuotaArgs
 from policy.servers._grpc import add_unary_handlers, decode
 from policy.servers.paths import DEFAULT_MODE, normalize_attributes
+from policy.servers.native_wire import WireDecoder
 from policy.servers.native_codec import CodecError, attributes_from_proto, duration_to_proto, status_to_proto
 from policy.v1 import policy_pb2
 
@@ -80,6 +84,7 @@ def _field_bytes(number: int, value: bytes) -> bytes:
 
 
 _DECISION_ID_FIELD = policy_pb2.CheckResponse.DESCRIPTOR.fields_by_name["decision_id"].number
+_DECISION_ID_TAG = _DECISION_ID_FIELD << 3 | 2
 
 
 def encode_response(decision: Decision) -> bytes:
@@ -95,7 +100,11 @@ def encode_response(decision: Decision) -> bytes:
         prefix = policy_pb2.CheckResponse(
             precondition=_precondition(decision), matched_rules=decision.rules).SerializeToString()
         decision.memo["native"] = prefix
-    tail = _field_bytes(_DECISION_ID_FIELD, decision.decision_id.encode())
+    raw = decision.decision_id.encode()
+    if len(raw) < 0x80:  # a UUID: one length byte, no general varint encoder
+        tail = b"%c%c%b" % (_DECISION_ID_TAG, len(raw), raw)
+    else:
+        tail = _field_bytes(_DECISION_ID_FIELD, raw)
     if decision.quotas:
         quotas = policy_pb2.CheckResponse()
         _add_quotas(quotas, decision)
@@ -118,16 +127,33 @@ class PolicyServicer:
     def __init__(self, service: PolicyService, path_normalization: str = DEFAULT_MODE) -> None:
         self.service = service
         self.path_normalization = path_normalization
+        self._wire = WireDecoder(service.host.vocabulary, path_normalization)
 
     async def Check(self, data: bytes, context: grpc.aio.ServicerContext) -> Any:
         """Decide one request (and charge its quotas when the precondition allows)."""
-        try:  # inline rather than `await decode(...)`: one coroutine less per check
+        service = self.service
+        vocabulary = service.host.vocabulary
+        wire = self._wire
+        if wire.vocabulary is not vocabulary:
+            wire = self._wire = WireDecoder(vocabulary, self.path_normalization)
+        values = wire.attributes(data)  # paths normalized; None: not the plain layout it reads
+        quotas = None
+        if values is None:
+            values, quotas = await self._decode(data, vocabulary, context)
+            if self.path_normalization != "none":
+                values = normalize_attributes(values, self.path_normalization)
+        decision = await service.check(AttributeBag.trusted(values), quotas, api="native")
+        return encode_response(decision)
+
+    async def _decode(self, data: bytes, vocabulary: Any, context: grpc.aio.ServicerContext
+                      ) -> tuple[dict[str, Any], dict[str, QuotaArgs] | None]:
+        """Attributes and quotas of a request through protobuf; aborts INVALID_ARGUMENT when malformed."""
+        try:
             request = _CheckRequest.FromString(data)
         except (DecodeError, ValueError, RuntimeError):
-            request = await decode(policy_pb2.CheckRequest, data, context)  # aborts INVALID_ARGUMENT
-        service = self.service
+            request = await decode(policy_pb2.CheckRequest, data, context)  # aborts INVALID_ARGUMENT, naming why
         try:
-            values = attributes_from_proto(request.attributes, service.host.vocabulary)
+            values = attributes_from_proto(request.attributes, vocabulary)
         except CodecError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         quotas = None
@@ -138,10 +164,7 @@ class PolicyServicer:
                     await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                         f"quota {name!r}: amount must not be negative, got {params.amount}")
                 quotas[name] = QuotaArgs(name, params.amount or 1, params.best_effort, request.deduplication_id)
-        if self.path_normalization != "none":
-            values = normalize_attributes(values, self.path_normalization)
-        decision = await service.check(AttributeBag.trusted(values), quotas, api="native")
-        return encode_response(decision)
+        return values, quotas
 
     async def Report(self, data: bytes, context: grpc.aio.ServicerContext) -> Any:
         """Queue report instances for a batch of attribute sets; never waits for adapters."""

@@ -34,6 +34,7 @@ __all__ = [
     "attributes_from_proto",
     "attributes_to_proto",
     "duration_to_proto",
+    "ip_from_raw",
     "status_to_proto",
 ]
 
@@ -151,6 +152,11 @@ def _ip_cache(raw: bytes) -> _IPv4 | _IPv6 | None:
     if len(raw) == 16:
         return _IPv6(raw)
     return None
+
+
+def ip_from_raw(raw: bytes) -> _IPv4 | _IPv6 | None:
+    """The address an ``ip_address_value`` of 4 (IPv4) or 16 (IPv6) bytes holds; None for other lengths."""
+    return _ip_cache(raw)
 
 
 # ---------------------------------------------------------------------------------------------

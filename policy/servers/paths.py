@@ -109,4 +109,4 @@ def normalize_attributes(values: Mapping[str, Any], mode: str) -> Mapping[str, A
     return values if out is None else out
 
 
-__all__ = ["DEFAULT_MODE", "MODES", "normalize_attributes", "normalize_path"]
+__all__ = ["DEFAULT_MODE", "MODES", "PATH_ATTRIBUTES", "normalize_attributes", "normalize_path"]
