@@ -108,12 +108,13 @@ class Decision:
 
         A frozen dataclass sets each field through ``object.__setattr__``: for this class
         that is about 1.7 µs, as much as the rest of an uncached list check's dispatch.
-        This fills the instance dict directly (fresh mutable defaults, as ``__init__``
-        makes them); ``values`` must name fields only.
+        This puts ``values`` in the instance dict directly, with fresh mutable defaults as
+        ``__init__`` makes them; a field not given reads its default from the class, as
+        every plain default of a dataclass stays a class attribute. ``values`` must name
+        fields only.
         """
         decision = object.__new__(cls)
         state = decision.__dict__
-        state.update(_DEFAULTS)
         state["quotas"] = {}
         state["metadata"] = {}
         state["memo"] = {}
@@ -140,10 +141,9 @@ class Decision:
         return copy
 
 
-#: Decision's fields with plain defaults (those with factories are made fresh in ``Decision.fast``).
-_DEFAULTS = {f.name: f.default for f in fields(Decision) if f.default is not MISSING}
-_FACTORY_FIELDS = frozenset(f.name for f in fields(Decision) if f.default_factory is not MISSING)
-assert _FACTORY_FIELDS == {"quotas", "metadata", "memo"}, "Decision.fast makes these three fresh"
+# Decision.fast relies on these: plain defaults stay class attributes, three fields have factories.
+assert all(getattr(Decision, f.name) == f.default for f in fields(Decision) if f.default is not MISSING)
+assert {f.name for f in fields(Decision) if f.default_factory is not MISSING} == {"quotas", "metadata", "memo"}
 
 
 _INF = float("inf")

@@ -217,9 +217,8 @@ class Dispatcher:
                     request_headers = _header_operations(matched, recording, response=False)
                     response_headers = _header_operations(matched, recording, response=True)
                     break
-        metadata: dict[str, Any] = {}
-        query_set: list[tuple[str, str]] = []
-        query_remove: list[str] = []
+        # Only what the calls set: a field left out reads its default (Decision.fast).
+        optional: dict[str, Any] = {}
         for call in calls:
             result = call.result
             if result.request_headers:
@@ -227,11 +226,20 @@ class Dispatcher:
             if result.response_headers:
                 response_headers.extend(result.response_headers)
             if result.metadata:
-                metadata.update(result.metadata)
+                optional.setdefault("metadata", {}).update(result.metadata)
             if result.query_parameters_to_set:
-                query_set.extend(result.query_parameters_to_set)
+                optional["query_parameters_to_set"] = (*optional.get("query_parameters_to_set", ()),
+                                                       *result.query_parameters_to_set)
             if result.query_parameters_to_remove:
-                query_remove.extend(result.query_parameters_to_remove)
+                optional["query_parameters_to_remove"] = (*optional.get("query_parameters_to_remove", ()),
+                                                          *result.query_parameters_to_remove)
+        if request_headers:
+            optional["request_headers"] = tuple(request_headers)
+        if response_headers:
+            optional["response_headers"] = tuple(response_headers)
+        if deciding is not None:
+            optional["http_status"] = deciding.http_status
+            optional["body"] = deciding.body
         decision = Decision.fast(
             status=status,
             valid_duration=duration,
@@ -239,15 +247,9 @@ class Dispatcher:
             referenced=LazyReferences(bag.raw, recording.reads),
             rules=tuple(r.name for r in matched),
             calls=tuple(calls),
-            request_headers=tuple(request_headers),
-            response_headers=tuple(response_headers),
-            http_status=deciding.http_status if deciding else None,
-            body=deciding.body if deciding else None,
-            metadata=metadata,
-            query_parameters_to_set=tuple(query_set),
-            query_parameters_to_remove=tuple(query_remove),
             decision_id=new_decision_id(),
             generation=snapshot.generation,
+            **optional,
         )
         return decision, matched, recording.reads
 

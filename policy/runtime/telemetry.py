@@ -82,6 +82,10 @@ class Histogram:
         return out
 
 
+#: Distinct (api, code, matched rules) counted before they are folded into the per-rule counters.
+_MAX_RULE_SETS = 1024
+_bisect_left = bisect.bisect_left
+
 _CODE_NAMES: dict[int, str] = {code: code.name for code in Code}
 
 
@@ -103,8 +107,10 @@ class Telemetry:
     def __init__(self, service: Any = None) -> None:
         self._service = service
         self._latency: dict[str, Histogram] = {}
-        self.decisions: dict[tuple[str, str], int] = {}
-        self.rule_decisions: dict[tuple[str, str], int] = {}
+        #: Checks by (api, code name, matched rules); other answers (rate limits) by (api, code) and (rule, code).
+        self._checks: dict[tuple[str, str, tuple[str, ...]], int] = {}
+        self._answers: dict[tuple[str, str], int] = {}
+        self._rule_answers: dict[tuple[str, str], int] = {}
         self.rule_match_errors: dict[str, int] = {}
         self.adapter_errors: dict[tuple[str, str], int] = {}
         self.adapter_timeouts: dict[tuple[str, str], int] = {}
@@ -120,21 +126,51 @@ class Telemetry:
     # --- events (event loop only) -----------------------------------------------
 
     def observe_check(self, api: str, seconds: float, decision: Decision) -> None:
-        """Record one answered check: its latency under ``api``, its code, the rules it matched."""
+        """Record one answered check: its latency under ``api``, its code, the rules it matched.
+
+        One count per check, under ``(api, code, matched rules)``: the per-API and per-rule
+        counters are summed from these when read (:attr:`decisions`, :attr:`rule_decisions`).
+        """
         histogram = self._latency.get(api)
         if histogram is None:
             histogram = self._latency[api] = Histogram()
-        histogram.observe(seconds)
+        histogram.counts[_bisect_left(histogram.bounds, seconds)] += 1
+        histogram.total += seconds
         status_code = decision.status.code
         code = _CODE_NAMES[decision.code if status_code == 0 and decision.quotas else status_code]
-        key = (api, code)
-        decisions = self.decisions
-        decisions[key] = decisions.get(key, 0) + 1
-        rules = self.rule_decisions
-        for rule in decision.rules:
-            key = (rule, code)
-            rules[key] = rules.get(key, 0) + 1
+        key = (api, code, decision.rules)
+        checks = self._checks
+        count = checks.get(key)
+        if count is None and len(checks) >= _MAX_RULE_SETS:
+            checks = self._fold()  # requests choose which rules match: keep the distinct sets bounded
+        checks[key] = (count or 0) + 1
         log_decision(decision, api, seconds, code)
+
+    def _fold(self) -> dict[tuple[str, str, tuple[str, ...]], int]:
+        """Move the per-rule-set counts into the per-API and per-rule counters; returns the new, empty set."""
+        checks, self._checks = self._checks, {}
+        for (api, code, rules), count in checks.items():
+            _bump(self._answers, (api, code), count)
+            for rule in rules:
+                _bump(self._rule_answers, (rule, code), count)
+        return self._checks
+
+    @property
+    def decisions(self) -> dict[tuple[str, str], int]:
+        """Answers by ``(api, code name)``."""
+        out = dict(self._answers)
+        for (api, code, _), count in list(self._checks.items()):
+            out[(api, code)] = out.get((api, code), 0) + count
+        return out
+
+    @property
+    def rule_decisions(self) -> dict[tuple[str, str], int]:
+        """Answers each matched rule took part in, by ``(rule, code name)``."""
+        out = dict(self._rule_answers)
+        for (_, code, rules), count in list(self._checks.items()):
+            for rule in rules:
+                out[(rule, code)] = out.get((rule, code), 0) + count
+        return out
 
     def observe(self, api: str, seconds: float, code: str, rules: tuple[str, ...] = ()) -> None:
         """Record one answer that is not a :class:`Decision` (a rate-limit response): latency and code name."""
@@ -142,9 +178,9 @@ class Telemetry:
         if histogram is None:
             histogram = self._latency[api] = Histogram()
         histogram.observe(seconds)
-        _bump(self.decisions, (api, code))
+        _bump(self._answers, (api, code))
         for rule in rules:
-            _bump(self.rule_decisions, (rule, code))
+            _bump(self._rule_answers, (rule, code))
 
     def observe_rate_limit(self, handler: str, seconds: float, over_limit: bool) -> None:
         """Record one rate-limit service answer: latency and code under ``ratelimit``, grant or denial by handler."""
