@@ -85,18 +85,31 @@ class _Thread:
 class _Lane:
     """One handler's waiting instances, its worker task, and the counts that tell when it is idle."""
 
-    __slots__ = ("items", "stats", "pending", "wakeup", "idle", "worker", "thread", "in_flight")
+    __slots__ = ("items", "stats", "pending", "wakeup", "lingering", "idle", "worker", "thread", "in_flight")
 
     def __init__(self, stats: ReportStats) -> None:
         self.items: deque[Any] = deque()
         self.stats = stats
         self.pending = 0  # accepted and not finished: waiting, or in the batch being delivered
+        #: What the worker awaits: the first instance (``lingering`` False) or the end of its linger (True).
         self.wakeup: asyncio.Future | None = None
+        self.lingering = False
         self.idle = asyncio.Event()
         self.idle.set()
         self.worker: asyncio.Task | None = None
         self.thread: _Thread | None = None
         self.in_flight: concurrent.futures.Future | None = None  # the thread's latest call
+
+
+def _release(lane: _Lane, wakeup: asyncio.Future | None = None) -> None:
+    """Wake the lane's worker (from its wait for an instance, or its linger); only ``wakeup`` when given."""
+    current = lane.wakeup
+    if current is None or (wakeup is not None and current is not wakeup):
+        return
+    lane.wakeup = None
+    lane.lingering = False
+    if not current.done():
+        current.set_result(None)
 
 
 class ReportQueue:
@@ -116,6 +129,7 @@ class ReportQueue:
         self._lanes: dict[HandlerEntry, _Lane] = {}
         self._totals: dict[str, ReportStats] = {}
         self._closed = False
+        self._draining = 0  # drains under way: workers deliver what they have without lingering
 
     def _lane(self, entry: HandlerEntry) -> _Lane:
         lane = self._lanes.get(entry)
@@ -129,16 +143,16 @@ class ReportQueue:
         if self._closed or len(lane.items) >= self.max_queue:
             lane.stats.dropped += 1
             return 0
-        lane.items.append(instance)
+        items = lane.items
+        items.append(instance)
         lane.stats.accepted += 1
         lane.pending += 1
         if lane.pending == 1:
             lane.idle.clear()
         wakeup = lane.wakeup
         if wakeup is not None:
-            lane.wakeup = None
-            if not wakeup.done():
-                wakeup.set_result(None)
+            if not lane.lingering or len(items) >= self.batch_size:  # the first instance, or a full batch
+                _release(lane)
         elif lane.worker is None or lane.worker.done():
             lane.worker = asyncio.get_running_loop().create_task(
                 self._work(entry, lane), name=f"reports:{entry.name}")
@@ -148,10 +162,18 @@ class ReportQueue:
         items, stats, loop = lane.items, lane.stats, asyncio.get_running_loop()
         while True:
             if not items:
+                lane.lingering = False
                 lane.wakeup = loop.create_future()
                 await lane.wakeup
-            if self.linger > 0 and len(items) < self.batch_size and not self._closed:
-                await asyncio.sleep(self.linger)
+            if self.linger > 0 and len(items) < self.batch_size and not self._closed and not self._draining:
+                # Linger for a batch to fill; cut short by a full batch (put), a drain or close.
+                lane.lingering = True
+                lane.wakeup = wakeup = loop.create_future()
+                timer = loop.call_later(self.linger, _release, lane, wakeup)
+                try:
+                    await wakeup
+                finally:
+                    timer.cancel()
             stuck = lane.in_flight
             if stuck is not None and not stuck.done():
                 # A timed-out call still runs on the lane's thread. One call in flight per lane:
@@ -194,17 +216,26 @@ class ReportQueue:
             await asyncio.wrap_future(call)
 
     async def drain(self, entries: Iterable[HandlerEntry] | None = None, timeout: float = 10.0) -> bool:
-        """Wait until every accepted instance (of ``entries``, or all) was delivered; False on timeout."""
+        """Wait until every accepted instance (of ``entries``, or all) was delivered; False on timeout.
+
+        While a drain waits, workers deliver what they hold without lingering for a batch to fill.
+        """
         if entries is None:
             lanes = list(self._lanes.values())
         else:
             lanes = [self._lanes[e] for e in entries if e in self._lanes]
+        self._draining += 1
         try:
+            for lane in lanes:
+                if lane.lingering:
+                    _release(lane)
             await asyncio.wait_for(asyncio.gather(*(lane.idle.wait() for lane in lanes)), timeout)
             return True
         except asyncio.TimeoutError:
             log.error("reports: drain timed out after %gs", timeout)
             return False
+        finally:
+            self._draining -= 1
 
     async def _stop(self, lanes: list[_Lane]) -> None:
         """Stop lanes' workers and threads; instances still waiting are counted as dropped."""
@@ -231,8 +262,8 @@ class ReportQueue:
         """Stop accepting, deliver everything accepted (up to ``timeout``), and stop the workers."""
         self._closed = True
         for lane in self._lanes.values():  # no lingering: deliver what is there now
-            if lane.wakeup is not None and not lane.wakeup.done():
-                lane.wakeup.set_result(None)
+            if lane.wakeup is not None:
+                _release(lane)
         delivered = await self.drain(timeout=timeout)
         await self._stop(list(self._lanes.values()))
         return delivered
