@@ -160,3 +160,37 @@ async def test_a_timed_out_sync_call_holds_its_lane_and_the_rest_waits_in_the_bo
     handler.release()
     assert await queue.drain(timeout=10)
     assert handler.received == 25 and (stats.delivered, stats.failed) == (20, 5)
+
+
+async def test_an_instance_several_actions_send_is_built_once_and_each_handler_gets_it(
+        policy_config, policy_service_factory, caplog):
+    config = textwrap.dedent("""
+        handlers:
+          - {name: one, adapter: recorder}
+          - {name: two, adapter: recorder}
+        instances:
+          - name: entry
+            template: logentry
+            params: {severity: '"info"', variables: {path: request.path | "", size: request.size}}
+          - name: broken
+            template: logentry
+            params: {variables: {address: ip(request.path)}}
+          - {name: other, template: reportnothing, params: {}}
+        rules:
+          - {name: both, actions: [{handler: one, instances: [entry, broken, other]}, {handler: two, instances: [entry]}]}
+          - {name: again, actions: [{handler: two, instances: [broken, entry]}]}
+    """)
+    service = await policy_service_factory(policy_config(config), plugins_for_reports)
+    # The first bag's "broken" fails to build (not an IP): skipped for both actions, logged once.
+    assert service.report([{"request.path": "/a", "request.size": 3}, {"request.size": 4}]) == 10
+    assert await service.reports.drain(timeout=10)
+    one, two = (service.snapshot.handlers[name].handler for name in ("one", "two"))
+    assert [(i.name, dict(getattr(i, "variables", {}))) for i in one.instances] == [
+        ("entry", {"path": "/a", "size": 3}), ("other", {}),
+        ("entry", {"path": "", "size": 4}), ("broken", {}), ("other", {})]
+    assert [(i.name, dict(i.variables)) for i in two.instances] == [
+        ("entry", {"path": "/a", "size": 3}), ("entry", {"path": "/a", "size": 3}),
+        ("entry", {"path": "", "size": 4}), ("broken", {}), ("entry", {"path": "", "size": 4})]
+    assert one.instances[0] is two.instances[0] is two.instances[1]  # built once for the bag
+    assert one.instances[2] is two.instances[2] and one.instances[2] is not one.instances[0]  # again per bag
+    assert len([r for r in caplog.records if "instance broken failed" in r.getMessage()]) == 1
