@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -327,6 +327,20 @@ class Dispatcher:
         if failures:
             self._count_match_failures(failures)
         return queued
+
+    def report_soon(self, make_bag: Callable[..., AttributeBag], *args: Any) -> None:
+        """Report ``make_bag(*args)`` later, with the other deferred reports (see ``ReportQueue.defer``)."""
+        sink = self._report_sink
+        if sink is None:
+            return
+        defer = getattr(sink, "defer", None)
+        if defer is None:  # a plain sink: report now
+            self.report((make_bag(*args),))
+        else:
+            defer(self._report_made, make_bag, args)
+
+    def _report_made(self, make_bag: Callable[..., AttributeBag], args: tuple[Any, ...]) -> None:
+        self.report((make_bag(*args),))
 
 
 #: Marks a shared instance whose build failed for this bag (logged once, skipped for every action).

@@ -130,6 +130,8 @@ class ReportQueue:
         self._totals: dict[str, ReportStats] = {}
         self._closed = False
         self._draining = 0  # drains under way: workers deliver what they have without lingering
+        self._deferred: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
+        self._deferred_timer: asyncio.TimerHandle | None = None
 
     def _lane(self, entry: HandlerEntry) -> _Lane:
         lane = self._lanes.get(entry)
@@ -157,6 +159,41 @@ class ReportQueue:
             lane.worker = asyncio.get_running_loop().create_task(
                 self._work(entry, lane), name=f"reports:{entry.name}")
         return 1
+
+    def defer(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Call ``fn(*args)`` (which builds and puts instances) later, in one go with the other deferred calls.
+
+        The calls run in the order they were deferred, ``linger`` seconds after the first of
+        them at the latest, at once when ``batch_size`` wait, and before any drain or close:
+        a check that reports something does only this append, and the reports of many
+        checks are built in one tight loop instead of each between its request's gRPC work.
+        Without a running loop (or with ``linger`` 0) the call runs now.
+        """
+        deferred = self._deferred
+        deferred.append((fn, args))
+        if len(deferred) >= self.batch_size or self.linger <= 0:
+            self.run_deferred()
+        elif self._deferred_timer is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # no loop to run them later
+                self.run_deferred()
+                return
+            self._deferred_timer = loop.call_later(self.linger, self.run_deferred)
+
+    def run_deferred(self) -> None:
+        """Run every deferred call now (errors are logged; the rest still run)."""
+        timer = self._deferred_timer
+        if timer is not None:
+            self._deferred_timer = None
+            timer.cancel()
+        while self._deferred:
+            deferred, self._deferred = self._deferred, []
+            for fn, args in deferred:
+                try:
+                    fn(*args)
+                except Exception:  # a broken record must not lose the others
+                    log.exception("reports: building deferred reports failed")
 
     async def _work(self, entry: HandlerEntry, lane: _Lane) -> None:
         items, stats, loop = lane.items, lane.stats, asyncio.get_running_loop()
@@ -219,7 +256,9 @@ class ReportQueue:
         """Wait until every accepted instance (of ``entries``, or all) was delivered; False on timeout.
 
         While a drain waits, workers deliver what they hold without lingering for a batch to fill.
+        Deferred calls run first, so what they queue is drained too.
         """
+        self.run_deferred()
         if entries is None:
             lanes = list(self._lanes.values())
         else:
@@ -260,6 +299,7 @@ class ReportQueue:
 
     async def close(self, timeout: float = 10.0) -> bool:
         """Stop accepting, deliver everything accepted (up to ``timeout``), and stop the workers."""
+        self.run_deferred()  # what checks deferred is accepted before the queue closes
         self._closed = True
         for lane in self._lanes.values():  # no lingering: deliver what is there now
             if lane.wakeup is not None:

@@ -99,3 +99,46 @@ async def test_closed_and_full_queues_drop_and_count():
     assert recorder.batches == [[0, 1, 2]]
     stats = queue.stats()["sink"]
     assert (stats.accepted, stats.delivered, stats.dropped) == (3, 3, 3)
+
+
+async def test_deferred_calls_run_in_order_on_a_full_batch_a_drain_or_close():
+    queue, recorder = ReportQueue(batch_size=3, linger=FOREVER), AsyncRecorder()
+    sink = entry(recorder)
+    calls = []
+
+    def make(i):
+        calls.append(i)
+        queue.put(sink, i)
+
+    queue.defer(make, 0)
+    queue.defer(make, 1)
+    assert calls == []  # waiting for the linger (or a batch) to end
+    queue.defer(make, 2)
+    assert calls == [0, 1, 2]  # a batch's worth: run at once
+    queue.defer(make, 3)
+    assert await queue.drain(timeout=PATIENCE)  # a drain runs what waits, then delivers it
+    assert calls == [0, 1, 2, 3] and [i for b in recorder.batches for i in b] == [0, 1, 2, 3]
+    queue.defer(make, 4)
+    assert await queue.close(timeout=PATIENCE)
+    assert [i for b in recorder.batches for i in b] == [0, 1, 2, 3, 4]
+
+
+async def test_deferred_calls_run_after_the_linger_and_a_failing_one_spares_the_rest():
+    queue, recorder = ReportQueue(linger=0.001), AsyncRecorder()
+    sink = entry(recorder)
+
+    def fail():
+        raise RuntimeError("broken record")
+
+    queue.defer(queue.put, sink, "a")
+    queue.defer(fail)
+    queue.defer(queue.put, sink, "b")
+    await recorder.wait_for(2)  # no drain: the linger timer ran them
+    assert [i for b in recorder.batches for i in b] == ["a", "b"]
+    assert await queue.close(timeout=PATIENCE)
+
+
+def test_without_a_loop_deferred_calls_run_at_once():
+    queue, calls = ReportQueue(), []
+    queue.defer(calls.append, 1)
+    assert calls == [1]
