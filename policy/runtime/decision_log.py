@@ -26,7 +26,10 @@ Report rules pick decision records with ``match: context.reporter.kind == "decis
 (Envoy's own reports say ``inbound`` or ``outbound``) and build ``logentry`` or
 ``metric`` instances from them like from any report; a report rule without a match
 receives them too. The records go through the same bounded per-handler queues as
-other reports, so a slow log backend never slows a check.
+other reports, so a slow log backend never slows a check. A check only copies its
+attributes (shallowly); the masking, the record and its instances are built a few
+milliseconds later together with other checks' records (``ReportQueue.defer``), and
+before any drain or shutdown.
 
 **Masking.** Before any rule sees them, :data:`MASK` replaces the values of
 
