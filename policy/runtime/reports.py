@@ -138,7 +138,7 @@ class ReportQueue:
         self._closed = False
         self._draining = 0  # drains under way: workers deliver what they have without lingering
         self._deferred: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
-        self._deferred_timer: asyncio.TimerHandle | None = None
+        self._deferred_timer: asyncio.Handle | None = None
 
     def _lane(self, entry: HandlerEntry) -> _Lane:
         lane = self._lanes.get(entry)
@@ -170,23 +170,28 @@ class ReportQueue:
     def defer(self, fn: Callable[..., Any], *args: Any) -> None:
         """Call ``fn(*args)`` (which builds and puts instances) later, in one go with the other deferred calls.
 
-        The calls run in the order they were deferred, ``linger`` seconds after the first of
-        them at the latest, at once when ``batch_size`` wait, and before any drain or close:
-        a check that reports something does only this append, and the reports of many
-        checks are built in one tight loop instead of each between its request's gRPC work.
-        Without a running loop (or with ``linger`` 0) the call runs now.
+        The calls run in the order they were deferred: ``linger`` seconds after the first of
+        them at the latest, in the next loop iteration once ``batch_size`` wait (at once
+        when ``max_queue`` do), and first thing in any drain or close. A check that reports
+        something does only this append, and the reports of many checks are built in one
+        tight loop instead of each between its own request's gRPC work. Without a running
+        loop (or with ``linger`` 0) the call runs now.
         """
         deferred = self._deferred
         deferred.append((fn, args))
-        if len(deferred) >= self.batch_size or self.linger <= 0:
+        count = len(deferred)
+        if count >= self.max_queue or self.linger <= 0:
             self.run_deferred()
-        elif self._deferred_timer is None:
+        elif count == 1 or count == self.batch_size:
             try:
                 loop = asyncio.get_running_loop()
             except RuntimeError:  # no loop to run them later
                 self.run_deferred()
                 return
-            self._deferred_timer = loop.call_later(self.linger, self.run_deferred)
+            if self._deferred_timer is not None:
+                self._deferred_timer.cancel()
+            self._deferred_timer = (loop.call_later(self.linger, self.run_deferred) if count == 1
+                                    else loop.call_soon(self.run_deferred))
 
     def run_deferred(self) -> None:
         """Run every deferred call now (errors are logged; the rest still run)."""

@@ -114,7 +114,9 @@ async def test_deferred_calls_run_in_order_on_a_full_batch_a_drain_or_close():
     queue.defer(make, 1)
     assert calls == []  # waiting for the linger (or a batch) to end
     queue.defer(make, 2)
-    assert calls == [0, 1, 2]  # a batch's worth: run at once
+    assert calls == []  # a batch's worth: run in the loop's next iteration, not by the caller
+    await asyncio.sleep(0)
+    assert calls == [0, 1, 2]
     queue.defer(make, 3)
     assert await queue.drain(timeout=PATIENCE)  # a drain runs what waits, then delivers it
     assert calls == [0, 1, 2, 3] and [i for b in recorder.batches for i in b] == [0, 1, 2, 3]
@@ -142,3 +144,10 @@ def test_without_a_loop_deferred_calls_run_at_once():
     queue, calls = ReportQueue(), []
     queue.defer(calls.append, 1)
     assert calls == [1]
+
+
+async def test_deferred_calls_never_wait_beyond_max_queue():
+    queue, calls = ReportQueue(max_queue=5, batch_size=2, linger=FOREVER), []
+    for i in range(5):
+        queue.defer(calls.append, i)
+    assert calls == [0, 1, 2, 3, 4]  # the bound reached: run by the caller, before its loop turns
