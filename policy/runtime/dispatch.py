@@ -329,7 +329,7 @@ class Dispatcher:
         return queued
 
     def report_soon(self, make_bag: Callable[..., AttributeBag], *args: Any) -> None:
-        """Report ``make_bag(*args)`` later, with the other deferred reports (see ``ReportQueue.defer``)."""
+        """Report ``make_bag(*args)`` later, with other deferred reports (``ReportQueue.defer``)."""
         sink = self._report_sink
         if sink is None:
             return
@@ -337,10 +337,10 @@ class Dispatcher:
         if defer is None:  # a plain sink: report now
             self.report((make_bag(*args),))
         else:
-            defer(self._report_made, make_bag, args)
+            defer(self._report_made, (make_bag, args))
 
-    def _report_made(self, make_bag: Callable[..., AttributeBag], args: tuple[Any, ...]) -> None:
-        self.report((make_bag(*args),))
+    def _report_made(self, items: list[tuple[Callable[..., AttributeBag], tuple[Any, ...]]]) -> None:
+        self.report([make_bag(*args) for make_bag, args in items])
 
 
 #: Marks a shared instance whose build failed for this bag (logged once, skipped for every action).

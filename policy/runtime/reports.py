@@ -137,7 +137,8 @@ class ReportQueue:
         self._totals: dict[str, ReportStats] = {}
         self._closed = False
         self._draining = 0  # drains under way: workers deliver what they have without lingering
-        self._deferred: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
+        self._deferred: list[tuple[Callable[[list[Any]], Any], list[Any]]] = []
+        self._deferred_count = 0
         self._deferred_timer: asyncio.Handle | None = None
 
     def _lane(self, entry: HandlerEntry) -> _Lane:
@@ -167,19 +168,22 @@ class ReportQueue:
                 self._work(entry, lane), name=f"reports:{entry.name}")
         return 1
 
-    def defer(self, fn: Callable[..., Any], *args: Any) -> None:
-        """Call ``fn(*args)`` (which builds and puts instances) later, in one go with the other deferred calls.
+    def defer(self, fn: Callable[[list[Any]], Any], item: Any) -> None:
+        """Call ``fn(items)`` later with ``item`` and the items deferred to ``fn`` right before or after it.
 
-        The calls run in the order they were deferred: ``linger`` seconds after the first of
-        them at the latest, in the next loop iteration once ``batch_size`` wait (at once
-        when ``max_queue`` do), and first thing in any drain or close. A check that reports
-        something does only this append, and the reports of many checks are built in one
-        tight loop instead of each between its own request's gRPC work. Without a running
-        loop (or with ``linger`` 0) the call runs now.
+        ``fn`` builds and puts instances. Calls run in the order items were deferred:
+        ``linger`` seconds after the first item at the latest, in the next loop iteration
+        once ``batch_size`` items wait (at once when ``max_queue`` do), and first thing in
+        any drain or close. A check that reports something does only this append, and the
+        reports of many checks are built in one tight loop instead of each between its own
+        request's gRPC work. Without a running loop (or with ``linger`` 0) it runs now.
         """
         deferred = self._deferred
-        deferred.append((fn, args))
-        count = len(deferred)
+        if deferred and deferred[-1][0] == fn:
+            deferred[-1][1].append(item)
+        else:
+            deferred.append((fn, [item]))
+        self._deferred_count = count = self._deferred_count + 1
         if count >= self.max_queue or self.linger <= 0:
             self.run_deferred()
         elif count == 1 or count == self.batch_size:
@@ -194,16 +198,16 @@ class ReportQueue:
                                     else loop.call_soon(self.run_deferred))
 
     def run_deferred(self) -> None:
-        """Run every deferred call now (errors are logged; the rest still run)."""
+        """Run every deferred call now (errors are logged; the other calls still run)."""
         timer = self._deferred_timer
         if timer is not None:
             self._deferred_timer = None
             timer.cancel()
         while self._deferred:
-            deferred, self._deferred = self._deferred, []
-            for fn, args in deferred:
+            deferred, self._deferred, self._deferred_count = self._deferred, [], 0
+            for fn, items in deferred:
                 try:
-                    fn(*args)
+                    fn(items)
                 except Exception:  # a broken record must not lose the others
                     log.exception("reports: building deferred reports failed")
 

@@ -104,11 +104,13 @@ async def test_closed_and_full_queues_drop_and_count():
 async def test_deferred_calls_run_in_order_on_a_full_batch_a_drain_or_close():
     queue, recorder = ReportQueue(batch_size=3, linger=FOREVER), AsyncRecorder()
     sink = entry(recorder)
-    calls = []
+    calls, groups = [], []
 
-    def make(i):
-        calls.append(i)
-        queue.put(sink, i)
+    def make(items):
+        groups.append(list(items))
+        for i in items:
+            calls.append(i)
+            queue.put(sink, i)
 
     queue.defer(make, 0)
     queue.defer(make, 1)
@@ -116,7 +118,7 @@ async def test_deferred_calls_run_in_order_on_a_full_batch_a_drain_or_close():
     queue.defer(make, 2)
     assert calls == []  # a batch's worth: run in the loop's next iteration, not by the caller
     await asyncio.sleep(0)
-    assert calls == [0, 1, 2]
+    assert calls == [0, 1, 2] and groups == [[0, 1, 2]]  # one call for the items deferred together
     queue.defer(make, 3)
     assert await queue.drain(timeout=PATIENCE)  # a drain runs what waits, then delivers it
     assert calls == [0, 1, 2, 3] and [i for b in recorder.batches for i in b] == [0, 1, 2, 3]
@@ -129,12 +131,16 @@ async def test_deferred_calls_run_after_the_linger_and_a_failing_one_spares_the_
     queue, recorder = ReportQueue(linger=0.001), AsyncRecorder()
     sink = entry(recorder)
 
-    def fail():
+    def fail(items):
         raise RuntimeError("broken record")
 
-    queue.defer(queue.put, sink, "a")
-    queue.defer(fail)
-    queue.defer(queue.put, sink, "b")
+    def put(items):
+        for item in items:
+            queue.put(sink, item)
+
+    queue.defer(put, "a")
+    queue.defer(fail, "x")
+    queue.defer(put, "b")
     await recorder.wait_for(2)  # no drain: the linger timer ran them
     assert [i for b in recorder.batches for i in b] == ["a", "b"]
     assert await queue.close(timeout=PATIENCE)
@@ -143,11 +149,11 @@ async def test_deferred_calls_run_after_the_linger_and_a_failing_one_spares_the_
 def test_without_a_loop_deferred_calls_run_at_once():
     queue, calls = ReportQueue(), []
     queue.defer(calls.append, 1)
-    assert calls == [1]
+    assert calls == [[1]]
 
 
 async def test_deferred_calls_never_wait_beyond_max_queue():
     queue, calls = ReportQueue(max_queue=5, batch_size=2, linger=FOREVER), []
     for i in range(5):
-        queue.defer(calls.append, i)
+        queue.defer(calls.extend, i)
     assert calls == [0, 1, 2, 3, 4]  # the bound reached: run by the caller, before its loop turns
