@@ -52,7 +52,7 @@ import json
 import re
 import sys
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -143,7 +143,7 @@ def _json_default(value: Any) -> Any:
 _encoder = json.JSONEncoder(default=_json_default, ensure_ascii=False, separators=(",", ":"))
 
 
-def _make_encode() -> Any:
+def _make_encode() -> Callable[[Any], str]:
     """``_encoder.encode`` for dicts, without building a new encoder per call (about 1 µs a line).
 
     ``JSONEncoder.encode`` makes its C encoder afresh on every call; this one is made once,
