@@ -194,8 +194,8 @@ class ReportQueue:
                 return
             if self._deferred_timer is not None:
                 self._deferred_timer.cancel()
-            self._deferred_timer = (loop.call_later(self.linger, self.run_deferred) if count == 1
-                                    else loop.call_soon(self.run_deferred))
+            self._deferred_timer = (loop.call_soon(self.run_deferred) if count >= self.batch_size
+                                    else loop.call_later(self.linger, self.run_deferred))
 
     def run_deferred(self) -> None:
         """Run every deferred call now (errors are logged; the other calls still run)."""
