@@ -340,7 +340,13 @@ class Dispatcher:
             defer(self._report_made, (make_bag, args))
 
     def _report_made(self, items: list[tuple[Callable[..., AttributeBag], tuple[Any, ...]]]) -> None:
-        self.report([make_bag(*args) for make_bag, args in items])
+        bags = []
+        for make_bag, args in items:
+            try:
+                bags.append(make_bag(*args))
+            except Exception:  # one broken record must not lose the others
+                log.exception("a deferred report could not be built")
+        self.report(bags)
 
 
 #: Marks a shared instance whose build failed for this bag (logged once, skipped for every action).

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import textwrap
 
+from policy.attributes import AttributeBag
 from policy.runtime.reports import ReportQueue
 from policy.sdk import Code
 from policy.testing import native_check
@@ -194,3 +195,27 @@ async def test_an_instance_several_actions_send_is_built_once_and_each_handler_g
     assert one.instances[0] is two.instances[0] is two.instances[1]  # built once for the bag
     assert one.instances[2] is two.instances[2] and one.instances[2] is not one.instances[0]  # again per bag
     assert len([r for r in caplog.records if "instance broken failed" in r.getMessage()]) == 1
+
+
+async def test_a_deferred_record_that_cannot_be_built_spares_the_others(policy_config, policy_service_factory, caplog):
+    config = textwrap.dedent("""
+        handlers:
+          - {name: one, adapter: recorder}
+        instances:
+          - {name: entry, template: logentry, params: {variables: {path: request.path | ""}}}
+        rules:
+          - {name: all, actions: [{handler: one, instances: [entry]}]}
+    """)
+    service = await policy_service_factory(policy_config(config), plugins_for_reports)
+
+    def make(path):
+        if path is None:
+            raise ValueError("no record")
+        return AttributeBag({"request.path": path})
+
+    for path in ("/a", None, "/b"):
+        service.dispatcher.report_soon(make, path)
+    assert await service.reports.drain(timeout=10)
+    one = service.snapshot.handlers["one"].handler
+    assert [i.variables["path"] for i in one.instances] == ["/a", "/b"]
+    assert any("could not be built" in r.getMessage() for r in caplog.records)
