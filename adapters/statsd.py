@@ -147,8 +147,21 @@ class _Name:
         """The name for one instance; KeyError naming a missing dimension."""
         if self.fixed is not None:
             return self.fixed
-        return "".join(_NAME_UNSAFE.sub("_", stringify(dimensions[text])) if is_dimension else text
-                       for text, is_dimension in self.parts)
+        return "".join([_safe_name(stringify(dimensions[text])) if is_dimension else text
+                        for text, is_dimension in self.parts])
+
+
+_safe_names: dict[str, str] = {}
+
+
+def _safe_name(text: str) -> str:
+    """``text`` with the characters a statsd name cannot hold replaced by ``_`` (recent results remembered)."""
+    safe = _safe_names.get(text)
+    if safe is None:
+        if len(_safe_names) >= 4096:  # dimension values are few in practice; never let them grow without bound
+            _safe_names.clear()
+        safe = _safe_names[text] = _NAME_UNSAFE.sub("_", text)
+    return safe
 
 
 def _validate(params: StatsdParams) -> Iterator[FieldError]:
@@ -179,7 +192,7 @@ class _Datagrams:
         self._sock.setblocking(False)
         self._target = sockaddr
         self._max = max_bytes
-        self._lines: list[bytes] = []
+        self._lines: list[str] = []
         self._size = 0
         self._log = logger
         self._failing = False
@@ -193,11 +206,13 @@ class _Datagrams:
 
     def add(self, line: str) -> None:
         """Queue one line; sends the datagram first when the line would not fit in it."""
-        data = line.encode("utf-8")
-        if self._lines and self._size + 1 + len(data) > self._max:
+        size = len(line) if line.isascii() else len(line.encode("utf-8"))
+        lines = self._lines
+        if lines and self._size + 1 + size > self._max:
             self.flush()
-        self._size += len(data) + (1 if self._lines else 0)
-        self._lines.append(data)
+            lines = self._lines
+        self._size += size + (1 if lines else 0)
+        lines.append(line)
         if self._size >= self._max:
             self.flush()
 
@@ -205,7 +220,7 @@ class _Datagrams:
         """Send the waiting lines as one datagram (dropped and counted if the kernel refuses it)."""
         if not self._lines:
             return
-        payload = b"\n".join(self._lines)
+        payload = "\n".join(self._lines).encode("utf-8")
         self._lines, self._size = [], 0
         try:
             self._sock.sendto(payload, self._target)
@@ -246,6 +261,7 @@ class StatsdHandler(Handler):
         self._flusher: asyncio.Task[None] | None = None
         self._warned: set[tuple[str, str]] = set()
         self._closed = False
+        self._tagged = type(self)._tags is not StatsdHandler._tags  # plain statsd lines carry no tags
 
     async def start(self) -> None:
         """Start flushing waiting lines every ``flushDuration``."""
@@ -285,7 +301,7 @@ class StatsdHandler(Handler):
                 value = _statsd_value(value)
             except ValueError as exc:
                 return str(exc)
-        suffix = self._tags(instance.dimensions)
+        suffix = self._tags(instance.dimensions) if self._tagged else ""
         if info.type is MetricType.GAUGE:
             for text in self._gauge(value):
                 self._datagrams.add(f"{name}:{text}|g{suffix}")

@@ -135,8 +135,9 @@ def bench_in_process(quick: bool) -> None:
     header("reports: in-process",
            "Cached checks of the same request (new request.id each time), awaited in a loop. Request path: "
            "Dispatcher.check (no telemetry), PolicyService.check (counted and timed), and with the decision log "
-           "building a masked record and queueing 4 report instances (delivered between rounds, untimed). With "
-           "delivery: wall time of 500 checks plus draining their reports, per check.")
+           "on for 4 report instances: the check copies its attributes and defers the record; building it and "
+           "its instances runs later in batches (between rounds here, untimed). With delivery: wall time of 500 "
+           "checks plus building, queueing and delivering their reports, per check: the figure to compare.")
 
     async def run() -> None:
         tmp = Path(tempfile.mkdtemp(prefix="bench-reports-"))

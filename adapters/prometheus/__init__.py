@@ -47,7 +47,6 @@ Limits
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -82,6 +81,7 @@ class PrometheusHandler(Handler):
         self._by_instance: dict[str, tuple[Any, tuple[str, ...]]] = {}
         for info, definition in zip(params.metrics, definitions):
             self._by_instance[info.instance_name] = (families[definition.name], definition.dimensions)
+        self._families = tuple({id(f): f for f, _ in self._by_instance.values()}.values())
 
     def _target(self, name: str) -> tuple[Any, tuple[str, ...]] | None:
         found = self._by_instance.get(name)
@@ -92,32 +92,37 @@ class PrometheusHandler(Handler):
     async def report(self, instances: Sequence[Any]) -> None:
         """Record a batch (on the event loop: in-memory work under the store's lock)."""
         store = self._store
+        record = self._record
         with store.lock:
             now = store.clock()
+            for family in self._families:
+                if family.due(now):  # expired series are swept once per batch at most
+                    family.sweep(now)
             for instance in instances:
-                problem = self._record(instance, now)
+                problem = record(instance, now)
                 if problem is not None:
                     self._warn_once(getattr(instance, "name", "?"), problem)
 
     def _record(self, instance: Any, now: float) -> str | None:
-        if not isinstance(instance, Metric):
+        if instance.__class__ is not Metric and not isinstance(instance, Metric):
             return f"not a metric instance ({type(instance).__name__})"
-        target = self._target(instance.name)
+        target = self._by_instance.get(instance.name) or self._target(instance.name)
         if target is None:
             return "no metrics[] entry takes this instance"
         family, dimensions = target
-        try:
-            value = to_number(instance.value)
-        except ValueError as exc:
-            return str(exc)
-        if math.isnan(value):
+        value = instance.value
+        if value.__class__ is int or value.__class__ is float:
+            value = float(value)
+        else:
+            try:
+                value = to_number(value)
+            except ValueError as exc:
+                return str(exc)
+        if value != value:  # NaN
             return "the value is NaN"
-        if family.definition.kind is Kind.COUNTER and value < 0:
+        if value < 0 and family.definition.kind is Kind.COUNTER:
             return f"a counter cannot decrease (value {value!r})"
-        dims = instance.dimensions
-        labels = tuple(stringify(dims.get(d)) for d in dimensions)
-        if family.due(now):
-            family.sweep(now)
+        labels = tuple(map(stringify, map(instance.dimensions.get, dimensions)))
         family.update(labels, value, now)
         return None
 

@@ -50,16 +50,17 @@ class Family:
     def update(self, labels: tuple[str, ...], value: float, now: float) -> None:
         """Apply one value: set a gauge, add to a counter, observe into a histogram."""
         series = self.series.get(labels)
-        kind = self.definition.kind
+        definition = self.definition
+        kind = definition.kind
         if series is None:
             series = self.series[labels] = Series(
-                counts=[0] * (len(self.definition.buckets) + 1) if kind is Kind.DISTRIBUTION else [])
-        if kind is Kind.GAUGE:
-            series.value = value
-        elif kind is Kind.COUNTER:
+                counts=[0] * (len(definition.buckets) + 1) if kind is Kind.DISTRIBUTION else [])
+        if kind is Kind.COUNTER:
             series.value += value
+        elif kind is Kind.GAUGE:
+            series.value = value
         else:
-            series.counts[bisect.bisect_left(self.definition.buckets, value)] += 1
+            series.counts[bisect.bisect_left(definition.buckets, value)] += 1
             series.value += value
         series.last_update = now
 

@@ -12,14 +12,15 @@ import asyncio
 import enum
 import inspect
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from policy.attributes import Vocabulary
 from policy.logs import clip
+from policy.config.instance_code import compile_builder
 from policy.expr import AttributeNotFound, CompiledExpression
-from policy.sdk import Adapter, ConfigError, ConfigIssue, FailMode, Handler, HeaderOperationKind, Template, ValueMap, Variety
+from policy.sdk import Adapter, ConfigError, ConfigIssue, FailMode, Handler, HeaderOperationKind, Template, Variety
 
 log = logging.getLogger("policy.runtime")  # the dispatcher's logger: rule match failures are request-time events
 
@@ -83,28 +84,6 @@ class HandlerEntry:
             log.exception("handler %s: close failed", self.name)
 
 
-def _build_fields(spec: Mapping[str, Any], compiled: Mapping[str, Any], bag: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, expr in compiled.items():
-        kind = spec[key]
-        if isinstance(kind, ValueMap):
-            values = {}
-            for map_key, value_expr in expr.items():
-                try:
-                    values[map_key] = value_expr.evaluate(bag)
-                except AttributeNotFound:
-                    pass
-            out[key] = values
-        elif isinstance(kind, Mapping):
-            out[key] = _build_fields(kind, expr, bag)
-        else:
-            try:
-                out[key] = expr.evaluate(bag)
-            except AttributeNotFound:
-                out[key] = None
-    return out
-
-
 @dataclass(eq=False)
 class InstanceBuilder:
     """Builds one instance from a bag.
@@ -119,33 +98,23 @@ class InstanceBuilder:
     template: Template
     fields: Mapping[str, Any]
     source: str = ""
+    #: The fields the build function was compiled from, and the function (see policy.config.instance_code).
+    _compiled: tuple[Mapping[str, Any], Callable[[Any], Any]] | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._compile()
+
+    def _compile(self) -> tuple[Mapping[str, Any], Callable[[Any], Any]]:
+        compiled = self._compiled = (self.fields, compile_builder(self.name, self.template.fields, self.fields,
+                                                                  self.template.factory))
+        return compiled
 
     def build(self, bag: Any) -> Any:
         """Evaluate every field against ``bag`` and make the template's instance."""
-        scalars = self.__dict__.get("_scalars")
-        if scalars is None:
-            scalars = self._plan_scalars()
-        if scalars is False:  # value maps or nested groups: the general walk
-            return self.template.factory(name=self.name, **_build_fields(self.template.fields, self.fields, bag))
-        values: dict[str, Any] = {}
-        for key, expr in scalars:
-            try:
-                values[key] = expr.evaluate(bag)
-            except AttributeNotFound:
-                values[key] = None
-        return self.template.factory(name=self.name, **values)
-
-    def _plan_scalars(self) -> Any:
-        """The ``(field, expression)`` pairs when every field is a scalar (the common case), else False.
-
-        Worked out once per builder: telling a scalar from a value map or a nested group per
-        build (``isinstance`` against ``Mapping``, an ABC) cost as much as evaluating the field.
-        """
-        spec = self.template.fields
-        plain = all(not isinstance(spec[key], (ValueMap, Mapping)) for key in self.fields)
-        scalars = tuple(self.fields.items()) if plain else False
-        self.__dict__["_scalars"] = scalars
-        return scalars
+        build = self._compiled
+        if build is None or build[0] is not self.fields:  # fields replaced since: compile them again
+            build = self._compile()
+        return build[1](bag)
 
     @property
     def variety(self) -> Variety:

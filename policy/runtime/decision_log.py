@@ -26,7 +26,10 @@ Report rules pick decision records with ``match: context.reporter.kind == "decis
 (Envoy's own reports say ``inbound`` or ``outbound``) and build ``logentry`` or
 ``metric`` instances from them like from any report; a report rule without a match
 receives them too. The records go through the same bounded per-handler queues as
-other reports, so a slow log backend never slows a check.
+other reports, so a slow log backend never slows a check. A check only copies its
+attributes (shallowly); the masking, the record and its instances are built a few
+milliseconds later together with other checks' records (``ReportQueue.defer``), and
+before any drain or shutdown.
 
 **Masking.** Before any rule sees them, :data:`MASK` replaces the values of
 
@@ -126,7 +129,10 @@ class DecisionLog:
     def record(self, decision: Decision, request: AttributeBag | dict[str, Any]) -> AttributeBag:
         """The attribute set a decision is reported as: masked request attributes plus ``check.*``."""
         raw = request.raw if isinstance(request, AttributeBag) else request
-        values = dict(raw)
+        return self._record(decision, dict(raw))
+
+    def _record(self, decision: Decision, values: dict[str, Any]) -> AttributeBag:
+        """``record`` of a copy of the request's attributes this method may change."""
         if not self.masked_attributes.isdisjoint(values):
             for name in self.masked_attributes.intersection(values):
                 value = values[name]
@@ -196,9 +202,14 @@ class DecisionLog:
             return values
         return {key: MASK if key.lower() in masked else value for key, value in values.items()}
 
-    def send(self, decision: Decision, request: AttributeBag, dispatcher: Any) -> int:
-        """Report ``decision`` through ``dispatcher``'s report rules; returns the instances queued."""
-        return dispatcher.report((self.record(decision, request),))
+    def send(self, decision: Decision, request: AttributeBag, dispatcher: Any) -> None:
+        """Report ``decision`` through ``dispatcher``'s report rules.
+
+        The record is built and its instances queued a little later, together with other
+        checks' records (``Dispatcher.report_soon``): the check only appends to a list.
+        """
+        raw = request.raw if isinstance(request, AttributeBag) else request
+        dispatcher.report_soon(self._record, decision, dict(raw))  # copied now: the caller may reuse its dict
 
 
 def with_extra_masks(log: DecisionLog, masks: Iterable[str]) -> DecisionLog:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -322,29 +322,84 @@ class Dispatcher:
 
     # --- report -------------------------------------------------------------
 
+    #: Report instances that more than one report action sends (built once per bag, shared); None until needed.
+    _shared_report_builders: frozenset[Any] | None = None
+
     def report(self, bags: Sequence[AttributeBag]) -> int:
         """Build report instances for each bag and hand them to the report sink.
 
         Never blocks and never raises for a bad instance: returns how many
-        instances were queued.
+        instances were queued. An instance that several actions send (one metric to
+        prometheus and statsd) is built once per bag and the same (immutable) instance
+        goes to each of their handlers.
         """
         sink = self._report_sink
         if sink is None:
             return 0
+        shared = self._shared_report_builders
+        if shared is None:
+            shared = self._shared_report_builders = _shared_builders(self.snapshot.rules)
+        put = sink.put
         queued = 0
         failures: list[tuple[Rule, Exception]] = []
+        rules_for = self.snapshot.report_rules_for
         for bag in bags:
-            for rule in self.snapshot.report_rules_for(bag):
-                if not rule.matches(bag, failures):
+            built: dict[Any, Any] = {}
+            for rule in rules_for(bag):
+                if rule.match is not None and not rule.matches(bag, failures):
                     continue
                 for action in rule.report_actions:
                     for builder in action.instances:
-                        try:
-                            instance = builder.build(bag)
-                        except Exception as exc:
-                            log.warning("rule %s: instance %s failed: %s", rule.name, builder.name, clip(exc))
-                            continue
-                        queued += sink.put(action.handler, instance)
+                        if builder in shared and builder in built:
+                            instance = built[builder]
+                            if instance is _FAILED:
+                                continue
+                        else:
+                            try:
+                                instance = builder.build(bag)
+                            except Exception as exc:
+                                log.warning("rule %s: instance %s failed: %s", rule.name, builder.name, clip(exc))
+                                if builder in shared:
+                                    built[builder] = _FAILED
+                                continue
+                            if builder in shared:
+                                built[builder] = instance
+                        queued += put(action.handler, instance)
         if failures:
             self._count_match_failures(failures)
         return queued
+
+    def report_soon(self, make_bag: Callable[..., AttributeBag], *args: Any) -> None:
+        """Report ``make_bag(*args)`` later, with other deferred reports (``ReportQueue.defer``)."""
+        sink = self._report_sink
+        if sink is None:
+            return
+        defer = getattr(sink, "defer", None)
+        if defer is None:  # a plain sink: report now
+            self.report((make_bag(*args),))
+        else:
+            defer(self._report_made, (make_bag, args))
+
+    def _report_made(self, items: list[tuple[Callable[..., AttributeBag], tuple[Any, ...]]]) -> None:
+        bags = []
+        for make_bag, args in items:
+            try:
+                bags.append(make_bag(*args))
+            except Exception:  # one broken record must not lose the others
+                log.exception("a deferred report could not be built")
+        self.report(bags)
+
+
+#: Marks a shared instance whose build failed for this bag (logged once, skipped for every action).
+_FAILED = object()
+
+
+def _shared_builders(rules: Sequence[Rule]) -> frozenset[Any]:
+    """The instance builders that more than one report action (of any rules) sends."""
+    seen: set[Any] = set()
+    shared: set[Any] = set()
+    for rule in rules:
+        for action in rule.report_actions:
+            for builder in action.instances:
+                (shared if builder in seen else seen).add(builder)
+    return frozenset(shared)

@@ -8,7 +8,14 @@ run on the lane's own daemon thread, so a slow or
 hanging adapter never holds the event loop (and so never slows a check), never
 takes threads from other handlers, and never keeps the process from exiting.
 ``drain`` waits until every accepted instance was handed to its adapter (used on
-reload and graceful shutdown); what a drain gives up on is counted as dropped.
+reload and graceful shutdown), delivering without lingering; what a drain gives up
+on is counted as dropped. A full batch leaves at once.
+
+``defer`` lets a caller postpone building instances: the decision log appends each
+check's record to a list that runs in one go (at ``batch_size`` records, after
+``linger``, or first thing in a drain or close), so the report work of many checks
+runs in one tight loop instead of each between its own request's gRPC work, which
+costs a loaded server noticeably less CPU.
 
 A plain handler's call that times out cannot be stopped (it is a thread): the lane
 keeps one call in flight and waits for it to return before handing over the next
@@ -85,18 +92,31 @@ class _Thread:
 class _Lane:
     """One handler's waiting instances, its worker task, and the counts that tell when it is idle."""
 
-    __slots__ = ("items", "stats", "pending", "wakeup", "idle", "worker", "thread", "in_flight")
+    __slots__ = ("items", "stats", "pending", "wakeup", "lingering", "idle", "worker", "thread", "in_flight")
 
     def __init__(self, stats: ReportStats) -> None:
         self.items: deque[Any] = deque()
         self.stats = stats
         self.pending = 0  # accepted and not finished: waiting, or in the batch being delivered
+        #: What the worker awaits: the first instance (``lingering`` False) or the end of its linger (True).
         self.wakeup: asyncio.Future | None = None
+        self.lingering = False
         self.idle = asyncio.Event()
         self.idle.set()
         self.worker: asyncio.Task | None = None
         self.thread: _Thread | None = None
         self.in_flight: concurrent.futures.Future | None = None  # the thread's latest call
+
+
+def _release(lane: _Lane, wakeup: asyncio.Future | None = None) -> None:
+    """Wake the lane's worker (from its wait for an instance, or its linger); only ``wakeup`` when given."""
+    current = lane.wakeup
+    if current is None or (wakeup is not None and current is not wakeup):
+        return
+    lane.wakeup = None
+    lane.lingering = False
+    if not current.done():
+        current.set_result(None)
 
 
 class ReportQueue:
@@ -116,6 +136,10 @@ class ReportQueue:
         self._lanes: dict[HandlerEntry, _Lane] = {}
         self._totals: dict[str, ReportStats] = {}
         self._closed = False
+        self._draining = 0  # drains under way: workers deliver what they have without lingering
+        self._deferred: list[tuple[Callable[[list[Any]], Any], list[Any]]] = []
+        self._deferred_count = 0
+        self._deferred_timer: asyncio.Handle | None = None
 
     def _lane(self, entry: HandlerEntry) -> _Lane:
         lane = self._lanes.get(entry)
@@ -129,29 +153,80 @@ class ReportQueue:
         if self._closed or len(lane.items) >= self.max_queue:
             lane.stats.dropped += 1
             return 0
-        lane.items.append(instance)
+        items = lane.items
+        items.append(instance)
         lane.stats.accepted += 1
         lane.pending += 1
         if lane.pending == 1:
             lane.idle.clear()
         wakeup = lane.wakeup
         if wakeup is not None:
-            lane.wakeup = None
-            if not wakeup.done():
-                wakeup.set_result(None)
+            if not lane.lingering or len(items) >= self.batch_size:  # the first instance, or a full batch
+                _release(lane)
         elif lane.worker is None or lane.worker.done():
             lane.worker = asyncio.get_running_loop().create_task(
                 self._work(entry, lane), name=f"reports:{entry.name}")
         return 1
 
+    def defer(self, fn: Callable[[list[Any]], Any], item: Any) -> None:
+        """Call ``fn(items)`` later with ``item`` and the items deferred to ``fn`` right before or after it.
+
+        ``fn`` builds and puts instances. Calls run in the order items were deferred:
+        ``linger`` seconds after the first item at the latest, in the next loop iteration
+        once ``batch_size`` items wait (at once when ``max_queue`` do), and first thing in
+        any drain or close. A check that reports something does only this append, and the
+        reports of many checks are built in one tight loop instead of each between its own
+        request's gRPC work. Without a running loop (or with ``linger`` 0) it runs now.
+        """
+        deferred = self._deferred
+        if deferred and deferred[-1][0] == fn:
+            deferred[-1][1].append(item)
+        else:
+            deferred.append((fn, [item]))
+        self._deferred_count = count = self._deferred_count + 1
+        if count >= self.max_queue or self.linger <= 0:
+            self.run_deferred()
+        elif count == 1 or count == self.batch_size:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # no loop to run them later
+                self.run_deferred()
+                return
+            if self._deferred_timer is not None:
+                self._deferred_timer.cancel()
+            self._deferred_timer = (loop.call_soon(self.run_deferred) if count >= self.batch_size
+                                    else loop.call_later(self.linger, self.run_deferred))
+
+    def run_deferred(self) -> None:
+        """Run every deferred call now (errors are logged; the other calls still run)."""
+        timer = self._deferred_timer
+        if timer is not None:
+            self._deferred_timer = None
+            timer.cancel()
+        while self._deferred:
+            deferred, self._deferred, self._deferred_count = self._deferred, [], 0
+            for fn, items in deferred:
+                try:
+                    fn(items)
+                except Exception:  # a broken record must not lose the others
+                    log.exception("reports: building deferred reports failed")
+
     async def _work(self, entry: HandlerEntry, lane: _Lane) -> None:
         items, stats, loop = lane.items, lane.stats, asyncio.get_running_loop()
         while True:
             if not items:
+                lane.lingering = False
                 lane.wakeup = loop.create_future()
                 await lane.wakeup
-            if self.linger > 0 and len(items) < self.batch_size and not self._closed:
-                await asyncio.sleep(self.linger)
+            if self.linger > 0 and len(items) < self.batch_size and not self._closed and not self._draining:
+                # Linger for a batch to fill; cut short by a full batch (put), a drain or close.
+                lane.lingering = True
+                lane.wakeup = wakeup = loop.create_future()
+                timer = loop.call_later(self.linger, _release, lane, wakeup)
+                try:
+                    await wakeup
+                finally:
+                    timer.cancel()
             stuck = lane.in_flight
             if stuck is not None and not stuck.done():
                 # A timed-out call still runs on the lane's thread. One call in flight per lane:
@@ -194,17 +269,28 @@ class ReportQueue:
             await asyncio.wrap_future(call)
 
     async def drain(self, entries: Iterable[HandlerEntry] | None = None, timeout: float = 10.0) -> bool:
-        """Wait until every accepted instance (of ``entries``, or all) was delivered; False on timeout."""
+        """Wait until every accepted instance (of ``entries``, or all) was delivered; False on timeout.
+
+        While a drain waits, workers deliver what they hold without lingering for a batch to fill.
+        Deferred calls run first, so what they queue is drained too.
+        """
+        self.run_deferred()
         if entries is None:
             lanes = list(self._lanes.values())
         else:
             lanes = [self._lanes[e] for e in entries if e in self._lanes]
+        self._draining += 1
         try:
+            for lane in lanes:
+                if lane.lingering:
+                    _release(lane)
             await asyncio.wait_for(asyncio.gather(*(lane.idle.wait() for lane in lanes)), timeout)
             return True
         except asyncio.TimeoutError:
             log.error("reports: drain timed out after %gs", timeout)
             return False
+        finally:
+            self._draining -= 1
 
     async def _stop(self, lanes: list[_Lane]) -> None:
         """Stop lanes' workers and threads; instances still waiting are counted as dropped."""
@@ -229,10 +315,11 @@ class ReportQueue:
 
     async def close(self, timeout: float = 10.0) -> bool:
         """Stop accepting, deliver everything accepted (up to ``timeout``), and stop the workers."""
+        self.run_deferred()  # what checks deferred is accepted before the queue closes
         self._closed = True
         for lane in self._lanes.values():  # no lingering: deliver what is there now
-            if lane.wakeup is not None and not lane.wakeup.done():
-                lane.wakeup.set_result(None)
+            if lane.wakeup is not None:
+                _release(lane)
         delivered = await self.drain(timeout=timeout)
         await self._stop(list(self._lanes.values()))
         return delivered

@@ -10,8 +10,9 @@ import json
 
 import pytest
 
+from adapters._reportvalues import rfc3339
 from adapters.stdio import Stdio
-from policy import BuildContext, LogEntry, Metric, ParamsError, describe_params, parse_params
+from policy import BuildContext, Clock, LogEntry, Metric, ParamsError, describe_params, parse_params
 
 UTC = dt.timezone.utc
 
@@ -81,6 +82,45 @@ def test_missing_timestamp_uses_the_clock(build, tmp_path, fake_clock):
     expected = dt.datetime.fromtimestamp(fake_clock.wall, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     assert line["timestamp"] == expected
     assert (line["level"], line["severity"]) == ("info", None)
+
+
+def test_a_batch_reads_the_clock_once_and_keeps_instance_timestamps(build, tmp_path, fake_clock):
+    reads = []
+
+    def now():
+        reads.append(fake_clock.wall)
+        fake_clock.advance(1)  # a second clock read would give a later time
+        return reads[-1]
+
+    handler = build(Stdio, {"logStream": "FILE", "outputPath": "b.log"}, clock=Clock(now=now))
+    handler.report([LogEntry("x", {"k": 1}), log("info"), Metric("m", 2, {"a": "b"}), LogEntry("y")])
+    lines = read_lines(tmp_path / "b.log")
+    report_time = dt.datetime.fromtimestamp(reads[0], UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    assert len(reads) == 1
+    assert [line["timestamp"] for line in lines] == [report_time, "2024-05-01T12:00:00.250000Z", report_time,
+                                                     report_time]
+
+
+def test_lines_are_what_the_stdlib_encoder_writes(build, tmp_path):
+    handler = build(Stdio, {"logStream": "FILE", "outputPath": "e.log"})
+    variables = {"z": "ünïcode \u2028 \"quoted\"\n", "a": [1, 2.5, None, True], "m": {"k": {"n": 1}},
+                 "f": 1e16, "ip": ipaddress.ip_address("::1"), "s": frozenset({"b", "a"})}
+    handler.report([LogEntry("x", variables, dt.datetime(2024, 5, 1, tzinfo=UTC), "info")])
+    text = (tmp_path / "e.log").read_text(encoding="utf-8")
+    expected = {"name": "x", "timestamp": "2024-05-01T00:00:00.000000Z", "level": "info", "severity": "info",
+                "variables": {**dict(sorted(variables.items())), "ip": "::1", "s": ["a", "b"]}}
+    assert text == json.dumps(expected, ensure_ascii=False, separators=(",", ":")) + "\n"
+
+
+@pytest.mark.parametrize("when, text", [
+    (dt.datetime(2024, 5, 1, 12, 0, 0, 250000), "2024-05-01T12:00:00.250000Z"),  # naive: taken as UTC
+    (dt.datetime(2024, 5, 1, 14, 0, tzinfo=dt.timezone(dt.timedelta(hours=2))), "2024-05-01T12:00:00.000000Z"),
+    (dt.datetime(2024, 12, 31, 23, 59, 59, 999999, tzinfo=UTC), "2024-12-31T23:59:59.999999Z"),
+    (dt.datetime(999, 1, 2, 3, 4, 5, tzinfo=UTC),
+     dt.datetime(999, 1, 2, 3, 4, 5).strftime("%Y-%m-%dT%H:%M:%S.%fZ")),  # as strftime writes early years
+])
+def test_rfc3339(when, text):
+    assert rfc3339(when) == text
 
 
 def test_metrics(build, tmp_path, fake_clock):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import textwrap
 
+from policy.attributes import AttributeBag
 from policy.runtime.reports import ReportQueue
 from policy.sdk import Code
 from policy.testing import native_check
@@ -160,3 +161,61 @@ async def test_a_timed_out_sync_call_holds_its_lane_and_the_rest_waits_in_the_bo
     handler.release()
     assert await queue.drain(timeout=10)
     assert handler.received == 25 and (stats.delivered, stats.failed) == (20, 5)
+
+
+async def test_an_instance_several_actions_send_is_built_once_and_each_handler_gets_it(
+        policy_config, policy_service_factory, caplog):
+    config = textwrap.dedent("""
+        handlers:
+          - {name: one, adapter: recorder}
+          - {name: two, adapter: recorder}
+        instances:
+          - name: entry
+            template: logentry
+            params: {severity: '"info"', variables: {path: request.path | "", size: request.size}}
+          - name: broken
+            template: logentry
+            params: {variables: {address: ip(request.path)}}
+          - {name: other, template: reportnothing, params: {}}
+        rules:
+          - {name: both, actions: [{handler: one, instances: [entry, broken, other]}, {handler: two, instances: [entry]}]}
+          - {name: again, actions: [{handler: two, instances: [broken, entry]}]}
+    """)
+    service = await policy_service_factory(policy_config(config), plugins_for_reports)
+    # The first bag's "broken" fails to build (not an IP): skipped for both actions, logged once.
+    assert service.report([{"request.path": "/a", "request.size": 3}, {"request.size": 4}]) == 10
+    assert await service.reports.drain(timeout=10)
+    one, two = (service.snapshot.handlers[name].handler for name in ("one", "two"))
+    assert [(i.name, dict(getattr(i, "variables", {}))) for i in one.instances] == [
+        ("entry", {"path": "/a", "size": 3}), ("other", {}),
+        ("entry", {"path": "", "size": 4}), ("broken", {}), ("other", {})]
+    assert [(i.name, dict(i.variables)) for i in two.instances] == [
+        ("entry", {"path": "/a", "size": 3}), ("entry", {"path": "/a", "size": 3}),
+        ("entry", {"path": "", "size": 4}), ("broken", {}), ("entry", {"path": "", "size": 4})]
+    assert one.instances[0] is two.instances[0] is two.instances[1]  # built once for the bag
+    assert one.instances[2] is two.instances[2] and one.instances[2] is not one.instances[0]  # again per bag
+    assert len([r for r in caplog.records if "instance broken failed" in r.getMessage()]) == 1
+
+
+async def test_a_deferred_record_that_cannot_be_built_spares_the_others(policy_config, policy_service_factory, caplog):
+    config = textwrap.dedent("""
+        handlers:
+          - {name: one, adapter: recorder}
+        instances:
+          - {name: entry, template: logentry, params: {variables: {path: request.path | ""}}}
+        rules:
+          - {name: all, actions: [{handler: one, instances: [entry]}]}
+    """)
+    service = await policy_service_factory(policy_config(config), plugins_for_reports)
+
+    def make(path):
+        if path is None:
+            raise ValueError("no record")
+        return AttributeBag({"request.path": path})
+
+    for path in ("/a", None, "/b"):
+        service.dispatcher.report_soon(make, path)
+    assert await service.reports.drain(timeout=10)
+    one = service.snapshot.handlers["one"].handler
+    assert [i.variables["path"] for i in one.instances] == ["/a", "/b"]
+    assert any("could not be built" in r.getMessage() for r in caplog.records)

@@ -141,3 +141,18 @@ async def test_decision_log_lines_carry_the_decision_id_as_a_json_field(policy_s
                                                                           "PERMISSION_DENIED")
     assert line["rules"] == ["block-mallory"] and "blocked" in line["reason"] and line["duration_ms"] >= 0
     assert denied.decision_id in line["message"]
+
+
+async def test_a_decision_record_is_taken_when_checked_though_built_later(policy_service_factory, policy_config,
+                                                                         tmp_path):
+    # Records are built in batches after the check returns: what the caller does with its dict
+    # afterwards must not change them.
+    service = await policy_service_factory(policy_config(_config(tmp_path)), decision_log=True)
+    attributes = {"request.path": "/first", "request.headers": {"x-user": "alice"}}
+    decision = await service.check(attributes)
+    attributes["request.path"] = "/changed"
+    attributes["request.headers"] = {"x-user": "mallory"}
+    assert await service.reports.drain(timeout=5)
+    (line,) = _lines(tmp_path / "decisions.jsonl")
+    assert line["variables"]["id"] == decision.decision_id
+    assert (line["variables"]["path"], line["variables"]["user"]) == ("/first", "alice")
