@@ -85,6 +85,7 @@ from adapters.listchecker._matchers import (
 )
 from adapters.listchecker._provider import FETCH_TIMEOUT, FetchError, Provider, url_error
 
+_ADDRESS_TYPES = (ipaddress.IPv4Address, ipaddress.IPv6Address)
 
 @dataclass(frozen=True)
 class ListCheckerParams:
@@ -125,6 +126,8 @@ class ListCheckerHandler(Handler):
 
     def _decide(self, matcher: Matcher, instance: Any) -> CheckResult:
         value = getattr(instance, "value", None)
+        if self._ip and type(value) in _ADDRESS_TYPES:  # the usual case: an IP attribute, as is
+            return self._listed(value in matcher, value)
         if isinstance(value, bytes) and len(value) in (4, 16):
             value = ipaddress.ip_address(value)  # Mixer passed IP_ADDRESS values as raw bytes
         if value is None:
@@ -141,12 +144,13 @@ class ListCheckerHandler(Handler):
             value = str(value)
         elif not isinstance(value, str):
             return self._result(Code.INVALID_ARGUMENT, f"{value!r} is not a valid string or IP address")
-        listed = value in matcher
+        return self._listed(value in matcher, value)
+
+    def _listed(self, listed: bool, value: Any) -> CheckResult:
         if self.params.blacklist:
             return self._result(Code.PERMISSION_DENIED, f"{value} is blacklisted") if listed \
-                else self._result(Code.OK, "")
-        return self._result(Code.OK, "") if listed \
-            else self._result(Code.PERMISSION_DENIED, f"{value} is not whitelisted")
+                else self._allow
+        return self._allow if listed else self._result(Code.PERMISSION_DENIED, f"{value} is not whitelisted")
 
 
 class RemoteListCheckerHandler(ListCheckerHandler):

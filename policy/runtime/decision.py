@@ -11,7 +11,7 @@ from __future__ import annotations
 from random import getrandbits as _getrandbits
 from collections.abc import Mapping, Sequence
 from dataclasses import MISSING, dataclass, field, fields, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from policy.attributes import Reference
 from policy.sdk import OK, CheckResult, Code, HeaderOperation, QuotaResult, Status
@@ -33,9 +33,12 @@ def new_decision_id() -> str:
     return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
-@dataclass(frozen=True, slots=True)
-class HandlerCall:
-    """One handler call made for a decision, for explanations (``policy check``)."""
+class HandlerCall(NamedTuple):
+    """One handler call made for a decision, for explanations (``policy check``).
+
+    A named tuple: made for every handler call of every uncached check, where a frozen
+    dataclass's constructor cost twice as much.
+    """
 
     rule: str
     handler: str
