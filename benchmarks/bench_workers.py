@@ -11,6 +11,8 @@ worker's.
 
 from __future__ import annotations
 
+import os
+import resource
 import statistics
 from pathlib import Path
 
@@ -28,6 +30,12 @@ def _tree_cpu(pid: int) -> float:
         children = (task / "children").read_text().split()
         total += sum(cpu_seconds(int(child)) for child in children)
     return total
+
+
+def _client_cpu() -> float:
+    """CPU seconds of this process's finished children (each h2load run, once it has exited)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def run(quick: bool = False) -> None:
@@ -53,21 +61,33 @@ def run(quick: bool = False) -> None:
             servers[workers] = (address, proc)
         rps: dict[int, list[float]] = {1: [], 2: []}
         cpu: dict[int, list[float]] = {1: [], 2: []}
+        busy: dict[int, list[float]] = {1: [], 2: []}  # cores the servers kept busy
+        client: dict[int, list[float]] = {1: [], 2: []}  # cores h2load kept busy
         for address, _ in servers.values():  # warm up every worker (and its cache)
             run_h2load(address, METHOD, request, requests=4000, concurrency=8, connections=8)
         for _ in range(rounds):
             for workers, (address, proc) in servers.items():
-                before = _tree_cpu(proc.pid)
+                before, client_before = _tree_cpu(proc.pid), _client_cpu()
                 result = run_h2load(address, METHOD, request, requests=count, concurrency=8, connections=8)
-                cpu[workers].append((_tree_cpu(proc.pid) - before) / max(1, result.requests) * 1e6)
+                used = _tree_cpu(proc.pid) - before
+                cpu[workers].append(used / max(1, result.requests) * 1e6)
                 rps[workers].append(result.rps)
+                busy[workers].append(used / result.seconds)
+                client[workers].append((_client_cpu() - client_before) / result.seconds)
     finally:
         for manager in reversed(stack):
             manager.__exit__(None, None, None)
     for workers in (1, 2):
         print(f"  --workers {workers}: {statistics.median(rps[workers]):7.0f} req/s   CPU"
-              f" {statistics.median(cpu[workers]):.0f} µs/request   (rounds"
-              f" {', '.join(f'{r:.0f}' for r in rps[workers])} req/s)")
+              f" {statistics.median(cpu[workers]):.0f} µs/request   cores busy: server"
+              f" {statistics.median(busy[workers]):.2f}, h2load {statistics.median(client[workers]):.2f} of"
+              f" {os.cpu_count()}   (rounds {', '.join(f'{r:.0f}' for r in rps[workers])} req/s)")
+    # What 2 workers could reach here at one worker's CPU per request: the cores one worker and its
+    # load leave free (grpc's poller thread keeps a worker above one core).
+    one_server, one_client = statistics.median(busy[1]), statistics.median(client[1])
+    ceiling = (os.cpu_count() or 1) / (one_server + one_client)
+    print(f"  one worker and its load keep {one_server + one_client:.2f} of {os.cpu_count()} cores busy: at"
+          f" one worker's CPU per request, 2 workers could reach at most {ceiling:.2f}x its throughput here")
     speedups = sorted(b / a for a, b in zip(rps[1], rps[2]))
     cpu_ratios = sorted(b / a for a, b in zip(cpu[1], cpu[2]))
     speedup, cpu_ratio = statistics.median(speedups), statistics.median(cpu_ratios)
