@@ -35,7 +35,7 @@ import sys
 import threading
 import time
 from time import perf_counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -424,10 +424,37 @@ class PolicyService:
             decision = await dispatcher.check(bag, quotas)
         else:  # a cache hit is answered here, without another coroutine
             decision = dispatcher.from_cache(bag) or await dispatcher.decide(bag)
+        self._answered(api, started, decision, bag, dispatcher)
+        return decision
+
+    def check_soon(self, bag: AttributeBag, api: str) -> Decision | Awaitable[Decision]:
+        """:meth:`check` for a request that charges no quota, answering a cache hit at once.
+
+        Returns the cached decision (counted and logged as :meth:`check` does), or, on a
+        miss, an awaitable of the dispatched one: a transport answers a hit without a
+        coroutine. A request whose snapshot binds QuotaSpecs must go through :meth:`check`,
+        which charges them.
+        """
+        started = perf_counter()
+        dispatcher = self._dispatcher
+        if dispatcher is None:
+            raise RuntimeError("PolicyService: no config loaded yet (call load() or start())")
+        decision = dispatcher.from_cache(bag)
+        if decision is None:
+            return self._decided(api, started, bag, dispatcher)
+        self._answered(api, started, decision, bag, dispatcher)
+        return decision
+
+    async def _decided(self, api: str, started: float, bag: AttributeBag, dispatcher: Dispatcher) -> Decision:
+        decision = await dispatcher.decide(bag)
+        self._answered(api, started, decision, bag, dispatcher)
+        return decision
+
+    def _answered(self, api: str, started: float, decision: Decision, bag: AttributeBag,
+                  dispatcher: Dispatcher) -> None:
         self.telemetry.observe_check(api, perf_counter() - started, decision)
         if self.decision_log is not None and dispatcher.reports_anything:  # else its record would go nowhere
             self.decision_log.send(decision, bag, dispatcher)
-        return decision
 
     async def rate_limit(self, domain: str, descriptors: Sequence[RateLimitDescriptor],
                          hits_addend: int = 0) -> RateLimitDecision:

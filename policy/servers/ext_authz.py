@@ -237,9 +237,11 @@ class AuthorizationServicer:
         except TranslationError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         try:
-            # The request id deduplicates QuotaSpec charges; read only when the snapshot binds any.
-            dedup = request.attributes.request.http.id if snapshot.quota_bindings else None
-            decision = await service.check(bag, api="ext_authz", quota_specs=dedup)
+            if snapshot.quota_bindings:  # the request id deduplicates QuotaSpec charges
+                decision = await service.check(bag, api="ext_authz", quota_specs=request.attributes.request.http.id)
+            else:
+                answer = service.check_soon(bag, "ext_authz")
+                decision = answer if isinstance(answer, Decision) else await answer
             if decision.status.code not in _ERROR_CODES:
                 return encode_check_response(decision)
             failure = decision.message

@@ -142,7 +142,12 @@ class PolicyServicer:
             values, quotas = await self._decode(data, vocabulary, context)
             if self.path_normalization != "none":
                 values = normalize_attributes(values, self.path_normalization)
-        decision = await service.check(AttributeBag.trusted(values), quotas, api="native")
+        bag = AttributeBag.trusted(values)
+        if quotas:
+            decision = await service.check(bag, quotas, api="native")
+        else:
+            answer = service.check_soon(bag, "native")
+            decision = answer if isinstance(answer, Decision) else await answer
         return encode_response(decision)
 
     async def _decode(self, data: bytes, vocabulary: Any, context: grpc.aio.ServicerContext
