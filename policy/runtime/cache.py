@@ -66,13 +66,16 @@ _ABSENT_MAP = _AbsentMap()
 _ABSENT_KEY = ("<absent map key>",)
 
 
-def _key_function(shape: tuple[Read, ...], types: Mapping[str, ValueType]) -> Callable[[dict[str, Any]], tuple]:
+def _key_function(shape: tuple[Read, ...], types: Mapping[str, ValueType],
+                  index: int = 0) -> Callable[[dict[str, Any]], tuple]:
     """Compile a function that extracts the key for ``shape`` from a raw attribute dict.
 
-    ``types`` (the vocabulary) lets values of plain types go into the key as they are
-    and IP addresses by their integer; attributes of unknown type take the generic path.
+    The key is one flat tuple, ``(index, value, ...)``: the shape's number first, so keys of
+    different shapes never meet. ``types`` (the vocabulary) lets values of plain types go
+    into the key as they are and IP addresses by their integer; attributes of unknown type
+    take the generic path.
     """
-    parts = []
+    parts = [str(index)]
     namespace: dict[str, Any] = {"_freeze": _freeze, "_ip_key": _ip_key}
     for index, (name, key) in enumerate(shape):
         namespace[f"n{index}"] = name
@@ -91,7 +94,7 @@ def _key_function(shape: tuple[Read, ...], types: Mapping[str, ValueType]) -> Ca
             parts.append(f"v.get(n{index}, _E).get(k{index}, _K)")
     namespace["_E"] = _ABSENT_MAP
     namespace["_K"] = _ABSENT_KEY
-    source = f"def key(v):\n    return ({', '.join(parts)}{',' if len(parts) == 1 else ''})\n"
+    source = f"def key(v):\n    return ({', '.join(parts)},)\n"
     exec(compile(source, f"<cache key {len(shape)} reads>", "exec"), namespace)
     return namespace["key"]
 
@@ -224,14 +227,15 @@ class DecisionCache:
     def lookup(self, values: dict[str, Any]) -> Any | None:
         """Return the cached value for a request's raw attributes, or None (counted as a miss)."""
         entries = self._entries
-        for index, keyer in enumerate(self._keyers):
+        for keyer in self._keyers:
+            key = keyer(values)
             try:  # one __getitem__, which checks the entry's expiry (see _CountingTLRU.get)
-                entry = entries[(index, keyer(values))]
+                entry = entries[key]
             except KeyError:
                 continue
             if entry.uses_left <= 1:
                 # This use is the last one the decision allowed.
-                entries.pop((index, keyer(values)), None)
+                entries.pop(key, None)
                 self.stats.expirations += 1
             else:
                 entry.uses_left -= 1
@@ -260,11 +264,11 @@ class DecisionCache:
                 return False
             index = len(self._keyers)
             self._shapes[shape] = index
-            self._keyers.append(_key_function(tuple(sorted(shape, key=lambda r: (r[0], r[1] or ""))), self._types))
+            self._keyers.append(_key_function(tuple(sorted(shape, key=lambda r: (r[0], r[1] or ""))), self._types,
+                                              index))
             self.stats.shapes = len(self._keyers)
-        key_values = self._keyers[index](values)
-        key = (index, key_values)
-        size = entry_size(key_values, value)
+        key = self._keyers[index](values)
+        size = entry_size(key, value)
         if size > self.max_bytes:
             self.stats.too_large += 1
             self.stats.uncacheable += 1
