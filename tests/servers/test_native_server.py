@@ -173,6 +173,21 @@ async def test_health_and_reflection(server):
     assert {"policy.v1.Policy", "grpc.health.v1.Health"} <= names
 
 
+async def test_an_unknown_method_is_unimplemented_and_every_call_is_counted(server):
+    # The method router is the server's one generic handler: it finds our methods and the
+    # libraries' (health above), counts each call for the drain, and leaves the rest to grpc.
+    router = server.server._calls
+    before = router.started
+    call = server.channel().unary_unary("/policy.v1.Policy/NoSuchMethod", request_serializer=None,
+                                        response_deserializer=None)
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await call(b"")
+    assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    await native_check(server.native(), {"source.ip": ipaddress.ip_address("10.1.2.3")})
+    assert router.started == before + 2
+    assert "/policy.v1.Policy/NoSuchMethod" not in router.handlers  # unknown names are not remembered
+
+
 async def test_quotas_without_a_charging_rule_are_granted(server):
     response = await native_check(server.native(), {"source.ip": ipaddress.ip_address("10.1.2.3")},
                                   quotas={"requests": 3})
