@@ -246,13 +246,7 @@ def input_from_paths(paths: Mapping[str, str], reach: frozenset[tuple[str, ...]]
         if value is not None:
             attributes = _place(attributes, path, value)
     raw_path = _fetch(paths, (*_HTTP, "path"))
-    path_text = raw_path if isinstance(raw_path, str) else ""
-    document: dict[str, Any] = {
-        "attributes": attributes,
-        "version": dict(VERSION),
-        "parsed_path": parsed_path(path_text),
-        "parsed_query": parse_query(path_text.partition("?")[2]),
-    }
+    document = _document(attributes, raw_path if isinstance(raw_path, str) else "")
     if not skip_body:
         headers = {}
         for name in _BODY_HEADERS:
@@ -264,6 +258,16 @@ def input_from_paths(paths: Mapping[str, str], reach: frozenset[tuple[str, ...]]
     if principal and (reach is None or any(p[0] == "source_principal" for p in reach)):
         document["source_principal"] = principal
     return document
+
+
+def _document(attributes: dict[str, Any], path: str) -> dict[str, Any]:
+    """OPA-Envoy's input document without its body: the attributes, the version and the parsed path and query."""
+    return {
+        "attributes": attributes,
+        "version": dict(VERSION),
+        "parsed_path": parsed_path(path),
+        "parsed_query": parse_query(path.partition("?")[2]),
+    }
 
 
 class _LazyBody:
@@ -295,12 +299,7 @@ def envoy_input(instance: Any, skip_body: bool = False,
     path = instance.request_path or headers.get(":path") or ""
     verbatim = getattr(instance, "envoy_attributes", None)
     attributes = _verbatim(verbatim) if verbatim else _attributes(instance, headers, path)
-    document: dict[str, Any] = {
-        "attributes": attributes,
-        "version": dict(VERSION),
-        "parsed_path": parsed_path(path),
-        "parsed_query": parse_query(path.partition("?")[2]),
-    }
+    document = _document(attributes, path)
     if not skip_body:
         document["parsed_body"], document["truncated_body"] = parsed_body(headers, instance.request_body)
     if instance.source_principal:
