@@ -95,7 +95,7 @@ def evaluate(case: dict[str, Any]) -> tuple[str, str]:
     from regopy import rego_shared as c
 
     from adapters.opa._builtins import canonical_literals, unknown_calls
-    from adapters.opa._engine import to_native
+    from adapters.opa._engine import take_output, to_native
 
     modules = [(f"module-{i}.rego", text) for i, text in enumerate(case.get("modules") or [])]
     wants_error = "want_error" in case or "want_error_code" in case
@@ -116,12 +116,7 @@ def evaluate(case: dict[str, Any]) -> tuple[str, str]:
             interpreter.set_input(to_native(case["input"]))
     except Exception as exc:  # a compile error
         return ("pass", "compile error, as OPA") if wants_error else ("fail", f"compile error: {exc}"[:300])
-    out = c.rego_query(interpreter._impl, canonical_literals(case["query"]))
-    try:
-        ok = c.rego_output_ok(out)
-        text = c.rego_output_string(out)
-    finally:
-        c.rego_free_output(out)
+    ok, text = take_output(c.rego_query(interpreter._impl, canonical_literals(case["query"])))
     if not ok:
         return ("pass", "error, as OPA") if wants_error else ("fail", f"error: {text[:200]}")
     if wants_error:

@@ -95,6 +95,14 @@ class NativeInput(Input):  # type: ignore[misc]  # regopy is untyped
             raise EvalError("the input document could not be converted for the engine")
 
 
+def take_output(out: Any) -> tuple[bool, str]:
+    """An engine output's (ok, text), freeing the output: rego-cpp hands its ownership to the caller."""
+    try:
+        return _c.rego_output_ok(out), _c.rego_output_string(out)
+    finally:
+        _c.rego_free_output(out)
+
+
 def to_native(value: Any) -> NativeInput:
     """Build the engine's input value for a JSON-like Python value."""
     return NativeInput(value)
@@ -174,12 +182,7 @@ class Compiled:
         """Evaluate the decision; (defined, value). Raise EvalError for an engine error."""
         interp = self.interpreter
         _c.rego_set_input(interp._impl, native_input._impl)
-        out = _c.rego_bundle_query_entrypoint(interp._impl, self.bundle._impl, self.entrypoint)
-        try:
-            ok = _c.rego_output_ok(out)
-            text = _c.rego_output_string(out)
-        finally:
-            _c.rego_free_output(out)
+        ok, text = take_output(_c.rego_bundle_query_entrypoint(interp._impl, self.bundle._impl, self.entrypoint))
         if not ok:
             detail = text.strip()[:300]
             raise EvalError("evaluation failed" + (f": {detail}" if detail and detail != "<error>" else
