@@ -14,6 +14,8 @@ from typing import Any
 import grpc
 from google.protobuf.message import DecodeError, Message
 
+from policy.servers._intercept import MethodRouter
+
 
 async def decode(message_type: type[Message], data: bytes, context: grpc.aio.ServicerContext) -> Any:
     """Parse ``data`` as ``message_type``; abort with INVALID_ARGUMENT when it is not one."""
@@ -36,18 +38,8 @@ def _method_handlers(methods: Methods) -> dict[str, grpc.RpcMethodHandler]:
     }
 
 
-class _MethodTable(grpc.GenericRpcHandler):
-    """Every unary method our APIs add to one server, found with one dict lookup per call."""
-
-    def __init__(self) -> None:
-        self.handlers: dict[str, grpc.RpcMethodHandler] = {}
-
-    def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
-        """The handler of the called method (None: not ours; the server's next handler is asked)."""
-        return self.handlers.get(handler_call_details.method)
-
-
-_tables: weakref.WeakKeyDictionary[Any, _MethodTable] = weakref.WeakKeyDictionary()
+#: Routers given to bare grpc.aio servers (a PolicyServer's registrars see its own, through RegisteringServer).
+_routers: weakref.WeakKeyDictionary[Any, MethodRouter] = weakref.WeakKeyDictionary()
 
 
 def add_unary_handlers(server: grpc.aio.Server, service: str, methods: Methods) -> None:
@@ -56,20 +48,17 @@ def add_unary_handlers(server: grpc.aio.Server, service: str, methods: Methods) 
     :param methods: method name → (coroutine taking (bytes, context), response message
         type; None when the coroutine returns already serialized bytes).
 
-    All the methods added to one server go into one table, registered once as the server's
-    first generic handler: a call finds its method with one dict lookup, whichever API it is
+    All the methods added to one server go into one :class:`~policy.servers._intercept.MethodRouter`,
+    the server's first generic handler: a call finds its method with one dict lookup, whichever API it is
     for. They are not added as grpc's *registered* methods: measured with callgrind under
     h2load load (benchmarks/profiles/README.md), grpc.aio's registered-method path costs
     about 24,000 more instructions per call (~5% of a cached check) than this lookup.
     """
-    router = getattr(server, "method_router", None)  # policy.servers._intercept.RegisteringServer
-    if router is not None:
-        for name, handler in _method_handlers(methods).items():
-            router.add(f"/{service}/{name}", handler)
-        return
-    table = _tables.get(server)
-    if table is None:
-        table = _tables[server] = _MethodTable()
-        server.add_generic_rpc_handlers((table,))
+    router = getattr(server, "method_router", None)  # a PolicyServer's, through RegisteringServer
+    if router is None:  # a bare grpc.aio server: a router of its own, registered once
+        router = _routers.get(server)
+        if router is None:
+            router = _routers[server] = MethodRouter()
+            server.add_generic_rpc_handlers((router,))
     for name, handler in _method_handlers(methods).items():
-        table.handlers[f"/{service}/{name}"] = handler
+        router.add(f"/{service}/{name}", handler)
