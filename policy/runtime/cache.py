@@ -67,7 +67,7 @@ _ABSENT_KEY = ("<absent map key>",)
 
 
 def _key_function(shape: tuple[Read, ...], types: Mapping[str, ValueType],
-                  index: int = 0) -> Callable[[dict[str, Any]], tuple]:
+                  index: int) -> Callable[[dict[str, Any]], tuple]:
     """Compile a function that extracts the key for ``shape`` from a raw attribute dict.
 
     The key is one flat tuple, ``(index, value, ...)``: the shape's number first, so keys of

@@ -412,9 +412,7 @@ class PolicyService:
         """
         started = perf_counter()
         bag = attributes if isinstance(attributes, AttributeBag) else AttributeBag(attributes)
-        dispatcher = self._dispatcher
-        if dispatcher is None:
-            raise RuntimeError("PolicyService: no config loaded yet (call load() or start())")
+        dispatcher = self.dispatcher
         if quota_specs is not None:
             bindings = dispatcher.snapshot.quota_bindings
             if bindings:
@@ -422,10 +420,10 @@ class PolicyService:
                 quotas = {**bound, **quotas} if quotas else bound
         if quotas:
             decision = await dispatcher.check(bag, quotas)
-        else:  # a cache hit is answered here, without another coroutine
-            decision = dispatcher.from_cache(bag) or await dispatcher.decide(bag)
-        self._answered(api, started, decision, bag, dispatcher)
-        return decision
+            self._answered(api, started, decision, bag, dispatcher)
+            return decision
+        answer = self._soon(api, started, bag, dispatcher)
+        return answer if isinstance(answer, Decision) else await answer
 
     def check_soon(self, bag: AttributeBag, api: str) -> Decision | Awaitable[Decision]:
         """:meth:`check` for a request that charges no quota, answering a cache hit at once.
@@ -435,10 +433,10 @@ class PolicyService:
         coroutine. A request whose snapshot binds QuotaSpecs must go through :meth:`check`,
         which charges them.
         """
-        started = perf_counter()
-        dispatcher = self._dispatcher
-        if dispatcher is None:
-            raise RuntimeError("PolicyService: no config loaded yet (call load() or start())")
+        return self._soon(api, perf_counter(), bag, self.dispatcher)
+
+    def _soon(self, api: str, started: float, bag: AttributeBag, dispatcher: Dispatcher
+              ) -> Decision | Awaitable[Decision]:
         decision = dispatcher.from_cache(bag)
         if decision is None:
             return self._decided(api, started, bag, dispatcher)
