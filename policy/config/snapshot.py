@@ -12,7 +12,7 @@ import asyncio
 import enum
 import inspect
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -236,6 +236,10 @@ class Snapshot:
     #: or ``(map name, key)``; None when some expression cannot say. Computed when built, so
     #: a transport can translate only what can be read.
     reads: frozenset[tuple[str, str | None]] | None = field(init=False, repr=False)
+    #: What the report path (report rules' matches and instances, and their namespace lookup)
+    #: can read of a decision-log record, in the form of ``reads``; None when some expression
+    #: cannot say. The decision log copies only these attributes into a record.
+    report_reads: frozenset[tuple[str, str | None]] | None = field(init=False, repr=False)
     _check_index: "_RuleIndex" = field(init=False, repr=False)
     _report_index: "_RuleIndex" = field(init=False, repr=False)
     _closed: bool = field(default=False, init=False, repr=False)
@@ -249,11 +253,34 @@ class Snapshot:
             self.root_namespace)
         self._report_index = _RuleIndex([r for r in self.rules if r.report_actions], self.root_namespace)
         self.reads = self._reads()
+        self.report_reads = self._report_reads()
 
     def _reads(self) -> frozenset[tuple[str, str | None]] | None:
+        identity = any(rule.namespace != self.root_namespace for rule in self.rules)
+        expressions: list[Any] = []
+        for rule in self.rules:
+            expressions.append(rule.match)
+            expressions.extend(v for op in (*rule.request_header_operations, *rule.response_header_operations)
+                               for v in op.values)
+        # Every instance (report rules too: the decision log sends checks through them).
+        expressions.extend(builder.fields for builder in self.instances.values())
+        expressions.extend(action_builder.fields for rule in self.rules
+                           for action in (*rule.check_actions, *rule.quota_actions, *rule.report_actions)
+                           for action_builder in action.instances)
+        expressions.extend(binding.match for binding in self.quota_bindings)
+        return self._referenced(expressions, identity)
+
+    def _report_reads(self) -> frozenset[tuple[str, str | None]] | None:
+        report_rules = [rule for rule in self.rules if rule.report_actions]
+        expressions: list[Any] = [rule.match for rule in report_rules]
+        expressions.extend(builder.fields for rule in report_rules for action in rule.report_actions
+                           for builder in action.instances)
+        return self._referenced(expressions, bool(self._report_index.by_namespace))
+
+    def _referenced(self, expressions: Iterable[Any], identity: bool) -> frozenset[tuple[str, str | None]] | None:
+        """What ``expressions`` (and, with ``identity``, the namespace lookup) can read; None when one cannot say."""
         reads: set[tuple[str, str | None]] = set()
-        if any(rule.namespace != self.root_namespace for rule in self.rules):
-            # Only then are the identity attributes read (see _RuleIndex.rules_for).
+        if identity:  # only then are the identity attributes read (see _RuleIndex.rules_for)
             reads.update((name, None) for name in self.identity_attributes)
 
         def add(expression: Any) -> bool:
@@ -267,21 +294,7 @@ class Snapshot:
             reads.update(referenced)
             return True
 
-        for rule in self.rules:
-            if not (add(rule.match) and all(add(v) for op in (*rule.request_header_operations,
-                                                               *rule.response_header_operations)
-                                            for v in op.values)):
-                return None
-        # Every instance (report rules too: the decision log sends checks through them).
-        if not all(add(builder.fields) for builder in self.instances.values()):
-            return None
-        if not all(add(action_builder.fields) for rule in self.rules
-                   for action in (*rule.check_actions, *rule.quota_actions, *rule.report_actions)
-                   for action_builder in action.instances):
-            return None
-        if not all(add(binding.match) for binding in self.quota_bindings):
-            return None
-        return frozenset(reads)
+        return frozenset(reads) if all(add(e) for e in expressions) else None
 
     def namespace_of(self, bag: Any) -> str | None:
         """The namespace a request is for (the first identity attribute present), recording reads."""

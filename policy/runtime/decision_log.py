@@ -10,8 +10,9 @@ metadata, so a log line joins with Envoy's access log.
 
 **Reports.** With decision logging on (``policy serve --decision-log``,
 ``PolicyService(decision_log=DecisionLog())``) every decision is also sent
-through the report rules as one attribute set: the request's attributes, with
-sensitive values masked, plus
+through the report rules as one attribute set: the request's attributes that
+the report rules can read (``Snapshot.report_reads``: their matches and instances;
+every attribute when one cannot say), with sensitive values masked, plus
 
 ==========================  =======  ==============================================
 ``check.error_code``        INT64    the decision's gRPC code (0 when allowed)
@@ -26,7 +27,7 @@ Report rules pick decision records with ``match: context.reporter.kind == "decis
 (Envoy's own reports say ``inbound`` or ``outbound``) and build ``logentry`` or
 ``metric`` instances from them like from any report; a report rule without a match
 receives them too. The records go through the same bounded per-handler queues as
-other reports, so a slow log backend never slows a check. A check only copies its
+other reports, so a slow log backend never slows a check. A check only copies those
 attributes (shallowly); the masking, the record and its instances are built a few
 milliseconds later together with other checks' records (``ReportQueue.defer``), and
 before any drain or shutdown.
@@ -125,6 +126,7 @@ class DecisionLog:
         self.masked_headers = frozenset(h.lower() for h in masked_headers)
         self.masked_attributes = frozenset(masked_attributes)
         self.masked_query_params = frozenset(q.lower() for q in masked_query_params)
+        self._fields = RecordFields(frozenset())  # for the snapshot last seen (``send``)
 
     def record(self, decision: Decision, request: AttributeBag | dict[str, Any]) -> AttributeBag:
         """The attribute set a decision is reported as: masked request attributes plus ``check.*``."""
@@ -207,9 +209,53 @@ class DecisionLog:
 
         The record is built and its instances queued a little later, together with other
         checks' records (``Dispatcher.report_soon``): the check only appends to a list.
+        The record carries only the attributes (and map keys) the report rules can read
+        (``Snapshot.report_reads``); when some expression cannot say, all of them.
         """
         raw = request.raw if isinstance(request, AttributeBag) else request
-        dispatcher.report_soon(self._record, decision, dict(raw))  # copied now: the caller may reuse its dict
+        reads = dispatcher.snapshot.report_reads
+        if reads is None:
+            values = dict(raw)  # copied now: the caller may reuse its dict
+        else:
+            fields = self._fields
+            if fields.reads is not reads:
+                fields = self._fields = RecordFields(reads)
+            values = fields.take(raw)
+        dispatcher.report_soon(self._record, decision, values)
+
+
+class RecordFields:
+    """The part of a request a decision-log record needs: what the report rules can read.
+
+    :param reads: ``(name, None)`` for a whole attribute, ``(map name, key)`` for one key
+        of a map (``Snapshot.report_reads``).
+
+    A record made of :meth:`take` answers every expression that reads only ``reads``
+    exactly as the whole request would; what no rule reads is never copied, masked or
+    kept. The ``check.*`` attributes and ``context.reporter.kind`` are the record's own.
+    """
+
+    __slots__ = ("reads", "whole", "keyed")
+
+    def __init__(self, reads: frozenset[tuple[str, str | None]]) -> None:
+        self.reads = reads
+        whole = {name for name, key in reads if key is None}
+        keys: dict[str, set[str]] = {}
+        for name, key in reads:
+            if key is not None and name not in whole:
+                keys.setdefault(name, set()).add(key)
+        self.whole = tuple(sorted(whole))
+        self.keyed = tuple((name, tuple(sorted(keys[name]))) for name in sorted(keys))
+
+    def take(self, raw: Mapping[str, Any]) -> dict[str, Any]:
+        """The attributes of ``raw`` that can be read, maps read by key cut to those keys (a new dict)."""
+        values = {name: raw[name] for name in self.whole if name in raw}
+        for name, keys in self.keyed:
+            value = raw.get(name)
+            if value is None:
+                continue
+            values[name] = {key: value[key] for key in keys if key in value} if isinstance(value, Mapping) else value
+        return values
 
 
 def with_extra_masks(log: DecisionLog, masks: Iterable[str]) -> DecisionLog:
@@ -233,6 +279,7 @@ __all__ = [
     "DEFAULT_MASKED_QUERY_PARAMS",
     "MASK",
     "DecisionLog",
+    "RecordFields",
     "log_decision",
     "with_extra_masks",
 ]
