@@ -26,10 +26,16 @@ reading one is left out, a nested group is a dict, other errors propagate; keys 
 their order. Expression functions, map keys and the instance name are passed in the
 function's namespace, never as text; a field name appears as a keyword only when it
 is a plain identifier.
+
+The SDK's own instance classes (:mod:`policy.sdk.templates`: frozen, slotted
+dataclasses) are made by setting their slots directly, defaults included, rather
+than through their ``__init__``: the object is equal and costs half as much. Any
+other factory, and any field the class does not have, goes through the call above.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import keyword
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -88,6 +94,41 @@ def _argument(field: str, key: str, local: str) -> str:
     return f", **{{{key}: {local}}}"  # as the walk passed it (a field called "name" fails as it did)
 
 
+def _emit_direct(writer: _Writer, factory: Any, values: dict[str, str]) -> bool:
+    """Emit the making of one of the SDK's own instance classes without its ``__init__``; False when unsure.
+
+    The SDK's instance classes are frozen, slotted dataclasses with no ``__post_init__``,
+    whose ``__init__`` sets each field through ``object.__setattr__`` (0.6 µs for a
+    metric). Setting the slots directly gives an equal object in less than half the
+    time. Only for the classes of :mod:`policy.sdk.templates`, and only when every
+    evaluated field is one of the class's fields and every other field has a default:
+    anything else is left to the class itself (and its errors).
+    """
+    if not (isinstance(factory, type) and factory.__module__ == "policy.sdk.templates"
+            and dataclasses.is_dataclass(factory) and "__slots__" in factory.__dict__
+            and not hasattr(factory, "__post_init__")):
+        return False
+    fields = {f.name: f for f in dataclasses.fields(factory)}
+    if not set(values) <= set(fields) or any(not f.init for f in fields.values()):
+        return False
+    statements = []
+    for field_name, field in fields.items():
+        if field_name in values:
+            value = values[field_name]
+        elif field.default is not dataclasses.MISSING:
+            value = writer.const(field.default)
+        elif field.default_factory is not dataclasses.MISSING:
+            value = f"{writer.const(field.default_factory)}()"
+        else:
+            return False
+        statements.append(f"{writer.const(factory.__dict__[field_name].__set__)}(instance, {value})")
+    writer.emit(1, f"instance = {writer.const(object.__new__)}({writer.const(factory)})")
+    for statement in statements:
+        writer.emit(1, statement)
+    writer.emit(1, "return instance")
+    return True
+
+
 def compile_builder(name: str, spec: Mapping[str, Any], compiled: Mapping[str, Any],
                     factory: Callable[..., Any]) -> Callable[[Any], Any]:
     """``build(bag)`` making ``factory(name=name, **fields evaluated against bag)``.
@@ -97,8 +138,10 @@ def compile_builder(name: str, spec: Mapping[str, Any], compiled: Mapping[str, A
     """
     writer = _Writer()
     fields = writer.group(spec, compiled)
-    arguments = "".join(_argument(writer.namespace[key], key, local) for key, local in fields)
-    writer.emit(1, f"return {writer.const(factory)}(name={writer.const(name)}{arguments})")
+    direct = {writer.namespace[key]: local for key, local in fields}
+    if "name" in direct or not _emit_direct(writer, factory, {"name": writer.const(name), **direct}):
+        arguments = "".join(_argument(writer.namespace[key], key, local) for key, local in fields)
+        writer.emit(1, f"return {writer.const(factory)}(name={writer.const(name)}{arguments})")
     source = "def build(bag):\n" + "\n".join(writer.lines) + "\n"
     namespace = writer.namespace
     exec(compile(source, f"<instance {name}>", "exec"), namespace)  # noqa: S102 - our own generated source

@@ -3,6 +3,8 @@ nested groups as dicts, key order kept, other evaluation errors raised, odd fiel
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import pytest
 
 from policy.attributes import AttributeBag, ValueType
@@ -92,3 +94,44 @@ def test_instance_builder_recompiles_replaced_fields():
     assert builder.build(AttributeBag({"a": "1"})) == {"name": "i", "value": "1"}
     builder.fields = {"value": expr("a + \"2\"")}
     assert builder.build(AttributeBag({"a": "1"})) == {"name": "i", "value": "12"}
+
+
+def _sdk_cases():
+    """Every built-in template whose factory is an SDK class, with all, some and none of its fields given."""
+    from policy.sdk.templates import BUILTIN_TEMPLATES
+
+    vocabulary = {**VOCABULARY, "t": ValueType.TIMESTAMP, "z": ValueType.STRING}
+    values = {ValueType.STRING: "a", ValueType.ANY: "n", ValueType.TIMESTAMP: "t"}
+    for template in BUILTIN_TEMPLATES:
+        fields = {key: ({"k": compile_expression("a", vocabulary), "gone": compile_expression("z", vocabulary)}
+                        if isinstance(kind, ValueMap) else compile_expression(values[kind], vocabulary))
+                  for key, kind in template.fields.items() if not isinstance(kind, Mapping)}
+        for subset in (fields, dict(list(fields.items())[:1]), {}):
+            yield pytest.param(template, subset, id=f"{template.name}-{len(subset)}")
+
+
+@pytest.mark.parametrize(("template", "fields"), list(_sdk_cases()))
+def test_an_sdk_instance_made_directly_equals_the_one_its_class_makes(template, fields):
+    import datetime
+
+    bag = AttributeBag({"a": "A", "n": 3, "t": datetime.datetime(2026, 1, 2, tzinfo=datetime.timezone.utc)})
+    direct = compile_builder("inst", template.fields, fields, template.factory)(bag)
+    by_keywords = compile_builder("inst", template.fields, fields, lambda **kw: template.factory(**kw))(bag)
+    assert type(direct) is type(by_keywords) and direct == by_keywords
+    assert direct == template.factory(name="inst", **{k: getattr(by_keywords, k) for k in fields})
+    build = compile_builder("inst", template.fields, fields, template.factory)
+    made_directly = any(value is object.__new__ for value in build.__globals__.values())
+    assert made_directly == isinstance(template.factory, type)  # every SDK class; not _authorization's function
+    first, second = build(bag), build(bag)
+    for name, value in ((f, getattr(first, f)) for f in template.fields if hasattr(first, f)):
+        if isinstance(value, dict):  # a map (given or a default) is a new dict in each instance, never shared
+            assert getattr(second, name) == value and getattr(second, name) is not value
+
+
+def test_a_field_the_sdk_class_does_not_have_fails_as_its_constructor_does():
+    from policy.sdk.templates import Metric
+
+    build = compile_builder("inst", {"value": ValueType.STRING, "extra": ValueType.STRING},
+                            {"value": expr("a"), "extra": expr("a")}, Metric)
+    with pytest.raises(TypeError):
+        build(AttributeBag({"a": "x"}))
