@@ -6,7 +6,9 @@ streams each (64 in flight): SO_REUSEPORT spreads connections, not requests, acr
 workers, as it spreads an Envoy's per-worker connections. On this machine the load
 generator shares the cores with the servers, so 2 workers cannot double throughput;
 the goal is >= 1.5x with server CPU per request (all workers summed) within 10% of one
-worker's.
+worker's. It prints the ceiling the cores one worker and its load leave free put on that,
+and where each request's CPU goes: the event loops (main threads) against grpc's own
+threads, with the involuntary context switches that tell the cores are oversubscribed.
 """
 
 from __future__ import annotations
@@ -30,6 +32,26 @@ def _tree_cpu(pid: int) -> float:
         children = (task / "children").read_text().split()
         total += sum(cpu_seconds(int(child)) for child in children)
     return total
+
+
+def _threads(pid: int) -> dict[str, list[float]]:
+    """Per kind of thread of ``pid``'s tree, summed over the supervisor and its workers: [CPU seconds,
+    involuntary context switches] of the main threads (the event loops) and of the others (grpc.aio's
+    poller, grpc's event engine, report threads)."""
+    kinds: dict[str, list[float]] = {"loop": [0.0, 0.0], "other": [0.0, 0.0]}
+    pids = [pid] + [int(child) for task in Path(f"/proc/{pid}/task").iterdir()
+                    for child in (task / "children").read_text().split()]
+    for process in pids:
+        for task in Path(f"/proc/{process}/task").iterdir():
+            try:
+                stat, status = (task / "stat").read_text(), (task / "status").read_text()
+            except FileNotFoundError:  # a thread that just ended
+                continue
+            fields = stat.rsplit(")", 1)[1].split()
+            kind = kinds["loop" if task.name == str(process) else "other"]
+            kind[0] += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            kind[1] += int(status.split("nonvoluntary_ctxt_switches:", 1)[1].split()[0])
+    return kinds
 
 
 def _client_cpu() -> float:
@@ -62,14 +84,21 @@ def run(quick: bool = False) -> None:
         rps: dict[int, list[float]] = {1: [], 2: []}
         cpu: dict[int, list[float]] = {1: [], 2: []}
         busy: dict[int, list[float]] = {1: [], 2: []}  # cores the servers kept busy
+        # Per request: CPU µs of the event loops, of the other threads, involuntary context switches.
+        split: dict[int, list[tuple[float, float, float]]] = {1: [], 2: []}
         client: dict[int, list[float]] = {1: [], 2: []}  # cores h2load kept busy
         for address, _ in servers.values():  # warm up every worker (and its cache)
             run_h2load(address, METHOD, request, requests=4000, concurrency=8, connections=8)
         for _ in range(rounds):
             for workers, (address, proc) in servers.items():
-                before, client_before = _tree_cpu(proc.pid), _client_cpu()
+                before, client_before, threads_before = _tree_cpu(proc.pid), _client_cpu(), _threads(proc.pid)
                 result = run_h2load(address, METHOD, request, requests=count, concurrency=8, connections=8)
                 used = _tree_cpu(proc.pid) - before
+                threads, per = _threads(proc.pid), 1 / max(1, result.requests)
+                split[workers].append(((threads["loop"][0] - threads_before["loop"][0]) * per * 1e6,
+                                       (threads["other"][0] - threads_before["other"][0]) * per * 1e6,
+                                       (threads["loop"][1] + threads["other"][1] - threads_before["loop"][1]
+                                        - threads_before["other"][1]) * per))
                 cpu[workers].append(used / max(1, result.requests) * 1e6)
                 rps[workers].append(result.rps)
                 busy[workers].append(used / result.seconds)
@@ -82,6 +111,9 @@ def run(quick: bool = False) -> None:
               f" {statistics.median(cpu[workers]):.0f} µs/request   cores busy: server"
               f" {statistics.median(busy[workers]):.2f}, h2load {statistics.median(client[workers]):.2f} of"
               f" {os.cpu_count()}   (rounds {', '.join(f'{r:.0f}' for r in rps[workers])} req/s)")
+        loop, others, switches = (statistics.median(part) for part in zip(*split[workers]))
+        print(f"      per request: event loops {loop:.0f} µs CPU, other threads (grpc's poller and event engine)"
+              f" {others:.0f} µs, {switches:.2f} involuntary context switches")
     # What 2 workers could reach here at one worker's CPU per request: the cores one worker and its
     # load leave free (grpc's poller thread keeps a worker above one core).
     one_server, one_client = statistics.median(busy[1]), statistics.median(client[1])
