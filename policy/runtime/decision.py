@@ -8,6 +8,8 @@ cacheability makes the whole decision uncacheable.
 
 from __future__ import annotations
 
+import itertools
+import os
 from random import getrandbits as _getrandbits
 from collections.abc import Mapping, Sequence
 from dataclasses import MISSING, dataclass, field, fields, replace
@@ -17,20 +19,36 @@ from policy.attributes import Reference
 from policy.sdk import OK, CheckResult, Code, HeaderOperation, QuotaResult, Status
 
 
-#: The version (4) and variant (RFC 4122) bits of a random UUID, and the bits they replace.
-_UUID_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
-_UUID_SET = (0x4000 << 64) | (0x8000 << 48)
+_ID_MASK = (1 << 48) - 1
+
+
+def _new_id_source() -> tuple[str, Any]:
+    """A process's decision-id prefix (a random v4 UUID's first 20 hex digits) and its counter."""
+    text = "%020x" % (_getrandbits(80) & ~(0xF << 28 | 0x3 << 14) | (0x4 << 28 | 0x2 << 14))
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-", itertools.count(_getrandbits(47))
+
+
+_id_prefix, _id_counter = _new_id_source()
+
+
+def _new_process_ids() -> None:
+    global _id_prefix, _id_counter
+    _id_prefix, _id_counter = _new_id_source()
+
+
+os.register_at_fork(after_in_child=_new_process_ids)  # a forked worker must not repeat its parent's ids
 
 
 def new_decision_id() -> str:
-    """A random (version 4) UUID, as OPA-Envoy's ``decision_id``, for joining logs with Envoy's access log.
+    """A unique id in the form of a version 4 UUID, as OPA-Envoy's ``decision_id``, for joining logs.
 
-    Built from 122 random bits directly (a quarter of ``uuid.uuid4()``'s time: every
-    response, cached ones too, gets its own). Unique, not secret: Python's generator,
-    reseeded in forked children, not the system's cryptographic one.
+    Every response, cached ones too, gets its own, so it is made in a quarter of
+    ``uuid.uuid4()``'s time: 74 random bits drawn once per process (again in a forked
+    child) in the version and variant layout of a random UUID, then a 48-bit counter
+    (the last 12 hex digits) from a random start. Unique, not secret: Envoy and the
+    decision log only join on it.
     """
-    text = "%032x" % (_getrandbits(128) & _UUID_CLEAR | _UUID_SET)
-    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+    return _id_prefix + "%012x" % (next(_id_counter) & _ID_MASK)
 
 
 class HandlerCall(NamedTuple):
