@@ -182,8 +182,37 @@ def encode_check_response(decision: Decision) -> bytes:
     memo = decision.memo
     prefix = memo.get("ext_authz")
     if prefix is None:
-        prefix = memo["ext_authz"] = check_response(decision, with_id=False).SerializeToString()
+        prefix = memo["ext_authz"] = _shared_prefix(decision)
     return prefix + _id_tail(decision.decision_id)
+
+
+#: Encoded responses (decision id left out) of plain decisions, by what they are made of:
+#: an uncached check's decision is new each time, its response mostly one of a few.
+_prefixes: dict[tuple[Any, ...], bytes] = {}
+_PREFIX_LIMIT = 1024  # distinct responses kept; then the memo starts over
+_PLAIN_TEXT = 256  # longest message and body a key may hold
+
+
+def _shared_prefix(decision: Decision) -> bytes:
+    """``decision``'s encoded response without its id, shared between decisions that answer the same.
+
+    Only for a decision whose response is its status, HTTP status and body (no metadata,
+    quotas, header or query operations) with short texts; any other is encoded anew.
+    """
+    status = decision.status
+    body = decision.body
+    if (decision.metadata or decision.quotas or decision.request_headers or decision.response_headers
+            or decision.query_parameters_to_set or decision.query_parameters_to_remove
+            or len(status.message) > _PLAIN_TEXT or (body is not None and len(body) > _PLAIN_TEXT)):
+        return check_response(decision, with_id=False).SerializeToString()
+    key = (status.code, status.message, decision.http_status, body)
+    prefix = _prefixes.get(key)
+    if prefix is None:
+        prefix = check_response(decision, with_id=False).SerializeToString()
+        if len(_prefixes) >= _PREFIX_LIMIT:
+            _prefixes.clear()
+        _prefixes[key] = prefix
+    return prefix
 
 
 def request_bag(request: Any, plan: Plan = FULL) -> AttributeBag:
