@@ -9,7 +9,8 @@ What it does
     ``headers``, ``request_headers_to_remove``, ``response_headers_to_add``,
     ``http_status``, ``body``, ``dynamic_metadata``), honoured through the check
     result (:mod:`adapters.opa._decision`). ext_authz answers ``dynamic_metadata``
-    as the policy returns it, plus ``decision_id`` (a random UUID, as OPA-Envoy's).
+    as the policy returns it, plus ``decision_id`` (a unique id in the form of a
+    version 4 UUID, as OPA-Envoy's).
 
 The input over ext_authz
     ``input.attributes`` is the CheckRequest's ``AttributeContext`` as OPA-Envoy
