@@ -6,13 +6,15 @@ sending each decision to a prometheus counter. "On, 4 instances" sends each
 decision to three handlers: prometheus (a counter and a histogram on the metrics
 endpoint), statsd (UDP to a socket this benchmark drains) and stdio (a JSON line
 per decision in a file). All run as ``policy serve`` processes driven by the same
-h2load load, in alternating rounds; the ratios of their throughputs are the cost.
+h2load load, running at once and loaded in alternating rounds; the ratios of their
+CPU per check are the cost.
 The in-process part times the pieces without gRPC around them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import os
 import socket
@@ -76,6 +78,7 @@ REPORT_INSTANCES = """
 ALL_ACTIONS = ("{handler: prom, instances: [decisions, sizes]}", "{handler: stats, instances: [decisions]}",
                "{handler: decision-file, instances: [decision-line]}")
 ONE_ACTION = ("{handler: prom, instances: [decisions]}",)
+_WARM_UP = 500  # checks each server answers before it is measured
 
 
 def _config_with_reports(statsd_port: int, log: Path, actions: tuple[str, ...] = ALL_ACTIONS) -> str:
@@ -203,27 +206,36 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _serve_and_load(config: Path, request: bytes, count: int, decision_log: bool,
-                    per_check: int) -> tuple[LoadResult, float, float, float]:
-    """Serve ``config``, load it; returns the load result, server CPU µs per check (delivery included),
-    and the reports delivered and dropped."""
+def _serve(stack: contextlib.ExitStack, config: Path, decision_log: bool, per_check: int,
+           request: bytes) -> tuple[str, str, int]:
+    """Start ``policy serve`` on ``config`` in ``stack`` and warm it up (500 checks, their reports delivered);
+    returns its address, metrics address and pid."""
     address, metrics = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
     args = ["-m", "policy.cli", "serve", "--config", str(config), "--listen", address, "--metrics-listen", metrics,
             "--log-level", "warning", "--watch-interval", "0"]
     if decision_log:
         args.append("--decision-log")
-    with server_process(args, [address, metrics]) as proc:
-        run_load(address, "/policy.v1.Policy/Check", request, requests=500, concurrency=16)  # warm up
-        deadline = time.monotonic() + 30
-        while per_check and sum(_report_counts(metrics)) < per_check * 500 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        cpu = _cpu_seconds(proc.pid)
-        result = run_load(address, "/policy.v1.Policy/Check", request, requests=count, concurrency=64)
+    proc = stack.enter_context(server_process(args, [address, metrics]))
+    run_load(address, "/policy.v1.Policy/Check", request, requests=_WARM_UP, concurrency=16)
+    deadline = time.monotonic() + 30
+    while per_check and sum(_report_counts(metrics)) < per_check * _WARM_UP and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return address, metrics, proc.pid
+
+
+def _measure(server: tuple[str, str, int], request: bytes, count: int, expected: int
+             ) -> tuple[LoadResult, float, float, float]:
+    """Load a running server; returns the load result, its CPU µs per check until ``expected`` reports (all
+    it was sent so far) were delivered or dropped, and the reports delivered and dropped."""
+    address, metrics, pid = server
+    cpu = _cpu_seconds(pid)
+    result = run_load(address, "/policy.v1.Policy/Check", request, requests=count, concurrency=64)
+    deadline = time.monotonic() + 30
+    delivered, dropped = _report_counts(metrics)
+    while delivered + dropped < expected and time.monotonic() < deadline:
+        time.sleep(0.05)
         delivered, dropped = _report_counts(metrics)
-        while delivered + dropped < per_check * (count + 500) and time.monotonic() < deadline + 30:
-            time.sleep(0.05)
-            delivered, dropped = _report_counts(metrics)
-        cpu = _cpu_seconds(proc.pid) - cpu
+    cpu = _cpu_seconds(pid) - cpu
     return result, cpu / max(1, result.requests) * 1e6, delivered, dropped
 
 
@@ -236,9 +248,10 @@ def bench_grpc(quick: bool) -> None:
            "policy serve on the core config. 'on, 1': --decision-log and a rule sending every decision to a "
            "prometheus counter. 'on, 4': every decision to prometheus (counter + histogram), statsd (UDP) and stdio "
            "(a JSON line in a file). h2load, 64 requests in flight on one connection, the same cached request; "
-           "the four servers take turns, round after round, each round starting with the next one. Besides "
-           "h2load's throughput, the server's own CPU time per check (all threads, /proc, until every report of "
-           "the run was delivered) is shown: on a shared machine it is the steadier measure of what reporting costs.")
+           "the four servers run at once and take turns, round after round, each round starting with the next "
+           "one. Besides h2load's throughput, the server's own CPU time per check (all threads, /proc, until every "
+           "report of the run was delivered) is shown: on a shared machine it is the steadier measure of what "
+           "reporting costs.")
     attributes = typical_attributes()
     attributes["source.ip"] = ipaddress.ip_address("10.1.2.3")
     request = policy_pb2.CheckRequest(attributes=attributes_to_proto(attributes)).SerializeToString()
@@ -253,20 +266,26 @@ def bench_grpc(quick: bool) -> None:
                 "reports on, 4 per check": (_config_with_reports(sink.port, log, ALL_ACTIONS), True, 4)}
     results: dict[str, list[tuple[LoadResult, float]]] = {name: [] for name in variants}
     try:
-        for index, (text, _, _) in enumerate(variants.values()):
-            (tmp / str(index)).mkdir()
-            (tmp / str(index) / "policy.yaml").write_text(text)
-        ordered = list(enumerate(variants.items()))
-        for round_ in range(rounds):
-            # Each round starts with a different server, so none always runs first (on a cold machine).
-            for index, (name, (_, decision_log, per_check)) in ordered[round_ % 4:] + ordered[:round_ % 4]:
-                result, cpu_us, delivered, dropped = _serve_and_load(tmp / str(index), request, count,
-                                                                     decision_log, per_check)
-                results[name].append((result, cpu_us))
-                extra = (f", reports delivered {delivered:.0f} of {per_check * (count + 500)},"
-                         f" dropped {dropped:.0f}") if per_check else ""
-                print(f"  {result.line(f'round {round_ + 1}: {name}')}\n      server CPU {cpu_us:.1f} µs per check"
-                      f"{extra}")
+        with contextlib.ExitStack() as stack:
+            servers = {}
+            for index, (name, (text, decision_log, per_check)) in enumerate(variants.items()):
+                (tmp / str(index)).mkdir()
+                (tmp / str(index) / "policy.yaml").write_text(text)
+                servers[name] = _serve(stack, tmp / str(index), decision_log, per_check, request)
+            sent = dict.fromkeys(variants, _WARM_UP)
+            names = list(variants)
+            for round_ in range(rounds):
+                # Each round starts with a different server, so none always runs first.
+                for name in names[round_ % 4:] + names[:round_ % 4]:
+                    per_check = variants[name][2]
+                    sent[name] += count
+                    result, cpu_us, delivered, dropped = _measure(servers[name], request, count,
+                                                                  per_check * sent[name])
+                    results[name].append((result, cpu_us))
+                    extra = (f", reports delivered {delivered:.0f} of {per_check * sent[name]},"
+                             f" dropped {dropped:.0f}") if per_check else ""
+                    print(f"  {result.line(f'round {round_ + 1}: {name}')}\n      server CPU {cpu_us:.1f} µs per"
+                          f" check{extra}")
     finally:
         sink.close()
     written = log.read_text().count("\n") if log.exists() else 0
