@@ -157,7 +157,8 @@ def bench_throughput(quick: bool, configs: dict[str, Path]) -> None:
     count = 4_000 if quick else 12_000
     header("ext_authz Check at 64 in flight", "h2load, one HTTP/2 connection, 64 concurrent streams, the same "
            "serialized CheckRequest; no-op = a grpc.aio ext_authz server answering a fixed response of the same "
-           f"shape. All servers run at once and {rounds} rounds alternate between them; a ratio is the median of "
+           f"shape. All servers run at once and {rounds} rounds alternate between them (each round starting with "
+           "the next server); a ratio is the median of "
            "the rounds' ratios (each round's runs are seconds apart, so other work on the machine shifts them "
            "alike), latencies are from each server's median round.")
     request = typical_request()
@@ -170,9 +171,11 @@ def bench_throughput(quick: bool, configs: dict[str, Path]) -> None:
             with stack:
                 for address in addresses.values():
                     run_load(address, METHOD, request, requests=1000, concurrency=16)  # warm up, fill caches
-                for _ in range(rounds):
-                    for label, address in addresses.items():
-                        result, cpu_us = _measured(address, pids[label], request, count)
+                labels = list(addresses)
+                for round_ in range(rounds):
+                    # Each round starts with the next server, so none always runs first (or right after another).
+                    for label in labels[round_ % len(labels):] + labels[:round_ % len(labels)]:
+                        result, cpu_us = _measured(addresses[label], pids[label], request, count)
                         runs[label].append(result)
                         cpu[label].append(cpu_us)
             median = {label: sorted(results, key=lambda r: r.rps)[len(results) // 2] for label, results in runs.items()}

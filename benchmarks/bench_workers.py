@@ -89,8 +89,9 @@ def run(quick: bool = False) -> None:
         client: dict[int, list[float]] = {1: [], 2: []}  # cores h2load kept busy
         for address, _ in servers.values():  # warm up every worker (and its cache)
             run_h2load(address, METHOD, request, requests=4000, concurrency=8, connections=8)
-        for _ in range(rounds):
-            for workers, (address, proc) in servers.items():
+        for round_ in range(rounds):
+            for workers in (1, 2) if round_ % 2 == 0 else (2, 1):  # neither always runs first
+                address, proc = servers[workers]
                 before, client_before, threads_before = _tree_cpu(proc.pid), _client_cpu(), _threads(proc.pid)
                 result = run_h2load(address, METHOD, request, requests=count, concurrency=8, connections=8)
                 used = _tree_cpu(proc.pid) - before
