@@ -14,6 +14,22 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int, task: int | None = None) -> float:
+    """User + system CPU seconds a process (all its threads), or one of its threads, has used so far."""
+    path = f"/proc/{pid}/stat" if task is None else f"/proc/{pid}/task/{task}/stat"
+    fields = Path(path).read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its child processes (a supervisor's workers)."""
+    return [pid] + [int(child) for task in Path(f"/proc/{pid}/task").iterdir()
+                    for child in (task / "children").read_text().split()]
+
+
 def free_port() -> int:
     """A free TCP port on 127.0.0.1."""
     with socket.socket() as sock:
@@ -58,12 +74,14 @@ def server_process(args: list[str], listen: list[str], env: dict[str, str] | Non
             proc.wait()
 
 
-def policy_server(config: Path, listen: list[str]) -> contextlib.AbstractContextManager[subprocess.Popen]:
-    """Our server (``policy serve``) on ``config``, logging only warnings."""
+def policy_server(config: Path, listen: list[str], *options: str,
+                  ready: tuple[str, ...] = ()) -> contextlib.AbstractContextManager[subprocess.Popen]:
+    """Our server (``policy serve``) on ``config``, logging only warnings, with more command-line ``options``;
+    waits until it accepts on every ``listen`` address and on the ``ready`` ones (a metrics address)."""
     args = ["-m", "policy.cli", "serve", "--config", str(config), "--log-level", "warning", "--watch-interval", "0"]
     for address in listen:
         args += ["--listen", address]
-    return server_process(args, listen)
+    return server_process([*args, *options], [*listen, *ready])
 
 
 def noop_server(listen: list[str]) -> contextlib.AbstractContextManager[subprocess.Popen]:

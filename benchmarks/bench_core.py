@@ -160,7 +160,7 @@ def bench_native_grpc(quick: bool) -> None:
     """Native Check: server CPU per request and throughput, ours vs a no-op server on the same grpc stack."""
     import statistics
 
-    from benchmarks.bench_envoy import cpu_seconds
+    from benchmarks._procs import cpu_seconds
     from policy.servers.native_codec import attributes_to_proto
     from policy.v1 import policy_pb2
 

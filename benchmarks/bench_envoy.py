@@ -16,7 +16,6 @@ What is measured, in one run, side by side:
 from __future__ import annotations
 
 import contextlib
-import os
 import statistics
 import subprocess
 import sys
@@ -25,7 +24,7 @@ import time
 from pathlib import Path
 
 from benchmarks._grpc_load import LoadResult, run_load
-from benchmarks._procs import free_port, noop_server, policy_server
+from benchmarks._procs import cpu_seconds, free_port, noop_server, policy_server
 from benchmarks._stats import header, percentile, summarize_us, time_calls
 from benchmarks._summary import record
 
@@ -133,15 +132,6 @@ def _servers(configs: dict[str, Path | None], transport: str,
         proc = stack.enter_context(noop_server([address]) if config is None else policy_server(config, [address]))
         addresses[label], pids[label] = address, proc.pid
     return stack, addresses, pids
-
-
-_TICK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds a process (all its threads) has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICK
 
 
 def _measured(address: str, pid: int, request: bytes, count: int) -> tuple[LoadResult, float]:

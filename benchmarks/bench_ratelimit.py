@@ -15,7 +15,8 @@ from pathlib import Path
 
 from benchmarks._grpc_load import LoadResult, run_load
 from benchmarks._stats import header, summarize_us, time_calls
-from benchmarks.bench_envoy import _servers, cpu_seconds
+from benchmarks._procs import cpu_seconds
+from benchmarks.bench_envoy import _servers
 
 METHOD = "/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit"
 RLS = """

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
-import os
 import socket
 import statistics
 import tempfile
@@ -26,7 +25,7 @@ import urllib.request
 from pathlib import Path
 
 from benchmarks._grpc_load import LoadResult, run_load
-from benchmarks._procs import free_port, server_process
+from benchmarks._procs import cpu_seconds, free_port, policy_server
 from benchmarks._requests import typical_attributes
 from benchmarks._stats import header, summarize_us
 from benchmarks._summary import record
@@ -200,22 +199,13 @@ def bench_in_process(quick: bool) -> None:
     asyncio.run(run())
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a process, all its threads (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _serve(stack: contextlib.ExitStack, config: Path, decision_log: bool, per_check: int,
            request: bytes) -> tuple[str, str, int]:
     """Start ``policy serve`` on ``config`` in ``stack`` and warm it up (500 checks, their reports delivered);
     returns its address, metrics address and pid."""
     address, metrics = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
-    args = ["-m", "policy.cli", "serve", "--config", str(config), "--listen", address, "--metrics-listen", metrics,
-            "--log-level", "warning", "--watch-interval", "0"]
-    if decision_log:
-        args.append("--decision-log")
-    proc = stack.enter_context(server_process(args, [address, metrics]))
+    options = ["--metrics-listen", metrics, *(["--decision-log"] if decision_log else [])]
+    proc = stack.enter_context(policy_server(config, [address], *options, ready=(metrics,)))
     run_load(address, "/policy.v1.Policy/Check", request, requests=_WARM_UP, concurrency=16)
     deadline = time.monotonic() + 30
     while per_check and sum(_report_counts(metrics)) < per_check * _WARM_UP and time.monotonic() < deadline:
@@ -228,14 +218,14 @@ def _measure(server: tuple[str, str, int], request: bytes, count: int, expected:
     """Load a running server; returns the load result, its CPU µs per check until ``expected`` reports (all
     it was sent so far) were delivered or dropped, and the reports delivered and dropped."""
     address, metrics, pid = server
-    cpu = _cpu_seconds(pid)
+    cpu = cpu_seconds(pid)
     result = run_load(address, "/policy.v1.Policy/Check", request, requests=count, concurrency=64)
     deadline = time.monotonic() + 30
     delivered, dropped = _report_counts(metrics)
     while delivered + dropped < expected and time.monotonic() < deadline:
         time.sleep(0.05)
         delivered, dropped = _report_counts(metrics)
-    cpu = _cpu_seconds(pid) - cpu
+    cpu = cpu_seconds(pid) - cpu
     return result, cpu / max(1, result.requests) * 1e6, delivered, dropped
 
 

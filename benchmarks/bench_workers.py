@@ -19,19 +19,15 @@ import statistics
 from pathlib import Path
 
 from benchmarks._grpc_load import h2load_available, run_h2load
-from benchmarks._procs import free_port, server_process
+from benchmarks._procs import cpu_seconds, free_port, policy_server, process_tree
 from benchmarks._stats import header
 from benchmarks._summary import record
-from benchmarks.bench_envoy import CORE, METHOD, cpu_seconds, typical_request
+from benchmarks.bench_envoy import CORE, METHOD, typical_request
 
 
 def _tree_cpu(pid: int) -> float:
     """CPU seconds of ``pid`` and its child processes (the workers)."""
-    total = cpu_seconds(pid)
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        children = (task / "children").read_text().split()
-        total += sum(cpu_seconds(int(child)) for child in children)
-    return total
+    return sum(map(cpu_seconds, process_tree(pid)))
 
 
 def _threads(pid: int) -> dict[str, list[float]]:
@@ -39,17 +35,14 @@ def _threads(pid: int) -> dict[str, list[float]]:
     involuntary context switches] of the main threads (the event loops) and of the others (grpc.aio's
     poller, grpc's event engine, report threads)."""
     kinds: dict[str, list[float]] = {"loop": [0.0, 0.0], "other": [0.0, 0.0]}
-    pids = [pid] + [int(child) for task in Path(f"/proc/{pid}/task").iterdir()
-                    for child in (task / "children").read_text().split()]
-    for process in pids:
+    for process in process_tree(pid):
         for task in Path(f"/proc/{process}/task").iterdir():
             try:
-                stat, status = (task / "stat").read_text(), (task / "status").read_text()
+                cpu, status = cpu_seconds(process, int(task.name)), (task / "status").read_text()
             except FileNotFoundError:  # a thread that just ended
                 continue
-            fields = stat.rsplit(")", 1)[1].split()
             kind = kinds["loop" if task.name == str(process) else "other"]
-            kind[0] += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            kind[0] += cpu
             kind[1] += int(status.split("nonvoluntary_ctxt_switches:", 1)[1].split()[0])
     return kinds
 
@@ -75,9 +68,7 @@ def run(quick: bool = False) -> None:
     try:
         for workers in (1, 2):
             address = f"127.0.0.1:{free_port()}"
-            args = ["-m", "policy.cli", "serve", "--config", str(CORE), "--listen", address, "--log-level", "warning",
-                    "--watch-interval", "0", "--workers", str(workers)]
-            manager = server_process(args, [address])
+            manager = policy_server(CORE, [address], "--workers", str(workers))
             proc = manager.__enter__()
             stack.append(manager)
             servers[workers] = (address, proc)
